@@ -1,0 +1,44 @@
+//! CallFlex domain: commands, events and aggregates.
+//!
+//! This crate is pure: no I/O, no clocks, no randomness. Every timestamp and
+//! identifier arrives inside a command, so the same command against the same
+//! history always yields the same events.
+//!
+//! # Layout
+//!
+//! - [`common`]: value types shared by several aggregates (actors, money
+//!   aliases) and the small helpers the aggregates use to emit events.
+//! - [`call`]: one [`call::Call`] per phone call (VAPI call id). Tolerates
+//!   out-of-order and lost webhook deliveries: any command on an unseen call
+//!   first emits `CallStarted`.
+//! - [`organization`]: one [`organization::Organization`] per tenant: members
+//!   and roles, settings, phone numbers, assistants, contacts, integrations
+//!   and outgoing webhook endpoints.
+//! - [`subscription`]: one [`subscription::Subscription`] per Stripe
+//!   subscription: status sync, invoices, usage metering and overage.
+//!
+//! Each aggregate module is split into `command.rs` (commands and the value
+//! types they carry), `event.rs` (past-tense events, externally tagged, with
+//! `event_type()` equal to the variant name and `event_version()` "1"),
+//! `error.rs` (errors with stable `code()` strings) and `mod.rs` (state,
+//! `apply` and the pure `decide` function). Every aggregate also exposes
+//! `decide(&self, command) -> Result<Vec<Event>, Error>` so callers can run
+//! the decision logic without an event store.
+//!
+//! Use [`replay`] to rebuild state from a list of events.
+
+pub mod call;
+pub mod common;
+pub mod organization;
+pub mod subscription;
+
+use cqrs_es::Aggregate;
+
+/// Rebuilds an aggregate from its events: `A::default()` then `apply` each.
+pub fn replay<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> A {
+    let mut aggregate = A::default();
+    for event in events {
+        aggregate.apply(event);
+    }
+    aggregate
+}

@@ -1,0 +1,267 @@
+//! Organization commands and the value types they carry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Member role, highest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+/// Whether a member has accepted their invite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    Invited,
+    Active,
+}
+
+/// Where a contact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactSource {
+    Manual,
+    Caller,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NotificationSettings {
+    pub sms_enabled: bool,
+    pub sms_numbers: Vec<String>,
+    pub email_enabled: bool,
+    pub email_addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TransferNumbers {
+    pub dispatch: Option<String>,
+    pub manager: Option<String>,
+    pub emergency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OrganizationSettings {
+    pub notifications: NotificationSettings,
+    pub transfer_numbers: TransferNumbers,
+    pub business_hours: Option<serde_json::Value>,
+    pub timezone: Option<String>,
+}
+
+/// How VAPI authenticates its webhooks to us for this organization.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WebhookAuth {
+    pub shared_secret: Option<String>,
+    pub hmac_secret: Option<String>,
+}
+
+/// Commands accepted by the [`super::Organization`] aggregate. `actor` is
+/// `user:<id>`, `api_key:<id>`, `system[...]` or `provider:<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrganizationCommand {
+    Create {
+        id: Uuid,
+        name: String,
+        owner_user_id: String,
+        owner_email: String,
+        actor: String,
+    },
+    UpdateProfile {
+        name: Option<String>,
+        actor: String,
+    },
+    UpdateSettings {
+        settings: OrganizationSettings,
+        actor: String,
+    },
+    ConfigureWebhookAuth {
+        auth: WebhookAuth,
+        actor: String,
+    },
+    InviteMember {
+        user_id: String,
+        email: String,
+        role: Role,
+        actor: String,
+    },
+    AcceptInvite {
+        user_id: String,
+        actor: String,
+    },
+    ChangeMemberRole {
+        user_id: String,
+        role: Role,
+        actor: String,
+    },
+    RemoveMember {
+        user_id: String,
+        actor: String,
+    },
+    ProvisionPhoneNumber {
+        phone_number_id: String,
+        number: String,
+        provider_sid: String,
+        assistant_id: Option<String>,
+        actor: String,
+    },
+    ConfigurePhoneNumber {
+        phone_number_id: String,
+        /// Replaces the assignment (`None` unassigns).
+        assistant_id: Option<String>,
+        friendly_name: Option<String>,
+        actor: String,
+    },
+    ReleasePhoneNumber {
+        phone_number_id: String,
+        actor: String,
+    },
+    CreateAssistant {
+        assistant_id: String,
+        name: String,
+        template_slug: Option<String>,
+        system_prompt: String,
+        first_message: Option<String>,
+        voice_id: Option<String>,
+        model: Option<String>,
+        functions: Vec<String>,
+        variables: BTreeMap<String, String>,
+        actor: String,
+    },
+    /// `None` fields are left unchanged.
+    UpdateAssistant {
+        assistant_id: String,
+        name: Option<String>,
+        template_slug: Option<String>,
+        system_prompt: Option<String>,
+        first_message: Option<String>,
+        voice_id: Option<String>,
+        model: Option<String>,
+        functions: Option<Vec<String>>,
+        variables: Option<BTreeMap<String, String>>,
+        actor: String,
+    },
+    MarkAssistantSynced {
+        assistant_id: String,
+        vapi_assistant_id: String,
+        actor: String,
+    },
+    DeleteAssistant {
+        assistant_id: String,
+        actor: String,
+    },
+    CreateContact {
+        contact_id: String,
+        phone_number: String,
+        name: Option<String>,
+        email: Option<String>,
+        notes: Option<String>,
+        source: ContactSource,
+        actor: String,
+    },
+    /// `None` fields are left unchanged.
+    UpdateContact {
+        contact_id: String,
+        name: Option<String>,
+        email: Option<String>,
+        notes: Option<String>,
+        actor: String,
+    },
+    DeleteContact {
+        contact_id: String,
+        actor: String,
+    },
+    ConnectIntegration {
+        provider: String,
+        config: serde_json::Value,
+        actor: String,
+    },
+    ConfigureIntegration {
+        provider: String,
+        config: serde_json::Value,
+        actor: String,
+    },
+    DisconnectIntegration {
+        provider: String,
+        actor: String,
+    },
+    RegisterWebhookEndpoint {
+        endpoint_id: String,
+        url: String,
+        secret: String,
+        event_types: Vec<String>,
+        actor: String,
+    },
+    RemoveWebhookEndpoint {
+        endpoint_id: String,
+        actor: String,
+    },
+    Delete {
+        actor: String,
+    },
+}
+
+/// What a command needs from a user or API-key actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Permission {
+    /// Ordinary writes (contacts, assistants): member and above.
+    Write,
+    /// Members, settings, phone numbers, integrations, webhooks: admin and above.
+    Manage,
+    /// Deleting the organization, granting or taking away ownership: owner.
+    Own,
+}
+
+impl OrganizationCommand {
+    /// The actor string the command was issued by.
+    pub fn actor(&self) -> &str {
+        use OrganizationCommand::*;
+        match self {
+            Create { actor, .. }
+            | UpdateProfile { actor, .. }
+            | UpdateSettings { actor, .. }
+            | ConfigureWebhookAuth { actor, .. }
+            | InviteMember { actor, .. }
+            | AcceptInvite { actor, .. }
+            | ChangeMemberRole { actor, .. }
+            | RemoveMember { actor, .. }
+            | ProvisionPhoneNumber { actor, .. }
+            | ConfigurePhoneNumber { actor, .. }
+            | ReleasePhoneNumber { actor, .. }
+            | CreateAssistant { actor, .. }
+            | UpdateAssistant { actor, .. }
+            | MarkAssistantSynced { actor, .. }
+            | DeleteAssistant { actor, .. }
+            | CreateContact { actor, .. }
+            | UpdateContact { actor, .. }
+            | DeleteContact { actor, .. }
+            | ConnectIntegration { actor, .. }
+            | ConfigureIntegration { actor, .. }
+            | DisconnectIntegration { actor, .. }
+            | RegisterWebhookEndpoint { actor, .. }
+            | RemoveWebhookEndpoint { actor, .. }
+            | Delete { actor } => actor,
+        }
+    }
+
+    /// Baseline permission; member commands may need more (see the aggregate).
+    pub(crate) fn permission(&self) -> Permission {
+        use OrganizationCommand::*;
+        match self {
+            CreateAssistant { .. }
+            | UpdateAssistant { .. }
+            | MarkAssistantSynced { .. }
+            | DeleteAssistant { .. }
+            | CreateContact { .. }
+            | UpdateContact { .. }
+            | DeleteContact { .. } => Permission::Write,
+            Delete { .. } => Permission::Own,
+            _ => Permission::Manage,
+        }
+    }
+}

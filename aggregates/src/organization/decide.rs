@@ -1,0 +1,461 @@
+//! Organization decision logic: authorization and per-command rules.
+
+use super::command::Permission;
+use super::{
+    MemberStatus, Organization, OrganizationCommand as C, OrganizationError as E,
+    OrganizationEvent as Ev, Role,
+};
+use crate::common::{emit, Actor};
+
+fn role_allows(role: Role, needed: Permission) -> bool {
+    match role {
+        Role::Owner => true,
+        Role::Admin => needed <= Permission::Manage,
+        Role::Member => needed <= Permission::Write,
+        Role::Viewer => false,
+    }
+}
+
+fn require(condition: bool, error: E) -> Result<(), E> {
+    if condition {
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+fn invalid(message: &str) -> E {
+    E::InvalidInput(message.to_string())
+}
+
+impl Organization {
+    /// Pure decision: the events `command` would produce against this state.
+    /// Does not modify `self`.
+    pub fn decide(&self, command: C) -> Result<Vec<Ev>, E> {
+        if let C::Create { .. } = command {
+            require(!self.created, E::AlreadyExists)?;
+        } else {
+            require(self.is_live(), E::NotFound)?;
+            self.authorize(&command)?;
+        }
+        let mut scratch = self.clone();
+        let mut out = Vec::new();
+        scratch.decide_into(command, &mut out)?;
+        Ok(out)
+    }
+
+    /// Permission needed by a command, given the current state.
+    fn required_permission(&self, command: &C) -> Permission {
+        let target_is_owner = |user_id: &str| {
+            self.members
+                .get(user_id)
+                .is_some_and(|m| m.role == Role::Owner)
+        };
+        match command {
+            C::InviteMember { role, .. } if *role == Role::Owner => Permission::Own,
+            C::ChangeMemberRole { user_id, role, .. }
+                if *role == Role::Owner || target_is_owner(user_id) =>
+            {
+                Permission::Own
+            }
+            C::RemoveMember { user_id, .. } if target_is_owner(user_id) => Permission::Own,
+            other => other.permission(),
+        }
+    }
+
+    fn authorize(&self, command: &C) -> Result<(), E> {
+        let actor = Actor::parse(command.actor());
+        if actor.is_trusted() {
+            return Ok(());
+        }
+        let needed = self.required_permission(command);
+        match actor {
+            Actor::User(id) => {
+                if let C::AcceptInvite { user_id, .. } = command {
+                    return require(*user_id == id, E::Forbidden);
+                }
+                let member = self.active_member(&id).ok_or(E::Forbidden)?;
+                if let C::RemoveMember { user_id, .. } = command {
+                    if *user_id == id {
+                        return Ok(());
+                    }
+                }
+                require(role_allows(member.role, needed), E::Forbidden)
+            }
+            Actor::ApiKey(_) => {
+                let accepting = matches!(command, C::AcceptInvite { .. });
+                require(!accepting && needed <= Permission::Manage, E::Forbidden)
+            }
+            _ => Err(E::Forbidden),
+        }
+    }
+
+    fn is_last_active_owner(&self, user_id: &str) -> bool {
+        self.active_member(user_id)
+            .is_some_and(|m| m.role == Role::Owner)
+            && self.active_owner_count() <= 1
+    }
+
+    fn decide_into(&mut self, command: C, out: &mut Vec<Ev>) -> Result<(), E> {
+        match command {
+            C::Create {
+                id,
+                name,
+                owner_user_id,
+                owner_email,
+                actor: _,
+            } => {
+                require(!name.trim().is_empty(), invalid("name must not be empty"))?;
+                require(
+                    !owner_user_id.is_empty(),
+                    invalid("owner_user_id must not be empty"),
+                )?;
+                let joined = Ev::MemberJoined {
+                    user_id: owner_user_id.clone(),
+                    email: owner_email.clone(),
+                    role: Role::Owner,
+                };
+                let created = Ev::OrganizationCreated {
+                    id,
+                    name,
+                    owner_user_id,
+                    owner_email,
+                };
+                emit(self, out, created);
+                emit(self, out, joined);
+            }
+            C::UpdateProfile { name, .. } => {
+                if let Some(name) = name {
+                    require(!name.trim().is_empty(), invalid("name must not be empty"))?;
+                    if name != self.name {
+                        emit(self, out, Ev::ProfileUpdated { name: Some(name) });
+                    }
+                }
+            }
+            C::UpdateSettings { settings, .. } => {
+                if settings != self.settings {
+                    emit(self, out, Ev::SettingsUpdated { settings });
+                }
+            }
+            C::ConfigureWebhookAuth { auth, .. } => {
+                if self.webhook_auth.as_ref() != Some(&auth) {
+                    emit(self, out, Ev::WebhookAuthConfigured { auth });
+                }
+            }
+            C::InviteMember {
+                user_id,
+                email,
+                role,
+                ..
+            } => {
+                require(!user_id.is_empty(), invalid("user_id must not be empty"))?;
+                require(self.active_member(&user_id).is_none(), E::AlreadyMember)?;
+                emit(
+                    self,
+                    out,
+                    Ev::MemberInvited {
+                        user_id,
+                        email,
+                        role,
+                    },
+                );
+            }
+            C::AcceptInvite { user_id, .. } => {
+                let member = self.members.get(&user_id).ok_or(E::MemberNotFound)?;
+                if member.status == MemberStatus::Invited {
+                    let joined = Ev::MemberJoined {
+                        email: member.email.clone(),
+                        role: member.role,
+                        user_id,
+                    };
+                    emit(self, out, joined);
+                }
+            }
+            C::ChangeMemberRole { user_id, role, .. } => {
+                let member = self.members.get(&user_id).ok_or(E::MemberNotFound)?;
+                if member.role != role {
+                    require(!self.is_last_active_owner(&user_id), E::LastOwner)?;
+                    emit(self, out, Ev::MemberRoleChanged { user_id, role });
+                }
+            }
+            C::RemoveMember { user_id, .. } => {
+                require(self.members.contains_key(&user_id), E::MemberNotFound)?;
+                require(!self.is_last_active_owner(&user_id), E::LastOwner)?;
+                emit(self, out, Ev::MemberRemoved { user_id });
+            }
+            C::ProvisionPhoneNumber {
+                phone_number_id,
+                number,
+                provider_sid,
+                assistant_id,
+                ..
+            } => {
+                require(
+                    !number.trim().is_empty(),
+                    invalid("number must not be empty"),
+                )?;
+                let taken = self
+                    .phone_numbers
+                    .values()
+                    .any(|p| !p.released && p.number == number);
+                require(!taken, E::NumberAlreadyProvisioned)?;
+                require(
+                    !self.phone_numbers.contains_key(&phone_number_id),
+                    invalid("phone_number_id is already used"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberProvisioned {
+                        phone_number_id,
+                        number,
+                        provider_sid,
+                        assistant_id,
+                    },
+                );
+            }
+            C::ConfigurePhoneNumber {
+                phone_number_id,
+                assistant_id,
+                friendly_name,
+                ..
+            } => {
+                require(
+                    self.live_phone_number(&phone_number_id).is_some(),
+                    E::PhoneNumberNotFound,
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberConfigured {
+                        phone_number_id,
+                        assistant_id,
+                        friendly_name,
+                    },
+                );
+            }
+            C::ReleasePhoneNumber {
+                phone_number_id, ..
+            } => {
+                require(
+                    self.live_phone_number(&phone_number_id).is_some(),
+                    E::PhoneNumberNotFound,
+                )?;
+                emit(self, out, Ev::PhoneNumberReleased { phone_number_id });
+            }
+            C::CreateAssistant {
+                assistant_id,
+                name,
+                template_slug,
+                system_prompt,
+                first_message,
+                voice_id,
+                model,
+                functions,
+                variables,
+                ..
+            } => {
+                require(!name.trim().is_empty(), invalid("name must not be empty"))?;
+                require(
+                    !self.assistants.contains_key(&assistant_id),
+                    invalid("assistant_id is already used"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::AssistantCreated {
+                        assistant_id,
+                        name,
+                        template_slug,
+                        system_prompt,
+                        first_message,
+                        voice_id,
+                        model,
+                        functions,
+                        variables,
+                    },
+                );
+            }
+            C::UpdateAssistant {
+                assistant_id,
+                name,
+                template_slug,
+                system_prompt,
+                first_message,
+                voice_id,
+                model,
+                functions,
+                variables,
+                ..
+            } => {
+                require(
+                    self.live_assistant(&assistant_id).is_some(),
+                    E::AssistantNotFound,
+                )?;
+                if let Some(name) = &name {
+                    require(!name.trim().is_empty(), invalid("name must not be empty"))?;
+                }
+                let changes_something = name.is_some()
+                    || template_slug.is_some()
+                    || system_prompt.is_some()
+                    || first_message.is_some()
+                    || voice_id.is_some()
+                    || model.is_some()
+                    || functions.is_some()
+                    || variables.is_some();
+                if changes_something {
+                    emit(
+                        self,
+                        out,
+                        Ev::AssistantUpdated {
+                            assistant_id,
+                            name,
+                            template_slug,
+                            system_prompt,
+                            first_message,
+                            voice_id,
+                            model,
+                            functions,
+                            variables,
+                        },
+                    );
+                }
+            }
+            C::MarkAssistantSynced {
+                assistant_id,
+                vapi_assistant_id,
+                ..
+            } => {
+                require(
+                    self.live_assistant(&assistant_id).is_some(),
+                    E::AssistantNotFound,
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::AssistantSynced {
+                        assistant_id,
+                        vapi_assistant_id,
+                    },
+                );
+            }
+            C::DeleteAssistant { assistant_id, .. } => {
+                require(
+                    self.live_assistant(&assistant_id).is_some(),
+                    E::AssistantNotFound,
+                )?;
+                emit(self, out, Ev::AssistantDeleted { assistant_id });
+            }
+            C::CreateContact {
+                contact_id,
+                phone_number,
+                name,
+                email,
+                notes,
+                source,
+                ..
+            } => {
+                require(
+                    !phone_number.trim().is_empty(),
+                    invalid("phone_number must not be empty"),
+                )?;
+                if let Some(existing) = self.contact_by_phone(&phone_number) {
+                    return Err(E::ContactExists(existing.to_string()));
+                }
+                require(
+                    !self.contacts.contains(&contact_id),
+                    invalid("contact_id is already used"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::ContactCreated {
+                        contact_id,
+                        phone_number,
+                        name,
+                        email,
+                        notes,
+                        source,
+                    },
+                );
+            }
+            C::UpdateContact {
+                contact_id,
+                name,
+                email,
+                notes,
+                ..
+            } => {
+                require(self.contacts.contains(&contact_id), E::ContactNotFound)?;
+                if name.is_some() || email.is_some() || notes.is_some() {
+                    emit(
+                        self,
+                        out,
+                        Ev::ContactUpdated {
+                            contact_id,
+                            name,
+                            email,
+                            notes,
+                        },
+                    );
+                }
+            }
+            C::DeleteContact { contact_id, .. } => {
+                require(self.contacts.contains(&contact_id), E::ContactNotFound)?;
+                emit(self, out, Ev::ContactDeleted { contact_id });
+            }
+            C::ConnectIntegration {
+                provider, config, ..
+            } => {
+                require(
+                    !provider.trim().is_empty(),
+                    invalid("provider must not be empty"),
+                )?;
+                emit(self, out, Ev::IntegrationConnected { provider, config });
+            }
+            C::ConfigureIntegration {
+                provider, config, ..
+            } => {
+                require(self.is_connected(&provider), E::IntegrationNotFound)?;
+                emit(self, out, Ev::IntegrationConfigured { provider, config });
+            }
+            C::DisconnectIntegration { provider, .. } => {
+                require(self.is_connected(&provider), E::IntegrationNotFound)?;
+                emit(self, out, Ev::IntegrationDisconnected { provider });
+            }
+            C::RegisterWebhookEndpoint {
+                endpoint_id,
+                url,
+                secret,
+                event_types,
+                ..
+            } => {
+                let valid = url.starts_with("http://") || url.starts_with("https://");
+                require(valid, invalid("url must start with http:// or https://"))?;
+                emit(
+                    self,
+                    out,
+                    Ev::WebhookEndpointRegistered {
+                        endpoint_id,
+                        url,
+                        secret,
+                        event_types,
+                    },
+                );
+            }
+            C::RemoveWebhookEndpoint { endpoint_id, .. } => {
+                require(
+                    self.webhook_endpoints.contains_key(&endpoint_id),
+                    E::WebhookEndpointNotFound,
+                )?;
+                emit(self, out, Ev::WebhookEndpointRemoved { endpoint_id });
+            }
+            C::Delete { .. } => emit(self, out, Ev::OrganizationDeleted {}),
+        }
+        Ok(())
+    }
+
+    fn is_connected(&self, provider: &str) -> bool {
+        self.integrations.get(provider).copied().unwrap_or(false)
+    }
+}

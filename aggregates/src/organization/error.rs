@@ -1,0 +1,59 @@
+//! Organization errors.
+
+use thiserror::Error;
+
+/// Rejections from the [`super::Organization`] aggregate.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OrganizationError {
+    #[error("organization not found")]
+    NotFound,
+    #[error("organization already exists")]
+    AlreadyExists,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("the last owner cannot be removed or demoted")]
+    LastOwner,
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("user is already a member")]
+    AlreadyMember,
+    #[error("phone number not found")]
+    PhoneNumberNotFound,
+    #[error("phone number is already provisioned")]
+    NumberAlreadyProvisioned,
+    #[error("assistant not found")]
+    AssistantNotFound,
+    #[error("a contact with this phone number already exists: {0}")]
+    ContactExists(String),
+    #[error("contact not found")]
+    ContactNotFound,
+    #[error("integration not found")]
+    IntegrationNotFound,
+    #[error("webhook endpoint not found")]
+    WebhookEndpointNotFound,
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+impl OrganizationError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        use OrganizationError::*;
+        match self {
+            NotFound => "organization_not_found",
+            AlreadyExists => "organization_already_exists",
+            Forbidden => "forbidden",
+            LastOwner => "last_owner",
+            MemberNotFound => "member_not_found",
+            AlreadyMember => "already_member",
+            PhoneNumberNotFound => "phone_number_not_found",
+            NumberAlreadyProvisioned => "number_already_provisioned",
+            AssistantNotFound => "assistant_not_found",
+            ContactExists(_) => "contact_exists",
+            ContactNotFound => "contact_not_found",
+            IntegrationNotFound => "integration_not_found",
+            WebhookEndpointNotFound => "webhook_endpoint_not_found",
+            InvalidInput(_) => "invalid_input",
+        }
+    }
+}

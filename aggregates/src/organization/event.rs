@@ -1,0 +1,172 @@
+//! Organization events.
+
+use std::collections::BTreeMap;
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::command::{ContactSource, OrganizationSettings, Role, WebhookAuth};
+
+/// Events of the [`super::Organization`] aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrganizationEvent {
+    OrganizationCreated {
+        id: Uuid,
+        name: String,
+        owner_user_id: String,
+        owner_email: String,
+    },
+    ProfileUpdated {
+        name: Option<String>,
+    },
+    SettingsUpdated {
+        settings: OrganizationSettings,
+    },
+    WebhookAuthConfigured {
+        auth: WebhookAuth,
+    },
+    MemberInvited {
+        user_id: String,
+        email: String,
+        role: Role,
+    },
+    MemberJoined {
+        user_id: String,
+        email: String,
+        role: Role,
+    },
+    MemberRoleChanged {
+        user_id: String,
+        role: Role,
+    },
+    MemberRemoved {
+        user_id: String,
+    },
+    PhoneNumberProvisioned {
+        phone_number_id: String,
+        number: String,
+        provider_sid: String,
+        assistant_id: Option<String>,
+    },
+    PhoneNumberConfigured {
+        phone_number_id: String,
+        assistant_id: Option<String>,
+        friendly_name: Option<String>,
+    },
+    PhoneNumberReleased {
+        phone_number_id: String,
+    },
+    AssistantCreated {
+        assistant_id: String,
+        name: String,
+        template_slug: Option<String>,
+        system_prompt: String,
+        first_message: Option<String>,
+        voice_id: Option<String>,
+        model: Option<String>,
+        functions: Vec<String>,
+        variables: BTreeMap<String, String>,
+    },
+    /// `None` fields were left unchanged.
+    AssistantUpdated {
+        assistant_id: String,
+        name: Option<String>,
+        template_slug: Option<String>,
+        system_prompt: Option<String>,
+        first_message: Option<String>,
+        voice_id: Option<String>,
+        model: Option<String>,
+        functions: Option<Vec<String>>,
+        variables: Option<BTreeMap<String, String>>,
+    },
+    AssistantSynced {
+        assistant_id: String,
+        vapi_assistant_id: String,
+    },
+    AssistantDeleted {
+        assistant_id: String,
+    },
+    ContactCreated {
+        contact_id: String,
+        phone_number: String,
+        name: Option<String>,
+        email: Option<String>,
+        notes: Option<String>,
+        source: ContactSource,
+    },
+    /// `None` fields were left unchanged.
+    ContactUpdated {
+        contact_id: String,
+        name: Option<String>,
+        email: Option<String>,
+        notes: Option<String>,
+    },
+    ContactDeleted {
+        contact_id: String,
+    },
+    IntegrationConnected {
+        provider: String,
+        config: serde_json::Value,
+    },
+    IntegrationConfigured {
+        provider: String,
+        config: serde_json::Value,
+    },
+    IntegrationDisconnected {
+        provider: String,
+    },
+    WebhookEndpointRegistered {
+        endpoint_id: String,
+        url: String,
+        secret: String,
+        event_types: Vec<String>,
+    },
+    WebhookEndpointRemoved {
+        endpoint_id: String,
+    },
+    OrganizationDeleted {},
+}
+
+impl OrganizationEvent {
+    /// Stable event type name (equal to the variant name).
+    pub fn name(&self) -> &'static str {
+        use OrganizationEvent::*;
+        match self {
+            OrganizationCreated { .. } => "OrganizationCreated",
+            ProfileUpdated { .. } => "ProfileUpdated",
+            SettingsUpdated { .. } => "SettingsUpdated",
+            WebhookAuthConfigured { .. } => "WebhookAuthConfigured",
+            MemberInvited { .. } => "MemberInvited",
+            MemberJoined { .. } => "MemberJoined",
+            MemberRoleChanged { .. } => "MemberRoleChanged",
+            MemberRemoved { .. } => "MemberRemoved",
+            PhoneNumberProvisioned { .. } => "PhoneNumberProvisioned",
+            PhoneNumberConfigured { .. } => "PhoneNumberConfigured",
+            PhoneNumberReleased { .. } => "PhoneNumberReleased",
+            AssistantCreated { .. } => "AssistantCreated",
+            AssistantUpdated { .. } => "AssistantUpdated",
+            AssistantSynced { .. } => "AssistantSynced",
+            AssistantDeleted { .. } => "AssistantDeleted",
+            ContactCreated { .. } => "ContactCreated",
+            ContactUpdated { .. } => "ContactUpdated",
+            ContactDeleted { .. } => "ContactDeleted",
+            IntegrationConnected { .. } => "IntegrationConnected",
+            IntegrationConfigured { .. } => "IntegrationConfigured",
+            IntegrationDisconnected { .. } => "IntegrationDisconnected",
+            WebhookEndpointRegistered { .. } => "WebhookEndpointRegistered",
+            WebhookEndpointRemoved { .. } => "WebhookEndpointRemoved",
+            OrganizationDeleted {} => "OrganizationDeleted",
+        }
+    }
+}
+
+impl DomainEvent for OrganizationEvent {
+    fn event_type(&self) -> String {
+        self.name().to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}

@@ -1,0 +1,41 @@
+//! The CallFlex append-only event log.
+//!
+//! # Layout
+//! - [`backend`]: which database we talk to (PostgreSQL or embedded SQLite), connecting,
+//!   migrating, and the few SQL dialect differences.
+//! - [`event`]: what goes into the log ([`NewEvent`]) and what comes out ([`StoredEvent`]),
+//!   with the metadata every event carries and the commit-ordered [`Checkpoint`].
+//! - [`store`]: [`EventStore`]: transactional appends with optimistic concurrency and
+//!   idempotency keys, stream reads, and "everything after checkpoint C" reads in commit order.
+//! - [`snapshot`]: snapshot rows (our own: cqrs-es 0.5's snapshot store double-applies events).
+//! - [`repository`]: [`AggregateRepository`]: load (snapshot + tail), handle a cqrs-es command,
+//!   append the resulting events, retry on conflict.
+//! - [`upcast`]: raw-JSON upcasters applied before deserializing old event versions.
+//! - [`wake`]: wake-ups for log consumers (LISTEN/NOTIFY on PostgreSQL, in-process otherwise).
+//! - [`checkpoint`]: consumer checkpoints stored inside the consumer's own transaction.
+
+pub mod backend;
+pub mod checkpoint;
+pub mod error;
+pub mod event;
+pub mod repository;
+pub mod snapshot;
+pub mod store;
+pub mod testing;
+pub mod upcast;
+pub mod wake;
+
+pub use backend::Backend;
+pub use error::StoreError;
+pub use event::{
+    Append, AppendResult, Checkpoint, CommandMeta, EventMetadata, NewEvent, StoredEvent,
+};
+pub use repository::{AggregateRepository, ExecuteError, Executed};
+pub use store::EventStore;
+pub use upcast::Upcasters;
+
+/// Milliseconds since the Unix epoch: how every timestamp column is stored (portable across
+/// both backends and the sqlx `Any` driver).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,232 @@
+//! [`AggregateRepository`]: the command side. Loads an aggregate (snapshot + the events after
+//! it), lets the cqrs-es aggregate decide, appends the decided events in one transaction, and
+//! retries on a concurrency conflict with fresh state.
+//!
+//! cqrs-es' own `CqrsFramework` is not used: it dispatches queries in the request after commit
+//! (lost on a crash), cannot carry an idempotency key, and does not report log positions.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use thiserror::Error;
+
+use crate::event::{Append, AppendResult, CommandMeta, NewEvent, StoredEvent};
+use crate::snapshot::{self, Snapshot};
+use crate::{EventStore, StoreError, Upcasters};
+
+/// How often a conflicting command is retried on fresh state before giving up (→ 409).
+const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Debug, Error)]
+pub enum ExecuteError<E: std::error::Error> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Domain(E),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of one command.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// Events this call appended (empty for a no-op or an idempotent replay).
+    pub events: Vec<A::Event>,
+    pub result: AppendResult,
+    /// The aggregate's state after the command.
+    pub state: A,
+}
+
+pub struct AggregateRepository<A: Aggregate> {
+    store: EventStore,
+    services: Arc<A::Services>,
+    upcasters: Upcasters,
+    snapshot_every: i64,
+    schema_version: i32,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> Clone for AggregateRepository<A> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            services: self.services.clone(),
+            upcasters: self.upcasters.clone(),
+            snapshot_every: self.snapshot_every,
+            schema_version: self.schema_version,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A> AggregateRepository<A>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    pub fn new(store: EventStore, services: A::Services) -> Self {
+        Self {
+            store,
+            services: Arc::new(services),
+            upcasters: Upcasters::new(),
+            snapshot_every: 50,
+            schema_version: 1,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Takes a snapshot whenever a stream's version crosses a multiple of `every` (0 = never).
+    pub fn with_snapshots(mut self, every: i64, schema_version: i32) -> Self {
+        self.snapshot_every = every;
+        self.schema_version = schema_version;
+        self
+    }
+
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Deserializes a stored event of this aggregate, upcasting old versions first.
+    pub fn decode(&self, event: &StoredEvent) -> Result<A::Event, StoreError> {
+        let payload = self.upcasters.upcast(
+            &event.event_type,
+            event.event_version,
+            event.payload.clone(),
+        );
+        Ok(serde_json::from_value(payload)?)
+    }
+
+    /// The current state and version, from the newest usable snapshot plus the events after it.
+    pub async fn load(&self, id: &str) -> Result<(A, i64), StoreError> {
+        let (mut aggregate, mut version) = match self.usable_snapshot(id).await? {
+            Some(loaded) => loaded,
+            None => (A::default(), 0),
+        };
+        for event in self.store.read_stream(A::TYPE, id, version).await? {
+            aggregate.apply(self.decode(&event)?);
+            version = event.sequence;
+        }
+        Ok((aggregate, version))
+    }
+
+    /// State rebuilt from every event, ignoring snapshots (audits and tests compare the two).
+    pub async fn replay(&self, id: &str) -> Result<(A, i64), StoreError> {
+        let mut aggregate = A::default();
+        let mut version = 0;
+        for event in self.store.read_stream(A::TYPE, id, 0).await? {
+            aggregate.apply(self.decode(&event)?);
+            version = event.sequence;
+        }
+        Ok((aggregate, version))
+    }
+
+    async fn usable_snapshot(&self, id: &str) -> Result<Option<(A, i64)>, StoreError> {
+        if self.snapshot_every <= 0 {
+            return Ok(None);
+        }
+        let Some(snapshot) = snapshot::load(self.store.pool(), A::TYPE, id).await? else {
+            return Ok(None);
+        };
+        if snapshot.schema_version != self.schema_version {
+            return Ok(None);
+        }
+        match serde_json::from_str::<A>(&snapshot.payload) {
+            Ok(state) => Ok(Some((state, snapshot.sequence))),
+            Err(err) => {
+                tracing::warn!(aggregate = A::TYPE, id, error = %err, "unreadable snapshot; replaying");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Handles `command` against aggregate `id` and appends what it decided.
+    pub async fn execute(
+        &self,
+        id: &str,
+        command: A::Command,
+        meta: &CommandMeta,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>> {
+        if let Some(key) = &meta.idempotency_key {
+            if let Some(previous) = self.store.find_append(key).await? {
+                let (state, _) = self.load(id).await?;
+                return Ok(Executed {
+                    events: Vec::new(),
+                    result: previous,
+                    state,
+                });
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut aggregate, version) = self.load(id).await?;
+            let sink: EventSink<A> = EventSink::default();
+            aggregate
+                .handle(command.clone(), &self.services, &sink)
+                .await
+                .map_err(ExecuteError::Domain)?;
+            let events = sink.collect().await;
+            let append = self.to_append(id, version, &events, &aggregate, meta)?;
+            match self.store.append(append).await {
+                Ok(result) => {
+                    let events = if result.duplicate { Vec::new() } else { events };
+                    return Ok(Executed {
+                        events,
+                        result,
+                        state: aggregate,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    fn to_append(
+        &self,
+        id: &str,
+        version: i64,
+        events: &[A::Event],
+        aggregate: &A,
+        meta: &CommandMeta,
+    ) -> Result<Append, StoreError> {
+        let new_version = version + events.len() as i64;
+        let crosses = self.snapshot_every > 0
+            && new_version / self.snapshot_every > version / self.snapshot_every;
+        let snapshot = if crosses {
+            Some(Snapshot {
+                sequence: new_version,
+                schema_version: self.schema_version,
+                payload: serde_json::to_string(aggregate)?,
+            })
+        } else {
+            None
+        };
+        let events = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                Ok(NewEvent {
+                    event_type: event.event_type(),
+                    event_version: event.event_version().parse().unwrap_or(1),
+                    payload: serde_json::to_value(event)?,
+                    metadata: meta.for_event(i),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Append {
+            aggregate_type: A::TYPE.to_string(),
+            aggregate_id: id.to_string(),
+            expected_version: version,
+            events,
+            idempotency_key: meta.idempotency_key.clone(),
+            snapshot,
+        })
+    }
+}

@@ -1,0 +1,409 @@
+//! [`EventStore`]: the append-only log over PostgreSQL or SQLite.
+//!
+//! Why not postgres-es / sqlite-es as shipped: they bind sequences as i32, insert one event per
+//! round trip, have no global commit order, and their replay stream can end early on a database
+//! error yet return Ok. This store keeps their table shape (aggregate_type, aggregate_id,
+//! sequence, event_type, event_version, payload, metadata) and fixes those four points.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use crate::backend::{self, Backend};
+use crate::error::{unique_violation, UniqueViolation};
+use crate::event::{Append, AppendResult, Checkpoint, EventMetadata, StoredEvent};
+use crate::snapshot;
+use crate::wake::Wake;
+use crate::{now_ms, StoreError};
+
+/// Columns of one event row; at most this many rows go into one INSERT statement.
+const COLUMNS: usize = 13;
+const MAX_ROWS_PER_INSERT: usize = 500;
+
+#[derive(Clone)]
+pub struct EventStore {
+    pool: AnyPool,
+    backend: Backend,
+    wake: Wake,
+}
+
+impl EventStore {
+    /// Connects and applies migrations. `url` is `postgres://...` or `sqlite://path`.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let (pool, backend) = backend::connect(url, max_connections).await?;
+        backend::migrate(&pool, backend).await?;
+        let wake = Wake::new();
+        if backend == Backend::Postgres {
+            wake.listen_postgres(url.to_string());
+        }
+        Ok(Self {
+            pool,
+            backend,
+            wake,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn wake(&self) -> &Wake {
+        &self.wake
+    }
+
+    /// Appends `append.events` to one stream in one transaction. Fails with
+    /// [`StoreError::Conflict`] when the stream is no longer at `expected_version`; returns the
+    /// first result again (with `duplicate: true`) when the idempotency key was already used.
+    pub async fn append(&self, append: Append) -> Result<AppendResult, StoreError> {
+        if let Some(key) = &append.idempotency_key {
+            if let Some(previous) = self.find_append(key).await? {
+                return Ok(previous);
+            }
+        }
+        if append.events.is_empty() {
+            return Ok(AppendResult {
+                first_position: 0,
+                last_position: 0,
+                version: append.expected_version,
+                duplicate: false,
+                event_count: 0,
+            });
+        }
+        match self.try_append(&append).await {
+            Ok(result) => {
+                self.wake.notify(result.last_position);
+                Ok(result)
+            }
+            Err(err) => {
+                // A concurrent retry of the same command may have won the race: answer with its
+                // result rather than a conflict.
+                if let Some(key) = &append.idempotency_key {
+                    if let Some(previous) = self.find_append(key).await? {
+                        return Ok(previous);
+                    }
+                }
+                Err(err)
+            }
+        }
+    }
+
+    async fn try_append(&self, append: &Append) -> Result<AppendResult, StoreError> {
+        let mut tx = self.backend.begin_write(&self.pool).await?;
+        let mut positions: Vec<i64> = Vec::with_capacity(append.events.len());
+        for (chunk_index, chunk) in append.events.chunks(MAX_ROWS_PER_INSERT).enumerate() {
+            let sql = self.insert_sql(chunk.len());
+            let mut query = sqlx::query(&sql);
+            for (i, event) in chunk.iter().enumerate() {
+                let sequence =
+                    append.expected_version + 1 + (chunk_index * MAX_ROWS_PER_INSERT + i) as i64;
+                let meta = &event.metadata;
+                query = query
+                    .bind(append.aggregate_type.clone())
+                    .bind(append.aggregate_id.clone())
+                    .bind(sequence)
+                    .bind(event.event_type.clone())
+                    .bind(i64::from(event.event_version))
+                    .bind(serde_json::to_string(&event.payload)?)
+                    .bind(meta.event_id.to_string())
+                    .bind(meta.correlation_id.to_string())
+                    .bind(meta.causation_id.map(|id| id.to_string()))
+                    .bind(meta.actor.clone())
+                    .bind(meta.tenant_id.clone())
+                    .bind(now_ms())
+                    .bind(serde_json::to_string(&meta_extra(meta))?);
+            }
+            let rows = query
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(|e| self.classify(e, append))?;
+            for row in rows {
+                positions.push(row.try_get::<i64, _>(0)?);
+            }
+        }
+        positions.sort_unstable();
+        let first_position = positions.first().copied().unwrap_or_default();
+        let last_position = positions.last().copied().unwrap_or_default();
+        let version = append.expected_version + append.events.len() as i64;
+        if let Some(key) = &append.idempotency_key {
+            sqlx::query(
+                "INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, \
+                 first_position, last_position, last_sequence, event_count, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(key.clone())
+            .bind(append.aggregate_type.clone())
+            .bind(append.aggregate_id.clone())
+            .bind(first_position)
+            .bind(last_position)
+            .bind(version)
+            .bind(append.events.len() as i64)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.classify(e, append))?;
+        }
+        if let Some(snapshot) = &append.snapshot {
+            snapshot::save(
+                &mut tx,
+                &append.aggregate_type,
+                &append.aggregate_id,
+                snapshot,
+            )
+            .await?;
+        }
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('callflex_events', $1)")
+                .bind(last_position.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(AppendResult {
+            first_position,
+            last_position,
+            version,
+            duplicate: false,
+            event_count: append.events.len() as i64,
+        })
+    }
+
+    fn classify(&self, err: sqlx::Error, append: &Append) -> StoreError {
+        match unique_violation(&err) {
+            Some(UniqueViolation::StreamSequence) => StoreError::Conflict {
+                aggregate_type: append.aggregate_type.clone(),
+                aggregate_id: append.aggregate_id.clone(),
+                expected: append.expected_version,
+            },
+            Some(UniqueViolation::EventId) => StoreError::Duplicate("event id".into()),
+            Some(UniqueViolation::IdempotencyKey) => {
+                StoreError::Duplicate("idempotency key".into())
+            }
+            None => StoreError::Database(err),
+        }
+    }
+
+    fn insert_sql(&self, rows: usize) -> String {
+        let (json, ret) = match self.backend {
+            Backend::Postgres => ("::jsonb", "global_position"),
+            Backend::Sqlite => ("", "global_position"),
+        };
+        let mut sql = String::from(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+             event_version, payload, event_id, correlation_id, causation_id, actor, tenant_id, \
+             recorded_at, metadata) VALUES ",
+        );
+        for row in 0..rows {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            let base = row * COLUMNS;
+            let p = |i: usize| format!("${}", base + i);
+            sql.push_str(&format!(
+                "({}, {}, {}, {}, {}, {}{json}, {}, {}, {}, {}, {}, {}, {}{json})",
+                p(1),
+                p(2),
+                p(3),
+                p(4),
+                p(5),
+                p(6),
+                p(7),
+                p(8),
+                p(9),
+                p(10),
+                p(11),
+                p(12),
+                p(13)
+            ));
+        }
+        sql.push_str(" RETURNING ");
+        sql.push_str(ret);
+        sql
+    }
+
+    /// The result of an earlier append that used `key`, if any.
+    pub async fn find_append(&self, key: &str) -> Result<Option<AppendResult>, StoreError> {
+        let row = sqlx::query(
+            "SELECT first_position, last_position, last_sequence, event_count \
+             FROM event_appends WHERE idempotency_key = $1",
+        )
+        .bind(key.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(AppendResult {
+                first_position: row.try_get(0)?,
+                last_position: row.try_get(1)?,
+                version: row.try_get(2)?,
+                event_count: row.try_get::<i64, _>(3)?,
+                duplicate: true,
+            })
+        })
+        .transpose()
+    }
+
+    fn select_columns(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => {
+                "global_position, transaction_id, aggregate_type, aggregate_id, sequence, \
+                 event_type, event_version::bigint, payload::text, event_id, correlation_id, \
+                 causation_id, actor, tenant_id, recorded_at, metadata::text"
+            }
+            Backend::Sqlite => {
+                "global_position, transaction_id, aggregate_type, aggregate_id, sequence, \
+                 event_type, event_version, payload, event_id, correlation_id, causation_id, \
+                 actor, tenant_id, recorded_at, metadata"
+            }
+        }
+    }
+
+    /// Events of one stream with a sequence above `after_sequence`, in order.
+    pub async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             AND sequence > $3 ORDER BY sequence",
+            self.select_columns()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type.to_string())
+            .bind(aggregate_id.to_string())
+            .bind(after_sequence)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Up to `limit` events after `after`, in commit order. On PostgreSQL only events of
+    /// transactions older than every running transaction are returned, so an event can never
+    /// later appear before a checkpoint a reader already stored.
+    pub async fn read_all(
+        &self,
+        after: Checkpoint,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows = match self.backend {
+            Backend::Postgres => {
+                let sql = format!(
+                    "SELECT {} FROM events \
+                     WHERE (transaction_id, global_position) > ($1, $2) \
+                     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                     ORDER BY transaction_id, global_position LIMIT $3",
+                    self.select_columns()
+                );
+                sqlx::query(&sql)
+                    .bind(after.transaction_id)
+                    .bind(after.position)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Backend::Sqlite => {
+                let sql = format!(
+                    "SELECT {} FROM events WHERE global_position > $1 \
+                     ORDER BY global_position LIMIT $2",
+                    self.select_columns()
+                );
+                sqlx::query(&sql)
+                    .bind(after.position)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    /// The highest position written so far (0 for an empty log).
+    pub async fn head(&self) -> Result<i64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(global_position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(head)
+    }
+
+    /// The commit-order checkpoint of the event at `position`, to compare with a consumer's.
+    pub async fn checkpoint_of(&self, position: i64) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id, global_position FROM events WHERE global_position = $1",
+        )
+        .bind(position)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Checkpoint {
+                transaction_id: row.try_get(0)?,
+                position: row.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Number of events in the log at or before `position` (used for lag reports).
+    pub async fn count_after(&self, after: Checkpoint) -> Result<i64, StoreError> {
+        let count: i64 = match self.backend {
+            Backend::Postgres => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE (transaction_id, global_position) > ($1, $2)",
+            )
+            .bind(after.transaction_id)
+            .bind(after.position)
+            .fetch_one(&self.pool)
+            .await?,
+            Backend::Sqlite => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE global_position > $1")
+                    .bind(after.position)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        Ok(count)
+    }
+}
+
+fn meta_extra(meta: &EventMetadata) -> serde_json::Value {
+    serde_json::json!({ "received_at": meta.received_at, "extra": meta.extra })
+}
+
+fn decode(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    let payload: String = row.try_get(7)?;
+    let metadata_json: String = row.try_get(14)?;
+    let extras: serde_json::Value = serde_json::from_str(&metadata_json)?;
+    let received_at = extras
+        .get("received_at")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let extra = extras
+        .get("extra")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default();
+    let parse_uuid = |s: String| uuid::Uuid::parse_str(&s).unwrap_or_default();
+    let event_version: i64 = row.try_get(6)?;
+    Ok(StoredEvent {
+        position: row.try_get(0)?,
+        transaction_id: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: i32::try_from(event_version).unwrap_or(1),
+        payload: serde_json::from_str(&payload)?,
+        metadata: EventMetadata {
+            event_id: parse_uuid(row.try_get(8)?),
+            correlation_id: parse_uuid(row.try_get(9)?),
+            causation_id: row
+                .try_get::<Option<String>, _>(10)?
+                .and_then(|s| uuid::Uuid::parse_str(&s).ok()),
+            actor: row.try_get(11)?,
+            tenant_id: row.try_get(12)?,
+            received_at,
+            extra,
+        },
+        recorded_at: row.try_get(13)?,
+    })
+}

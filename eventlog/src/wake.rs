@@ -1,0 +1,73 @@
+//! Wake-ups for log consumers. Every append in this process bumps a watch channel; on
+//! PostgreSQL a LISTEN task also relays `callflex_events` notifications from other processes.
+//! Consumers still poll on a timer, so a lost notification only delays them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct Wake {
+    tx: Arc<watch::Sender<i64>>,
+}
+
+impl Default for Wake {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Wake {
+    pub fn new() -> Self {
+        let (tx, _) = watch::channel(0);
+        Self { tx: Arc::new(tx) }
+    }
+
+    pub fn notify(&self, position: i64) {
+        self.tx.send_modify(|last| *last = (*last).max(position));
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.tx.subscribe()
+    }
+
+    /// Relays PostgreSQL notifications into this process, reconnecting after failures. The
+    /// task ends once every handle of this `Wake` is dropped.
+    pub fn listen_postgres(&self, url: String) {
+        let weak = Arc::downgrade(&self.tx);
+        tokio::spawn(async move {
+            while weak.strong_count() > 0 {
+                let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "event listener cannot connect");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(err) = listener.listen("callflex_events").await {
+                    tracing::warn!(error = %err, "LISTEN callflex_events failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                loop {
+                    let received =
+                        tokio::time::timeout(Duration::from_secs(2), listener.recv()).await;
+                    let Some(tx) = weak.upgrade() else { return };
+                    match received {
+                        Ok(Ok(n)) => {
+                            let position = n.payload().parse().unwrap_or_default();
+                            tx.send_modify(|last| *last = (*last).max(position));
+                        }
+                        Ok(Err(err)) => {
+                            tracing::warn!(error = %err, "event listener lost its connection");
+                            break;
+                        }
+                        Err(_idle) => {}
+                    }
+                }
+            }
+        });
+    }
+}

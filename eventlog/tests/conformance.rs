@@ -1,0 +1,413 @@
+//! One conformance suite, run against every backend of the event log.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use eventlog::testing::fresh_url;
+use eventlog::{
+    AggregateRepository, Append, Checkpoint, CommandMeta, EventStore, NewEvent, StoreError,
+};
+use serde::{Deserialize, Serialize};
+
+// ---- a tiny aggregate used to exercise the repository ----
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Counter {
+    value: i64,
+    applied: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum CounterEvent {
+    Added { amount: i64 },
+}
+
+impl DomainEvent for CounterEvent {
+    fn event_type(&self) -> String {
+        "Added".into()
+    }
+    fn event_version(&self) -> String {
+        "2".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("negative amounts are refused")]
+struct Negative;
+
+impl Aggregate for Counter {
+    const TYPE: &'static str = "counter";
+    type Command = i64;
+    type Event = CounterEvent;
+    type Error = Negative;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        amount: i64,
+        _: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), Negative> {
+        if amount < 0 {
+            return Err(Negative);
+        }
+        if amount > 0 {
+            sink.write(CounterEvent::Added { amount }, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: CounterEvent) {
+        let CounterEvent::Added { amount } = event;
+        self.value += amount;
+        self.applied += 1;
+    }
+}
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_type: "Added".into(),
+        event_version: 2,
+        payload: serde_json::json!({ "Added": { "amount": n } }),
+        metadata: CommandMeta::new("system:test").tenant("t1").for_event(0),
+    }
+}
+
+fn append(id: &str, expected: i64, events: Vec<NewEvent>) -> Append {
+    Append {
+        aggregate_type: "counter".into(),
+        aggregate_id: id.into(),
+        expected_version: expected,
+        events,
+        idempotency_key: None,
+        snapshot: None,
+    }
+}
+
+async fn open(backend: &str) -> EventStore {
+    EventStore::open(&fresh_url(backend).await, 20)
+        .await
+        .expect("open store")
+}
+
+async fn read_everything(store: &EventStore) -> Vec<eventlog::StoredEvent> {
+    let mut all = Vec::new();
+    let mut cp = Checkpoint::START;
+    loop {
+        let batch = store.read_all(cp, 100).await.expect("read_all");
+        let Some(last) = batch.last() else { break };
+        cp = last.checkpoint();
+        all.extend(batch);
+    }
+    all
+}
+
+// ---- the suite ----
+
+async fn appended_events_are_read_back_in_stream_order(backend: &str) {
+    let store = open(backend).await;
+    let r = store
+        .append(append("a", 0, vec![event(1), event(2)]))
+        .await
+        .unwrap();
+    assert_eq!(r.version, 2);
+    assert!(r.last_position > r.first_position);
+    store.append(append("a", 2, vec![event(3)])).await.unwrap();
+    let events = store.read_stream("counter", "a", 0).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(events[2].payload["Added"]["amount"], 3);
+    assert_eq!(events[0].metadata.actor, "system:test");
+    assert_eq!(events[0].metadata.tenant_id.as_deref(), Some("t1"));
+    assert_eq!(events[0].event_version, 2);
+    let tail = store.read_stream("counter", "a", 2).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(store.head().await.unwrap(), events[2].position);
+}
+
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(backend: &str) {
+    let store = open(backend).await;
+    store.append(append("a", 0, vec![event(1)])).await.unwrap();
+    let err = store
+        .append(append("a", 0, vec![event(9), event(9)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { expected: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(store.read_stream("counter", "a", 0).await.unwrap().len(), 1);
+}
+
+async fn racing_writers_on_one_stream_never_both_win(backend: &str) {
+    let store = open(backend).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append(append("race", 0, vec![event(i)])).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(StoreError::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected error {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        store.read_stream("counter", "race", 0).await.unwrap().len(),
+        1
+    );
+}
+
+async fn a_retried_append_with_the_same_key_returns_the_first_result(backend: &str) {
+    let store = open(backend).await;
+    let mut first = append("k", 0, vec![event(1)]);
+    first.idempotency_key = Some("delivery-1".into());
+    let a = store.append(first.clone()).await.unwrap();
+    assert!(!a.duplicate);
+    let b = store.append(first).await.unwrap();
+    assert!(b.duplicate);
+    assert_eq!(
+        (a.first_position, a.last_position, a.version),
+        (b.first_position, b.last_position, b.version)
+    );
+    assert_eq!(store.read_stream("counter", "k", 0).await.unwrap().len(), 1);
+}
+
+async fn read_all_pages_through_every_stream_after_a_checkpoint(backend: &str) {
+    let store = open(backend).await;
+    for i in 0..30 {
+        store
+            .append(append(&format!("s{}", i % 3), i / 3, vec![event(i)]))
+            .await
+            .unwrap();
+    }
+    let all = read_everything(&store).await;
+    assert_eq!(all.len(), 30);
+    let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
+    let mut sorted = positions.clone();
+    sorted.sort();
+    assert_eq!(
+        positions, sorted,
+        "single writer: commit order equals position order"
+    );
+    let after = store.read_all(all[9].checkpoint(), 1000).await.unwrap();
+    assert_eq!(after.len(), 20);
+    assert_eq!(after[0].position, all[10].position);
+}
+
+async fn sixteen_concurrent_writers_are_read_exactly_once_while_they_write(backend: &str) {
+    let store = open(backend).await;
+    let writers = 16;
+    let per_writer = 40;
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cp = Checkpoint::START;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+            while seen.len() < writers * per_writer && tokio::time::Instant::now() < deadline {
+                let batch = store.read_all(cp, 37).await.expect("read_all");
+                if let Some(last) = batch.last() {
+                    assert!(last.checkpoint() > cp);
+                    cp = last.checkpoint();
+                } else {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                seen.extend(batch.into_iter().map(|e| e.position));
+            }
+            seen
+        })
+    };
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer as i64 {
+                store
+                    .append(append(&format!("w{w}"), i, vec![event(i)]))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let unique: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(
+        seen.len(),
+        writers * per_writer,
+        "every event read exactly once"
+    );
+    assert_eq!(unique.len(), seen.len());
+}
+
+async fn snapshot_state_equals_replayed_state(backend: &str) {
+    let store = open(backend).await;
+    let repo = AggregateRepository::<Counter>::new(store.clone(), ()).with_snapshots(3, 1);
+    let meta = CommandMeta::new("system:test");
+    for amount in 1..=10 {
+        repo.execute("c", amount, &meta).await.unwrap();
+    }
+    let (loaded, version) = repo.load("c").await.unwrap();
+    let (replayed, replay_version) = repo.replay("c").await.unwrap();
+    assert_eq!(version, 10);
+    assert_eq!(replay_version, 10);
+    assert_eq!(loaded, replayed);
+    assert_eq!(
+        loaded,
+        Counter {
+            value: 55,
+            applied: 10
+        }
+    );
+    let snap = eventlog::snapshot::load(store.pool(), "counter", "c")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(snap.sequence, 9);
+    let at_nine: Counter = serde_json::from_str(&snap.payload).unwrap();
+    assert_eq!(
+        at_nine,
+        Counter {
+            value: 45,
+            applied: 9
+        },
+        "snapshot applied each event once"
+    );
+}
+
+async fn a_domain_error_appends_nothing_and_a_no_op_appends_nothing(backend: &str) {
+    let store = open(backend).await;
+    let repo = AggregateRepository::<Counter>::new(store.clone(), ());
+    let meta = CommandMeta::new("system:test");
+    let err = repo.execute("c", -1, &meta).await.unwrap_err();
+    assert!(matches!(err, eventlog::ExecuteError::Domain(Negative)));
+    let done = repo.execute("c", 0, &meta).await.unwrap();
+    assert!(done.events.is_empty());
+    assert_eq!(store.head().await.unwrap(), 0);
+}
+
+async fn concurrent_commands_on_one_aggregate_are_all_applied_after_retries(backend: &str) {
+    let store = open(backend).await;
+    let repo =
+        Arc::new(AggregateRepository::<Counter>::new(store.clone(), ()).with_snapshots(0, 1));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            repo.execute("hot", 1, &CommandMeta::new("system:test"))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let (state, version) = repo.load("hot").await.unwrap();
+    assert_eq!((state.value, version), (4, 4));
+}
+
+async fn an_idempotent_command_is_applied_once(backend: &str) {
+    let store = open(backend).await;
+    let repo = AggregateRepository::<Counter>::new(store.clone(), ());
+    let meta = CommandMeta::new("provider:stripe:evt_1").idempotency_key("stripe:evt_1");
+    let first = repo.execute("c", 5, &meta).await.unwrap();
+    let second = repo.execute("c", 5, &meta).await.unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert!(second.events.is_empty());
+    assert!(second.result.duplicate);
+    assert_eq!(second.result.last_position, first.result.last_position);
+    assert_eq!(second.state.value, 5);
+}
+
+async fn old_event_versions_are_upcast_before_the_aggregate_sees_them(backend: &str) {
+    let store = open(backend).await;
+    let mut old = event(0);
+    old.event_version = 1;
+    old.payload = serde_json::json!({ "Added": { "amt": 7 } });
+    store.append(append("u", 0, vec![old])).await.unwrap();
+    let upcasters = eventlog::Upcasters::new().register("Added", 1, |mut v| {
+        if let Some(inner) = v.get_mut("Added").and_then(|a| a.as_object_mut()) {
+            if let Some(amount) = inner.remove("amt") {
+                inner.insert("amount".into(), amount);
+            }
+        }
+        v
+    });
+    let repo = AggregateRepository::<Counter>::new(store, ()).with_upcasters(upcasters);
+    let (state, _) = repo.load("u").await.unwrap();
+    assert_eq!(state.value, 7);
+}
+
+macro_rules! conformance {
+    ($backend:ident) => {
+        mod $backend {
+            macro_rules! case {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $name() {
+                        super::$name(stringify!($backend)).await;
+                    }
+                };
+            }
+            case!(appended_events_are_read_back_in_stream_order);
+            case!(a_stale_expected_version_is_a_conflict_and_writes_nothing);
+            case!(racing_writers_on_one_stream_never_both_win);
+            case!(a_retried_append_with_the_same_key_returns_the_first_result);
+            case!(read_all_pages_through_every_stream_after_a_checkpoint);
+            case!(sixteen_concurrent_writers_are_read_exactly_once_while_they_write);
+            case!(snapshot_state_equals_replayed_state);
+            case!(a_domain_error_appends_nothing_and_a_no_op_appends_nothing);
+            case!(concurrent_commands_on_one_aggregate_are_all_applied_after_retries);
+            case!(an_idempotent_command_is_applied_once);
+            case!(old_event_versions_are_upcast_before_the_aggregate_sees_them);
+        }
+    };
+}
+
+conformance!(postgres);
+conformance!(sqlite);
+
+/// PostgreSQL only: a transaction that took a lower position but commits later is not skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_late_commit_below_a_read_position_is_never_skipped() {
+    use sqlx::Executor;
+    let store = open("postgres").await;
+    // Writer A takes position 1 and stays open.
+    let mut held = store.pool().begin().await.unwrap();
+    held.execute(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+         payload, event_id, correlation_id, actor, recorded_at) VALUES ('counter', 'held', 1, \
+         'Added', 2, '{\"Added\":{\"amount\":1}}', 'held-1', 'c', 'system:test', 0)",
+    )
+    .await
+    .unwrap();
+    // Writers B.. commit positions 2..=6.
+    for i in 0..5 {
+        store
+            .append(append(&format!("b{i}"), 0, vec![event(i)]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.head().await.unwrap(), 6);
+    // A reader now must not move past A's open transaction.
+    let early = store.read_all(Checkpoint::START, 100).await.unwrap();
+    assert!(
+        early.is_empty(),
+        "nothing is readable while an older writer is open: {early:?}"
+    );
+    held.commit().await.unwrap();
+    let all = read_everything(&store).await;
+    let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
+    assert_eq!(positions, vec![1, 2, 3, 4, 5, 6]);
+}
