@@ -100,6 +100,25 @@ pub struct FunctionInvocation {
     pub action: CallAction,
     pub reply: String,
     pub at: Timestamp,
+    /// Notifications this function call asked for (the log is their durable outbox).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<Notification>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationChannel {
+    Sms,
+    Email,
+}
+
+/// A message to send on behalf of the organization, decided when the function ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub channel: NotificationChannel,
+    pub recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub body: String,
 }
 
 /// VAPI end-of-call report.

@@ -8,6 +8,7 @@
 mod command;
 mod error;
 mod event;
+pub mod functions;
 #[cfg(test)]
 mod tests;
 
@@ -20,7 +21,7 @@ use uuid::Uuid;
 
 pub use command::{
     CallAction, CallAnalysis, CallCommand, CallContext, CallStatus, Direction, EndReport,
-    FunctionInvocation, TranscriptSegment,
+    FunctionInvocation, Notification, NotificationChannel, TranscriptSegment,
 };
 pub use error::CallError;
 pub use event::CallEvent;

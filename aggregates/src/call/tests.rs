@@ -71,6 +71,7 @@ fn invocation(tool_call_id: &str, reply: &str) -> FunctionInvocation {
         },
         reply: reply.into(),
         at: t(10),
+        notifications: Vec::new(),
     }
 }
 

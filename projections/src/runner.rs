@@ -1,0 +1,218 @@
+//! [`ProjectorRunner`]: one task per projector, reading the log from its own checkpoint.
+//!
+//! Each batch is one transaction: the read-model changes and the new checkpoint commit
+//! together, so a crash at any point neither loses nor double-applies an event. On PostgreSQL
+//! a session advisory lock keeps one active runner per projector across processes; the others
+//! stand by. A failing event stalls the projector (it is retried with back-off and reported in
+//! its status) rather than being skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventlog::{checkpoint, Backend, Checkpoint, EventStore, StoredEvent};
+use sqlx::Row;
+use tokio::sync::{watch, Mutex};
+
+use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
+
+/// What `/health` shows for a projector.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectorStatus {
+    pub checkpoint: Checkpoint,
+    pub last_error: Option<String>,
+    pub active: bool,
+}
+
+/// A handle to a running (or standby) projector.
+#[derive(Clone)]
+pub struct ProjectorHandle {
+    pub projector: Arc<dyn Projector>,
+    status: watch::Receiver<ProjectorStatus>,
+    /// Held for each batch; a rebuild's final swap takes it so no batch runs mid-swap.
+    pub(crate) batch_lock: Arc<Mutex<()>>,
+}
+
+impl ProjectorHandle {
+    pub fn name(&self) -> &'static str {
+        self.projector.name()
+    }
+
+    pub fn status(&self) -> ProjectorStatus {
+        self.status.borrow().clone()
+    }
+
+    /// Waits until this projector has applied everything up to `target` (read-your-writes).
+    /// Returns false on timeout.
+    pub async fn wait_for(&self, target: Checkpoint, timeout: Duration) -> bool {
+        let mut status = self.status.clone();
+        let reached = tokio::time::timeout(timeout, async {
+            loop {
+                if status.borrow_and_update().checkpoint >= target {
+                    return;
+                }
+                if status.changed().await.is_err() {
+                    // Runner gone: wait out the timeout rather than spin.
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        reached.is_ok()
+    }
+}
+
+pub struct ProjectorRunner {
+    store: EventStore,
+    projector: Arc<dyn Projector>,
+    batch_size: i64,
+    poll_interval: Duration,
+    status: watch::Sender<ProjectorStatus>,
+    batch_lock: Arc<Mutex<()>>,
+}
+
+impl ProjectorRunner {
+    pub fn new(store: EventStore, projector: Arc<dyn Projector>) -> Self {
+        let (status, _) = watch::channel(ProjectorStatus::default());
+        Self {
+            store,
+            projector,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            status,
+            batch_lock: Arc::new(Mutex::new(())),
+        }
+    }
+
+    pub fn batch_size(mut self, size: i64) -> Self {
+        self.batch_size = size.max(1);
+        self
+    }
+
+    pub fn handle(&self) -> ProjectorHandle {
+        ProjectorHandle {
+            projector: self.projector.clone(),
+            status: self.status.subscribe(),
+            batch_lock: self.batch_lock.clone(),
+        }
+    }
+
+    /// Starts the runner; it stops when `shutdown` resolves.
+    pub fn spawn(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> (ProjectorHandle, tokio::task::JoinHandle<()>) {
+        let handle = self.handle();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                _ = self.run() => {}
+                _ = shutdown => {}
+            }
+        });
+        (handle, task)
+    }
+
+    async fn run(self) {
+        let name = self.projector.name();
+        // Keep the advisory lock's connection for as long as we run.
+        let _lock = loop {
+            match self.acquire_leadership().await {
+                Ok(Some(conn)) => break conn,
+                Ok(None) => tokio::time::sleep(Duration::from_secs(2)).await,
+                Err(err) => {
+                    self.report_error(&err);
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        self.status.send_modify(|s| s.active = true);
+        let mut wake = self.store.wake().subscribe();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.run_batch().await {
+                Ok(0) => {
+                    backoff = Duration::from_millis(100);
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    tracing::error!(projector = name, error = %err, "projection batch failed; retrying");
+                    self.report_error(&err);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    fn report_error(&self, err: &ProjectionError) {
+        let message = err.to_string();
+        self.status.send_modify(|s| s.last_error = Some(message));
+    }
+
+    /// PostgreSQL: one active runner per projector across processes (session advisory lock on
+    /// a connection we keep). SQLite is single-process: always the leader.
+    async fn acquire_leadership(
+        &self,
+    ) -> Result<Option<Option<sqlx::pool::PoolConnection<sqlx::Any>>>, ProjectionError> {
+        if self.store.backend() != Backend::Postgres {
+            return Ok(Some(None));
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        let row = sqlx::query("SELECT pg_try_advisory_lock(hashtext($1)::bigint)")
+            .bind(format!("callflex-projector:{}", self.projector.name()))
+            .fetch_one(&mut *conn)
+            .await?;
+        let locked: bool = row.try_get(0)?;
+        Ok(locked.then_some(Some(conn)))
+    }
+
+    /// Applies one batch; returns how many events it applied.
+    pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
+        let _guard = self.batch_lock.lock().await;
+        let name = self.projector.name();
+        let from = checkpoint::load(self.store.pool(), name).await?;
+        let events = self.store.read_all(from, self.batch_size).await?;
+        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+            self.status
+                .send_modify(|s| s.checkpoint = s.checkpoint.max(from));
+            return Ok(0);
+        };
+        apply_batch(
+            &self.store,
+            self.projector.as_ref(),
+            Tables::LIVE,
+            name,
+            &events,
+        )
+        .await?;
+        self.status.send_modify(|s| {
+            s.checkpoint = last;
+            s.last_error = None;
+        });
+        Ok(events.len())
+    }
+}
+
+/// Applies `events` and moves checkpoint `checkpoint_name` to the last of them, atomically.
+pub async fn apply_batch(
+    store: &EventStore,
+    projector: &dyn Projector,
+    tables: Tables,
+    checkpoint_name: &str,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
+    let mut tx = store.backend().begin_write(store.pool()).await?;
+    for stored in events {
+        let event = DomainEvent::decode(stored)?;
+        projector.apply(&mut tx, tables, stored, &event).await?;
+    }
+    checkpoint::save(&mut tx, checkpoint_name, last.checkpoint()).await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! The `transcripts` (one per call, the running text) and `transcript_segments` read models.
+
+use aggregates::call::CallEvent;
+use async_trait::async_trait;
+use eventlog::StoredEvent;
+use sqlx::{Any, Transaction};
+
+use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
+use crate::sql::{json_text, ms};
+
+pub struct TranscriptsProjector;
+
+#[async_trait]
+impl Projector for TranscriptsProjector {
+    fn name(&self) -> &'static str {
+        "transcripts"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["transcripts", "transcript_segments"]
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tables: Tables,
+        stored: &StoredEvent,
+        event: &DomainEvent,
+    ) -> Result<(), ProjectionError> {
+        let DomainEvent::Call(event) = event else {
+            return Ok(());
+        };
+        let transcripts = tables.name("transcripts");
+        let id = stored.aggregate_id.clone();
+        match event {
+            CallEvent::CallStarted {
+                organization_id, ..
+            } => {
+                sqlx::query(&format!(
+                    "INSERT INTO {transcripts} (call_id, organization_id, updated_at) \
+                     VALUES ($1, $2, $3) ON CONFLICT (call_id) DO NOTHING"
+                ))
+                .bind(id)
+                .bind(organization_id.to_string())
+                .bind(stored.recorded_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+            CallEvent::TranscriptSegmentAdded { segment } => {
+                let segments = tables.name("transcript_segments");
+                sqlx::query(&format!(
+                    "INSERT INTO {segments} (call_id, segment_key, organization_id, seq, role, \
+                     text, at, seconds_from_start) SELECT $1, $2, organization_id, $3, $4, $5, \
+                     $6, $7 FROM {transcripts} WHERE call_id = $1 \
+                     ON CONFLICT (call_id, segment_key) DO NOTHING"
+                ))
+                .bind(id.clone())
+                .bind(segment.key.clone())
+                .bind(stored.sequence)
+                .bind(segment.role.clone())
+                .bind(segment.text.clone())
+                .bind(ms(&segment.at))
+                .bind(segment.seconds_from_start)
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query(&format!(
+                    "UPDATE {transcripts} SET full_text = full_text || $1, \
+                     segment_count = segment_count + 1, updated_at = $2 WHERE call_id = $3"
+                ))
+                .bind(format!("{}: {}\n", segment.role, segment.text))
+                .bind(stored.recorded_at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            CallEvent::CallEnded { report } => {
+                sqlx::query(&format!(
+                    "UPDATE {transcripts} SET final_text = COALESCE($1, final_text), \
+                     messages = COALESCE($2, messages), updated_at = $3 WHERE call_id = $4"
+                ))
+                .bind(report.transcript.clone())
+                .bind(json_text(&report.messages))
+                .bind(stored.recorded_at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
