@@ -1,1 +1,19 @@
+//! CallFlex: the backend of an AI phone receptionist, as an event-sourced CQRS service.
+//!
+//! # Layout
+//! - [`config`]: settings from the environment (embedded SQLite by default, no keys needed).
+//! - [`startup`]: `Application::build(config)`: store, projectors, HTTP server (port 0 ok).
+//! - [`state`]: what handlers share: the store, one repository per aggregate, projectors.
+//! - [`http`]: the only module that knows HTTP: poem-openapi APIs, errors, raw bodies.
+//! - [`webhooks`]: provider deliveries → verified → deduplicated → aggregate commands.
+//! - [`cli`]: `serve` (default), `migrate`, `rebuild`, `simulate`.
+//!
+//! The crates below: `aggregates` (pure domain), `eventlog` (the log), `projections` (read
+//! models), `wire` (provider formats and signatures).
 
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod webhooks;

@@ -1,1 +1,34 @@
-fn main() {}
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use callflex::cli::{Cli, Command};
+use callflex::config::Config;
+use callflex::startup::Application;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::from_env()?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(config).await?;
+            app.run_until(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        }
+        Command::Migrate => {
+            eventlog::EventStore::open(&config.database_url, 2).await?;
+            println!("migrations applied");
+        }
+        Command::Rebuild { names } => callflex::cli::rebuild(&config, &names).await?,
+        Command::Openapi => println!("{}", callflex::http::openapi_json()),
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+-- Raw provider deliveries, kept for audit beside the events they produced, and used to answer
+-- an exact redelivery with the first answer. They hold personal data (phone numbers,
+-- transcripts): see the README's retention section.
+CREATE TABLE webhook_deliveries (
+    provider        TEXT   NOT NULL,
+    delivery_key    TEXT   NOT NULL,
+    organization_id TEXT,
+    message_type    TEXT,
+    received_at     BIGINT NOT NULL,
+    content_type    TEXT,
+    body            TEXT   NOT NULL,
+    status_code     BIGINT NOT NULL,
+    response        TEXT   NOT NULL,
+    first_position  BIGINT NOT NULL DEFAULT 0,
+    last_position   BIGINT NOT NULL DEFAULT 0,
+    event_count     BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, delivery_key)
+);
+CREATE INDEX webhook_deliveries_org ON webhook_deliveries (organization_id, received_at);

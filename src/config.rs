@@ -1,0 +1,180 @@
+//! Configuration from environment variables, with safe defaults for the embedded mode.
+
+use std::net::SocketAddr;
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Credentials and base URL of one outbound provider. Without credentials the provider runs in
+/// sandbox mode: requests are recorded, not sent.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderConfig {
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+}
+
+impl ProviderConfig {
+    pub fn sandbox(&self) -> bool {
+        self.api_key.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://path` (default `sqlite://data/callflex.db`) or `postgres://...`.
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub listen: SocketAddr,
+    /// The URL providers reach us at (Twilio signs it; VAPI assistants post to it).
+    pub public_url: String,
+    pub log_json: bool,
+    /// Largest accepted webhook body; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Fallback VAPI webhook secret when an organization has none of its own.
+    pub vapi_webhook_secret: Option<Secret>,
+    pub twilio_auth_token: Option<Secret>,
+    pub stripe_webhook_secret: Option<Secret>,
+    /// Tolerance for signed timestamps (Stripe, VAPI HMAC).
+    pub signature_tolerance_secs: i64,
+    pub vapi: ProviderConfig,
+    pub twilio: ProviderConfig,
+    pub twilio_account_sid: Option<String>,
+    pub stripe: ProviderConfig,
+    pub resend: ProviderConfig,
+    pub llm: ProviderConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://data/callflex.db".into(),
+            database_max_connections: 20,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: "http://localhost:8080".into(),
+            log_json: false,
+            max_body_bytes: 1024 * 1024,
+            vapi_webhook_secret: None,
+            twilio_auth_token: None,
+            stripe_webhook_secret: None,
+            signature_tolerance_secs: 300,
+            vapi: ProviderConfig {
+                base_url: "https://api.vapi.ai".into(),
+                api_key: None,
+            },
+            twilio: ProviderConfig {
+                base_url: "https://api.twilio.com".into(),
+                api_key: None,
+            },
+            twilio_account_sid: None,
+            stripe: ProviderConfig {
+                base_url: "https://api.stripe.com".into(),
+                api_key: None,
+            },
+            resend: ProviderConfig {
+                base_url: "https://api.resend.com".into(),
+                api_key: None,
+            },
+            llm: ProviderConfig {
+                base_url: "https://api.openai.com".into(),
+                api_key: None,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the environment (see README "Configuration").
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut c = Config::default();
+        let secret = |key: &str| get(key).map(Secret::new);
+        if let Some(url) = get("DATABASE_URL") {
+            c.database_url = url;
+        }
+        if let Some(n) = get("DATABASE_MAX_CONNECTIONS") {
+            c.database_max_connections = n
+                .parse()
+                .map_err(|_| ConfigError(format!("DATABASE_MAX_CONNECTIONS={n} is not a number")))?;
+        }
+        let host = get("HOST").unwrap_or_else(|| "127.0.0.1".into());
+        let port = get("PORT").unwrap_or_else(|| "8080".into());
+        c.listen = format!("{host}:{port}")
+            .parse()
+            .map_err(|_| ConfigError(format!("HOST/PORT {host}:{port} is not an address")))?;
+        c.public_url = get("PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .trim_end_matches('/')
+            .to_string();
+        c.log_json = get("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+        if let Some(n) = get("MAX_BODY_BYTES") {
+            c.max_body_bytes = n
+                .parse()
+                .map_err(|_| ConfigError(format!("MAX_BODY_BYTES={n} is not a number")))?;
+        }
+        c.vapi_webhook_secret = secret("VAPI_WEBHOOK_SECRET");
+        c.twilio_auth_token = secret("TWILIO_AUTH_TOKEN");
+        c.stripe_webhook_secret = secret("STRIPE_WEBHOOK_SECRET");
+        let provider = |base_key: &str, key_key: &str, default: &ProviderConfig| ProviderConfig {
+            base_url: get(base_key)
+                .unwrap_or_else(|| default.base_url.clone())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: secret(key_key),
+        };
+        c.vapi = provider("VAPI_BASE_URL", "VAPI_API_KEY", &c.vapi);
+        c.twilio = provider("TWILIO_BASE_URL", "TWILIO_AUTH_TOKEN", &c.twilio);
+        c.twilio_account_sid = get("TWILIO_ACCOUNT_SID");
+        c.stripe = provider("STRIPE_BASE_URL", "STRIPE_SECRET_KEY", &c.stripe);
+        c.resend = provider("RESEND_BASE_URL", "RESEND_API_KEY", &c.resend);
+        c.llm = provider("LLM_BASE_URL", "LLM_API_KEY", &c.llm);
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_embedded_sqlite_store_with_no_keys() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(c.database_url, "sqlite://data/callflex.db");
+        assert!(c.vapi.sandbox() && c.twilio.sandbox() && c.stripe.sandbox());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let c = Config::from_lookup(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| "whsec_x".into()))
+            .unwrap();
+        assert!(!format!("{c:?}").contains("whsec_x"));
+    }
+
+    #[test]
+    fn a_bad_port_is_a_clear_error() {
+        let err = Config::from_lookup(|k| (k == "PORT").then(|| "eighty".into())).unwrap_err();
+        assert!(err.to_string().contains("eighty"));
+    }
+}

@@ -1,0 +1,90 @@
+//! `GET /health`: store backend, log head, every projector's checkpoint and lag, and which
+//! outbound providers run in sandbox mode.
+
+use std::sync::Arc;
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use crate::http::error::ApiError;
+use crate::http::ApiTags;
+use crate::state::AppState;
+
+#[derive(Debug, Object)]
+pub struct ProjectorHealth {
+    pub name: String,
+    /// Last applied log position.
+    pub position: i64,
+    /// Transaction id half of the commit-order checkpoint (0 on SQLite).
+    pub transaction_id: i64,
+    /// Events in the log not yet applied.
+    pub lag: i64,
+    /// False while another process holds this projector (PostgreSQL standby).
+    pub active: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct ProviderMode {
+    pub name: String,
+    /// True when no credentials are configured: requests are recorded, not sent.
+    pub sandbox: bool,
+}
+
+#[derive(Debug, Object)]
+pub struct Health {
+    /// `ok`, or `degraded` when a projector reports an error.
+    pub status: String,
+    pub backend: String,
+    /// Highest position in the log.
+    pub log_head: i64,
+    pub projectors: Vec<ProjectorHealth>,
+    pub providers: Vec<ProviderMode>,
+}
+
+pub struct HealthApi;
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl HealthApi {
+    /// Service health and projection lag.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self, state: Data<&Arc<AppState>>) -> Result<Json<Health>, ApiError> {
+        let head = state.store.head().await?;
+        let mut projectors = Vec::new();
+        for handle in &state.projectors {
+            let status = handle.status();
+            let lag = state.store.count_after(status.checkpoint).await?;
+            projectors.push(ProjectorHealth {
+                name: handle.name().to_string(),
+                position: status.checkpoint.position,
+                transaction_id: status.checkpoint.transaction_id,
+                lag,
+                active: status.active,
+                last_error: status.last_error,
+            });
+        }
+        let c = &state.config;
+        let providers = [
+            ("vapi", &c.vapi),
+            ("twilio", &c.twilio),
+            ("stripe", &c.stripe),
+            ("resend", &c.resend),
+            ("llm", &c.llm),
+        ]
+        .into_iter()
+        .map(|(name, p)| ProviderMode {
+            name: name.to_string(),
+            sandbox: p.sandbox(),
+        })
+        .collect();
+        let degraded = projectors.iter().any(|p| p.last_error.is_some());
+        Ok(Json(Health {
+            status: if degraded { "degraded" } else { "ok" }.to_string(),
+            backend: state.store.backend().name().to_string(),
+            log_head: head,
+            projectors,
+            providers,
+        }))
+    }
+}

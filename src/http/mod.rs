@@ -1,0 +1,69 @@
+//! The HTTP edge: the only module that knows about poem, poem-openapi and wire JSON shapes.
+
+pub mod error;
+pub mod health;
+pub mod payload;
+pub mod webhooks;
+
+use std::sync::Arc;
+
+use poem::middleware::Tracing;
+use poem::{Endpoint, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::state::AppState;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Deliveries from VAPI, Twilio and Stripe.
+    Webhooks,
+    /// Service health and projection lag.
+    Operations,
+}
+
+pub type Api = (webhooks::WebhookApi, health::HealthApi);
+
+pub fn api_service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(
+        (webhooks::WebhookApi, health::HealthApi),
+        "CallFlex API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Event-sourced backend of the CallFlex AI phone receptionist. Webhook deliveries and \
+         commands become events in an append-only log; read models are projected from it.",
+    )
+}
+
+/// The OpenAPI document as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    api_service().spec()
+}
+
+pub fn app(state: Arc<AppState>) -> impl Endpoint {
+    let service = api_service();
+    let spec_json = service.spec_endpoint();
+    let spec_yaml = service.spec_endpoint_yaml();
+    let docs = service.swagger_ui();
+    let limit = state.config.max_body_bytes;
+    Route::new()
+        .nest("/", service)
+        .at("/openapi.json", spec_json)
+        .at("/openapi.yaml", spec_yaml)
+        .nest("/docs", docs)
+        .data(state)
+        .data(payload::BodyLimit(limit))
+        .with(Tracing)
+        .catch_all_error(|err| async move {
+            // Our own typed errors already carry the JSON body: pass them through.
+            if err.is_from_response() {
+                return err.into_response();
+            }
+            let (status, body) = error::from_poem(&err);
+            Response::builder()
+                .status(poem::http::StatusCode::from_u16(status).unwrap_or_default())
+                .content_type("application/json")
+                .body(body.to_string())
+                .into_response()
+        })
+}

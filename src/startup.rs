@@ -1,0 +1,90 @@
+//! Building and running the service: `Application::build(config)` binds (port 0 works),
+//! opens the store, starts the projectors and the HTTP server; tests use the same path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// A future that resolves once `stop` is set.
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store =
+            eventlog::EventStore::open(&config.database_url, config.database_max_connections)
+                .await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut handles = Vec::new();
+        for projector in projections::all() {
+            let runner = projections::ProjectorRunner::new(store.clone(), projector);
+            let (handle, _task) = runner.spawn(stopped(stop_rx.clone()));
+            handles.push(handle);
+        }
+        let state = Arc::new(AppState::new(config.clone(), store, handles));
+        let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
+        let port = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().map(|a| a.port()))
+            .unwrap_or(config.listen.port());
+        let app = http::app(state.clone());
+        let server = tokio::spawn(
+            Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                app,
+                stopped(stop_rx),
+                Some(Duration::from_secs(10)),
+            ),
+        );
+        tracing::info!(port, backend = state.store.backend().name(), "CallFlex listening");
+        Ok(Application {
+            port,
+            state,
+            stop,
+            server,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops projectors and drains requests.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        let mut server = self.server;
+        tokio::select! {
+            result = &mut server => { result??; return Ok(()); }
+            _ = shutdown => {}
+        }
+        let _ = self.stop.send(true);
+        server.await??;
+        Ok(())
+    }
+
+    /// Stops the server and the projectors (tests).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+    }
+}

@@ -1,0 +1,71 @@
+//! Shared application state handed to every handler.
+
+use std::time::Duration;
+
+use aggregates::call::Call;
+use aggregates::organization::Organization;
+use aggregates::subscription::Subscription;
+use eventlog::{AggregateRepository, EventStore};
+use projections::ProjectorHandle;
+
+use crate::config::Config;
+
+/// Snapshot every 50 events; bump a schema version when that aggregate's state shape changes.
+const SNAPSHOT_EVERY: i64 = 50;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: EventStore,
+    pub calls: AggregateRepository<Call>,
+    pub organizations: AggregateRepository<Organization>,
+    pub subscriptions: AggregateRepository<Subscription>,
+    pub projectors: Vec<ProjectorHandle>,
+}
+
+impl AppState {
+    pub fn new(config: Config, store: EventStore, projectors: Vec<ProjectorHandle>) -> Self {
+        Self {
+            calls: AggregateRepository::new(store.clone(), ()).with_snapshots(SNAPSHOT_EVERY, 1),
+            organizations: AggregateRepository::new(store.clone(), ())
+                .with_snapshots(SNAPSHOT_EVERY, 1),
+            subscriptions: AggregateRepository::new(store.clone(), ())
+                .with_snapshots(SNAPSHOT_EVERY, 1),
+            config,
+            store,
+            projectors,
+        }
+    }
+
+    /// Waits until every read model reflects the event at `position` (read-your-writes).
+    /// Returns false when the wait timed out.
+    pub async fn wait_for_position(
+        &self,
+        position: i64,
+        timeout: Duration,
+    ) -> Result<bool, eventlog::StoreError> {
+        if position <= 0 {
+            return Ok(true);
+        }
+        let Some(target) = self.store.checkpoint_of(position).await? else {
+            // Not (yet) visible in the log at all: nothing to wait for that we can name.
+            return Ok(position <= self.store.head().await?);
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        for handle in &self.projectors {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !handle.wait_for(target, left).await {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The lowest checkpoint position across read models (what every read model reflects).
+    pub fn read_model_position(&self) -> i64 {
+        self.projectors
+            .iter()
+            .map(|h| h.status().checkpoint.position)
+            .min()
+            .unwrap_or(0)
+    }
+}

@@ -1,0 +1,382 @@
+//! VAPI server messages → call events, and the synchronous answers VAPI waits for
+//! (tool calls, legacy function calls, assistant requests).
+
+use std::collections::BTreeMap;
+
+use aggregates::call::{
+    functions, Call, CallCommand, CallContext, CallError, CallStatus, Direction, EndReport,
+    FunctionInvocation, TranscriptSegment,
+};
+use aggregates::organization::Organization;
+use chrono::{DateTime, Utc};
+use eventlog::{CommandMeta, ExecuteError, Executed};
+use uuid::Uuid;
+use wire::{CallInfo, VapiKind, VapiMessage};
+
+use super::deliveries::{self, Delivery};
+use super::Outcome;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+/// Our id for a VAPI call: derived from the organization and VAPI's id, so one tenant can
+/// never address another tenant's call stream.
+pub fn call_id(organization_id: Uuid, vapi_call_id: &str) -> String {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("call:{organization_id}:{vapi_call_id}").as_bytes(),
+    )
+    .to_string()
+}
+
+/// Request headers VAPI authenticates with.
+#[derive(Debug, Default, Clone)]
+pub struct AuthHeaders {
+    pub vapi_secret: Option<String>,
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub vapi_signature: Option<String>,
+}
+
+/// Checks whichever credential the request carries against the organization's (or the
+/// service-wide fallback) secret. Every comparison is constant-time.
+fn authenticate(
+    state: &AppState,
+    org: &Organization,
+    headers: &AuthHeaders,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let auth = org.webhook_auth.clone().unwrap_or_default();
+    let fallback = state
+        .config
+        .vapi_webhook_secret
+        .as_ref()
+        .map(|s| s.expose().to_string());
+    let shared = auth.shared_secret.or_else(|| fallback.clone());
+    let hmac = auth.hmac_secret.or(fallback);
+    let now = Utc::now().timestamp();
+    let tolerance = state.config.signature_tolerance_secs;
+    let verdict = if let (Some(sig), Some(secret)) = (&headers.signature, &hmac) {
+        wire::signature::vapi_hmac(
+            secret,
+            headers.timestamp.as_deref(),
+            Some(sig),
+            body,
+            now,
+            tolerance,
+        )
+    } else if let (Some(sig), Some(secret)) = (&headers.vapi_signature, &hmac) {
+        wire::signature::vapi_body_hmac(secret, Some(sig), body)
+    } else if let (Some(given), Some(secret)) = (&headers.vapi_secret, &shared) {
+        wire::signature::vapi_shared_secret(secret, Some(given))
+    } else if shared.is_none() && hmac.is_none() {
+        return Err(ApiError::unauthorized(
+            "webhook_auth_not_configured",
+            "this organization has no VAPI webhook credential configured",
+        ));
+    } else {
+        Err(wire::SignatureError::Missing)
+    };
+    verdict.map_err(|err| {
+        ApiError::unauthorized("invalid_signature", format!("VAPI authentication failed: {err}"))
+    })
+}
+
+/// Handles one delivery to `POST /api/webhooks/vapi/{organization_id}`.
+pub async fn ingest(
+    state: &AppState,
+    organization_id: &str,
+    headers: &AuthHeaders,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, ApiError> {
+    let org_id = Uuid::parse_str(organization_id).map_err(|_| {
+        ApiError::bad_parameter("organization_id", "organization_id must be a UUID")
+    })?;
+    let (org, _) = state.organizations.load(&org_id.to_string()).await?;
+    if !org.is_live() {
+        return Err(ApiError::not_found(
+            "organization_not_found",
+            "no such organization",
+        ));
+    }
+    authenticate(state, &org, headers, body)?;
+    let message = wire::parse_vapi(body)
+        .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
+    let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
+    if let Some(previous) = deliveries::find(&state.store, "vapi", &key).await? {
+        return Ok(previous);
+    }
+    let outcome = handle(state, org_id, &org, &message, &key).await?;
+    deliveries::record(
+        &state.store,
+        Delivery {
+            provider: "vapi",
+            key: &key,
+            organization_id: Some(org_id.to_string()),
+            message_type: Some(message.raw_type.clone()),
+            content_type,
+            body,
+        },
+        &outcome,
+    )
+    .await?;
+    Ok(outcome)
+}
+
+fn direction(call: &CallInfo) -> Direction {
+    match call.direction.as_deref() {
+        Some("outbound") => Direction::Outbound,
+        Some("web") => Direction::Web,
+        _ => Direction::Inbound,
+    }
+}
+
+fn context(org_id: Uuid, message: &VapiMessage) -> Result<CallContext, ApiError> {
+    let call = &message.call;
+    let vapi_call_id = call
+        .id
+        .clone()
+        .filter(|id| !id.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_call_id",
+                format!("a {} message must carry call.id", message.raw_type),
+            )
+        })?;
+    Ok(CallContext {
+        organization_id: org_id,
+        vapi_call_id,
+        from_number: call.customer_number.clone(),
+        to_number: call.our_number.clone(),
+        direction: direction(call),
+        phone_number_id: call.phone_number_id.clone(),
+        assistant_id: call.assistant_id.clone(),
+        provider_call_id: call.provider_call_id.clone(),
+        started_at: call.started_at,
+    })
+}
+
+fn call_status(status: &str) -> Option<CallStatus> {
+    Some(match status {
+        "scheduled" => CallStatus::Scheduled,
+        "queued" => CallStatus::Queued,
+        "ringing" => CallStatus::Ringing,
+        "in-progress" | "in_progress" | "inProgress" => CallStatus::InProgress,
+        "forwarding" => CallStatus::Forwarding,
+        "ended" => CallStatus::Ended,
+        _ => return None,
+    })
+}
+
+/// Runs one call command with an idempotency key derived from the delivery and its index.
+async fn run(
+    state: &AppState,
+    org_id: Uuid,
+    ctx: &CallContext,
+    command: CallCommand,
+    key: &str,
+    index: usize,
+    outcome: &mut Outcome,
+) -> Result<Option<Executed<Call>>, ApiError> {
+    let meta = CommandMeta::new(format!("provider:vapi:{key}"))
+        .tenant(org_id)
+        .idempotency_key(format!("vapi:{key}:{index}"))
+        .correlation(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
+        .extra("delivery", key);
+    let id = call_id(org_id, &ctx.vapi_call_id);
+    match state.calls.execute(&id, command, &meta).await {
+        Ok(executed) => {
+            outcome.record(&executed.result);
+            Ok(Some(executed))
+        }
+        // A second end report for an ended call is a redelivery in another shape: accepted.
+        Err(ExecuteError::Domain(CallError::AlreadyEnded)) => Ok(None),
+        Err(ExecuteError::Domain(err)) => Err(ApiError::conflict(err.code(), err.to_string())),
+        Err(ExecuteError::Store(err)) => Err(err.into()),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    org_id: Uuid,
+    org: &Organization,
+    message: &VapiMessage,
+    key: &str,
+) -> Result<Outcome, ApiError> {
+    let at = message.timestamp.unwrap_or_else(Utc::now);
+    let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
+    match &message.kind {
+        VapiKind::AssistantRequest => {
+            let reply = assistant_for(org, message.call.our_number.as_deref());
+            if message.call.id.is_some() {
+                let ctx = context(org_id, message)?;
+                let cmd = CallCommand::Start { ctx: ctx.clone(), at };
+                run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+            }
+            outcome.body = reply;
+            return Ok(outcome);
+        }
+        VapiKind::CallStart => {
+            let ctx = context(org_id, message)?;
+            let cmd = CallCommand::Start { ctx: ctx.clone(), at };
+            run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+        }
+        VapiKind::StatusUpdate {
+            status,
+            ended_reason,
+        } => {
+            let ctx = context(org_id, message)?;
+            let cmd = match call_status(status) {
+                Some(status) => CallCommand::UpdateStatus {
+                    ctx: ctx.clone(),
+                    status,
+                    ended_reason: ended_reason.clone(),
+                    at,
+                },
+                None => CallCommand::Start { ctx: ctx.clone(), at },
+            };
+            run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+        }
+        VapiKind::Transcript {
+            role,
+            transcript_type,
+            text,
+        } => {
+            let ctx = context(org_id, message)?;
+            // Partial transcripts are superseded by the final one: nothing to keep.
+            if transcript_type != "partial" && !text.trim().is_empty() {
+                let segment = TranscriptSegment {
+                    key: wire::vapi::transcript_key(role, text, message.timestamp),
+                    role: role.clone(),
+                    text: text.clone(),
+                    at,
+                    seconds_from_start: None,
+                };
+                let cmd = CallCommand::AddTranscript {
+                    ctx: ctx.clone(),
+                    segment,
+                };
+                run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+            }
+        }
+        VapiKind::Hang => {
+            let ctx = context(org_id, message)?;
+            let cmd = CallCommand::Hang { ctx: ctx.clone(), at };
+            run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+        }
+        VapiKind::EndOfCallReport(end) => {
+            let ctx = context(org_id, message)?;
+            let report = EndReport {
+                ended_reason: end.ended_reason.clone(),
+                started_at: end.started_at,
+                ended_at: end.ended_at,
+                duration_seconds: end.duration_seconds,
+                cost: end.cost,
+                cost_breakdown: end.costs.clone(),
+                transcript: end.transcript.clone(),
+                messages: end.messages.clone(),
+                recording_url: end.recording_url.clone(),
+                stereo_recording_url: end.stereo_recording_url.clone(),
+                summary: end.summary.clone(),
+                structured_data: end.structured_data.clone(),
+                success_evaluation: end.success_evaluation.clone(),
+                at,
+            };
+            let cmd = CallCommand::End {
+                ctx: ctx.clone(),
+                report,
+            };
+            run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
+        }
+        VapiKind::ToolCalls(calls) => {
+            let ctx = context(org_id, message)?;
+            let mut results = Vec::new();
+            for (index, call) in calls.iter().enumerate() {
+                let tool_call_id = call
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| format!("{key}-{index}"));
+                let reply =
+                    invoke(state, org_id, org, &ctx, &tool_call_id, call, at, key, index, &mut outcome)
+                        .await?;
+                results.push((call.id.clone(), call.name.clone(), reply));
+            }
+            outcome.body = wire::vapi::tool_calls_reply(&results);
+            return Ok(outcome);
+        }
+        VapiKind::FunctionCall(call) => {
+            let ctx = context(org_id, message)?;
+            let tool_call_id = call.id.clone().unwrap_or_else(|| format!("fc-{key}"));
+            let reply =
+                invoke(state, org_id, org, &ctx, &tool_call_id, call, at, key, 0, &mut outcome)
+                    .await?;
+            outcome.body = wire::vapi::function_call_reply(&reply);
+            return Ok(outcome);
+        }
+        VapiKind::SpeechUpdate { .. } | VapiKind::ConversationUpdate { .. } | VapiKind::Unknown => {
+            // Recorded as a raw delivery only; nothing in them changes a call's history.
+        }
+    }
+    Ok(outcome.with_position())
+}
+
+/// Runs one of the assistant's functions and returns what the assistant should say. A
+/// redelivered tool call returns the reply recorded the first time.
+#[allow(clippy::too_many_arguments)]
+async fn invoke(
+    state: &AppState,
+    org_id: Uuid,
+    org: &Organization,
+    ctx: &CallContext,
+    tool_call_id: &str,
+    call: &wire::ToolCall,
+    at: DateTime<Utc>,
+    key: &str,
+    index: usize,
+    outcome: &mut Outcome,
+) -> Result<String, ApiError> {
+    let decided = functions::decide(&call.name, &call.arguments, &org.settings);
+    let invocation = FunctionInvocation {
+        tool_call_id: tool_call_id.to_string(),
+        name: call.name.clone(),
+        arguments: serde_json::Value::Object(call.arguments.clone()),
+        action: decided.action,
+        reply: decided.reply.clone(),
+        at,
+        notifications: decided.notifications,
+    };
+    let cmd = CallCommand::HandleFunctionCall {
+        ctx: ctx.clone(),
+        invocation,
+    };
+    let executed = run(state, org_id, ctx, cmd, key, index, outcome).await?;
+    Ok(executed
+        .and_then(|e| e.state.reply_for(tool_call_id).map(str::to_string))
+        .unwrap_or(decided.reply))
+}
+
+/// The answer to an `assistant-request`: the assistant linked to the called number.
+fn assistant_for(org: &Organization, number: Option<&str>) -> serde_json::Value {
+    let linked: BTreeMap<_, _> = org
+        .phone_numbers
+        .values()
+        .filter(|p| !p.released)
+        .map(|p| (p.number.as_str(), p.assistant_id.as_deref()))
+        .collect();
+    let assistant = number
+        .and_then(|n| linked.get(n).copied().flatten())
+        .or_else(|| {
+            // A single live assistant answers every number when none is linked explicitly.
+            let live: Vec<_> = org.assistants.iter().filter(|(_, a)| !a.deleted).collect();
+            (live.len() == 1).then(|| live[0].0.as_str())
+        })
+        .and_then(|id| org.assistants.get(id))
+        .filter(|a| !a.deleted)
+        .and_then(|a| a.vapi_assistant_id.clone());
+    match assistant {
+        Some(id) => wire::vapi::assistant_request_reply_assistant_id(&id),
+        None => wire::vapi::assistant_request_error(
+            "Sorry, this line is not set up yet. Please call back later.",
+        ),
+    }
+}
