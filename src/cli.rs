@@ -3,7 +3,13 @@
 
 use clap::{Parser, Subcommand};
 
+use aggregates::organization::{
+    NotificationSettings, OrganizationCommand, OrganizationSettings, TransferNumbers, WebhookAuth,
+};
+use eventlog::CommandMeta;
+
 use crate::config::Config;
+use crate::simulate::{self, Signing};
 
 #[derive(Debug, Parser)]
 #[command(name = "callflex", version, about = "CallFlex event-sourced backend")]
@@ -26,6 +32,31 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Drive realistic, signed VAPI deliveries for N concurrent calls against a running server.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Base URL of the running server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Organization to post to (see --create-demo-org).
+    #[arg(long)]
+    pub organization: Option<uuid::Uuid>,
+    /// Create a demo organization (in the store at DATABASE_URL) whose VAPI secret is --secret.
+    #[arg(long)]
+    pub create_demo_org: bool,
+    /// The organization's VAPI webhook secret.
+    #[arg(long, default_value = "demo-vapi-secret")]
+    pub secret: String,
+    /// Sign with HMAC (`x-signature`) instead of the shared-secret header.
+    #[arg(long)]
+    pub hmac: bool,
+    #[arg(long, default_value_t = 10)]
+    pub calls: usize,
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
@@ -45,6 +76,97 @@ pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
             started.elapsed(),
             report.checkpoint.position
         );
+    }
+    Ok(())
+}
+
+/// Creates an organization ready to receive simulated calls and returns its id.
+pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uuid::Uuid> {
+    let store = eventlog::EventStore::open(&config.database_url, 2).await?;
+    let repo = eventlog::AggregateRepository::<aggregates::organization::Organization>::new(store, ());
+    let id = uuid::Uuid::new_v4();
+    let actor = "system:simulate".to_string();
+    let meta = CommandMeta::new(actor.clone()).tenant(id);
+    let commands = [
+        OrganizationCommand::Create {
+            id,
+            name: "Demo Trucking Co".into(),
+            owner_user_id: "demo-owner".into(),
+            owner_email: "owner@demo.test".into(),
+            actor: actor.clone(),
+        },
+        OrganizationCommand::ConfigureWebhookAuth {
+            auth: WebhookAuth {
+                shared_secret: Some(secret.to_string()),
+                hmac_secret: Some(secret.to_string()),
+            },
+            actor: actor.clone(),
+        },
+        OrganizationCommand::UpdateSettings {
+            settings: OrganizationSettings {
+                notifications: NotificationSettings {
+                    sms_enabled: true,
+                    sms_numbers: vec!["+15005550010".into()],
+                    email_enabled: false,
+                    email_addresses: vec![],
+                },
+                transfer_numbers: TransferNumbers {
+                    dispatch: Some("+15005550011".into()),
+                    manager: None,
+                    emergency: Some("+15005550012".into()),
+                },
+                business_hours: None,
+                timezone: Some("America/Chicago".into()),
+            },
+            actor,
+        },
+    ];
+    for command in commands {
+        repo.execute(&id.to_string(), command, &meta)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(id)
+}
+
+pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()> {
+    let organization = match (args.organization, args.create_demo_org) {
+        (Some(id), _) => id,
+        (None, true) => {
+            let id = create_demo_org(config, &args.secret).await?;
+            println!("created demo organization {id} (VAPI secret: {})", args.secret);
+            id
+        }
+        (None, false) => anyhow::bail!("pass --organization <id> or --create-demo-org"),
+    };
+    let url = format!(
+        "{}/api/webhooks/vapi/{organization}",
+        args.url.trim_end_matches('/')
+    );
+    let signing = if args.hmac {
+        Signing::Hmac(args.secret.clone())
+    } else {
+        Signing::SharedSecret(args.secret.clone())
+    };
+    let report = simulate::drive(&url, signing, args.calls, args.concurrency).await;
+    let rate = report.deliveries as f64 / report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "{} deliveries ({} failed) for {} calls in {:.2?}: {rate:.0}/s; p50 {:.2?}, p99 {:.2?}; \
+         tool calls p99 {:.2?}",
+        report.deliveries,
+        report.failures,
+        args.calls,
+        report.elapsed,
+        simulate::percentile(&report.latencies, 50.0),
+        simulate::percentile(&report.latencies, 99.0),
+        simulate::percentile(&report.tool_latencies, 99.0),
+    );
+    println!(
+        "see them: curl -H 'X-Organization-Id: {organization}' {}/api/v1/calls",
+        args.url.trim_end_matches('/')
+    );
+    if report.failures > 0 {
+        anyhow::bail!("{} deliveries were refused", report.failures);
     }
     Ok(())
 }

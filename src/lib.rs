@@ -6,7 +6,8 @@
 //! - [`state`]: what handlers share: the store, one repository per aggregate, projectors.
 //! - [`http`]: the only module that knows HTTP: poem-openapi APIs, errors, raw bodies.
 //! - [`webhooks`]: provider deliveries → verified → deduplicated → aggregate commands.
-//! - [`cli`]: `serve` (default), `migrate`, `rebuild`, `simulate`.
+//! - [`cli`]: `serve` (default), `migrate`, `rebuild`, `simulate`, `openapi`.
+//! - [`simulate`]: the VAPI call generator used by `callflex simulate` and the benchmark.
 //!
 //! The crates below: `aggregates` (pure domain), `eventlog` (the log), `projections` (read
 //! models), `wire` (provider formats and signatures).
@@ -15,5 +16,6 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod startup;
+pub mod simulate;
 pub mod state;
 pub mod webhooks;

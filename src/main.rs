@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild { names } => callflex::cli::rebuild(&config, &names).await?,
         Command::Openapi => println!("{}", callflex::http::openapi_json()),
+        Command::Simulate(args) => callflex::cli::simulate(&config, &args).await?,
     }
     Ok(())
 }

@@ -205,6 +205,19 @@ async fn handle(
 ) -> Result<Outcome, ApiError> {
     let at = message.timestamp.unwrap_or_else(Utc::now);
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
+    let call_related = !matches!(
+        message.kind,
+        VapiKind::AssistantRequest
+            | VapiKind::SpeechUpdate { .. }
+            | VapiKind::ConversationUpdate { .. }
+            | VapiKind::Unknown
+    );
+    if call_related && message.call.id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+        // Docs examples and some drifted payloads omit the call: keep the raw delivery for
+        // audit, but there is no call stream to write to.
+        outcome.body = serde_json::json!({ "received": true, "ignored": "message has no call.id" });
+        return Ok(outcome);
+    }
     match &message.kind {
         VapiKind::AssistantRequest => {
             let reply = assistant_for(org, message.call.our_number.as_deref());

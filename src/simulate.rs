@@ -1,0 +1,262 @@
+//! `callflex simulate`: realistic, correctly signed VAPI deliveries for N concurrent calls
+//! against a running server — status updates, partial and final transcripts, tool calls for
+//! the seed's four functions, hang and the end-of-call report. The ingest benchmark drives the
+//! same generator.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// How a delivery is authenticated.
+#[derive(Debug, Clone)]
+pub enum Signing {
+    /// VAPI's default: the plain secret in `X-Vapi-Secret`.
+    SharedSecret(String),
+    /// HMAC credential: `x-signature` over `{x-timestamp}.{body}`.
+    Hmac(String),
+}
+
+/// One delivery of a scripted call.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub kind: &'static str,
+    pub body: String,
+}
+
+impl Delivery {
+    /// True for deliveries VAPI waits on (the latency-critical path).
+    pub fn is_tool_call(&self) -> bool {
+        self.kind == "tool-calls"
+    }
+}
+
+fn envelope(kind: &str, call_id: &str, caller: &str, at_ms: i64, extra: Value) -> String {
+    let mut message = json!({
+        "type": kind,
+        "timestamp": at_ms,
+        "call": {
+            "id": call_id,
+            "orgId": "simulated",
+            "type": "inboundPhoneCall",
+            "status": "in-progress",
+            "customer": { "number": caller },
+            "phoneCallProviderId": format!("CA{}", call_id.replace('-', "")),
+        },
+        "phoneNumber": { "number": "+15005550006" },
+    });
+    if let (Some(m), Some(e)) = (message.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    json!({ "message": message }).to_string()
+}
+
+fn tool(id: String, name: &str, args: Value) -> Value {
+    json!({ "toolCallList": [
+        { "id": id, "type": "function", "function": { "name": name, "arguments": args } }
+    ]})
+}
+
+/// The deliveries of one realistic call (about 20), in the order VAPI sends them.
+pub fn call_script(call_index: usize) -> Vec<Delivery> {
+    let call_id = Uuid::new_v4().to_string();
+    let caller = format!("+1555{:07}", call_index % 10_000_000);
+    let start = chrono::Utc::now().timestamp_millis();
+    let mut t = start;
+    let mut next = |step: i64| {
+        t += step;
+        t
+    };
+    let mut out = Vec::new();
+    let mut push = |kind: &'static str, at: i64, extra: Value| {
+        out.push(Delivery {
+            kind,
+            body: envelope(kind, &call_id, &caller, at, extra),
+        })
+    };
+    push("status-update", next(0), json!({ "status": "ringing" }));
+    push("status-update", next(500), json!({ "status": "in-progress" }));
+    let lines = [
+        ("assistant", "Thanks for calling Acme Trucking dispatch, how can I help?"),
+        ("user", "Hi, this is Sam, I'm sick and can't drive route 12 today."),
+        ("assistant", "Sorry to hear that, Sam. When do you expect to be back?"),
+        ("user", "Probably Monday."),
+        ("assistant", "Got it. Anything else?"),
+        ("user", "Can someone call my wife back about the schedule?"),
+    ];
+    for (i, (role, text)) in lines.iter().enumerate() {
+        let at = next(2_000);
+        push(
+            "transcript",
+            at,
+            json!({ "role": role, "transcriptType": "partial", "transcript": &text[..text.len() / 2] }),
+        );
+        push(
+            "transcript",
+            at + 700,
+            json!({ "role": role, "transcriptType": "final", "transcript": text }),
+        );
+        if i == 3 {
+            push(
+                "tool-calls",
+                next(100),
+                tool(
+                    format!("call_{}", Uuid::new_v4().simple()),
+                    "logDriverCallout",
+                    json!({ "driverName": "Sam", "reason": "sick", "routeNumber": "12",
+                            "expectedReturn": "Monday" }),
+                ),
+            );
+        }
+    }
+    let tools = [
+        ("scheduleCallback", json!({ "phoneNumber": caller, "reason": "schedule", "callerName": "Sam" })),
+        ("takeMessage", json!({ "message": "Route 12 needs cover", "messageFor": "dispatch", "urgent": call_index % 5 == 0 })),
+        ("transferCall", json!({ "destination": "dispatch", "reason": "confirm cover" })),
+    ];
+    let (name, args) = &tools[call_index % tools.len()];
+    push(
+        "tool-calls",
+        next(300),
+        tool(format!("call_{}", Uuid::new_v4().simple()), name, args.clone()),
+    );
+    push("speech-update", next(100), json!({ "status": "stopped", "role": "assistant" }));
+    push("hang", next(1_000), json!({}));
+    let ended = next(500);
+    push(
+        "status-update",
+        ended,
+        json!({ "status": "ended", "endedReason": "customer-ended-call" }),
+    );
+    let transcript: String = lines
+        .iter()
+        .map(|(role, text)| format!("{}: {text}\n", if *role == "user" { "User" } else { "AI" }))
+        .collect();
+    push(
+        "end-of-call-report",
+        next(2_000),
+        json!({
+            "endedReason": "customer-ended-call",
+            "startedAt": chrono::DateTime::from_timestamp_millis(start).map(|d| d.to_rfc3339()),
+            "endedAt": chrono::DateTime::from_timestamp_millis(ended).map(|d| d.to_rfc3339()),
+            "cost": 0.07 + (call_index % 10) as f64 / 100.0,
+            "costs": [{ "type": "model", "cost": 0.02 }, { "type": "transport", "cost": 0.01 }],
+            "artifact": {
+                "transcript": transcript,
+                "messages": [],
+                "recordingUrl": format!("https://storage.vapi.ai/{call_id}-mono.wav"),
+            },
+            "analysis": {
+                "summary": "Driver Sam called out sick for route 12 until Monday.",
+                "successEvaluation": "true",
+            },
+        }),
+    );
+    out
+}
+
+/// Sends one delivery; returns the HTTP status.
+pub async fn send(
+    client: &reqwest::Client,
+    url: &str,
+    signing: &Signing,
+    delivery: &Delivery,
+) -> Result<u16, reqwest::Error> {
+    let mut request = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(delivery.body.clone());
+    request = match signing {
+        Signing::SharedSecret(secret) => request.header("x-vapi-secret", secret),
+        Signing::Hmac(secret) => {
+            let now = chrono::Utc::now().timestamp();
+            let signature = wire::signature::vapi_hmac_signature(secret, now, delivery.body.as_bytes());
+            request
+                .header("x-timestamp", now.to_string())
+                .header("x-signature", signature)
+        }
+    };
+    Ok(request.send().await?.status().as_u16())
+}
+
+/// Latencies and failures of a simulation run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub deliveries: usize,
+    pub failures: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+    pub tool_latencies: Vec<Duration>,
+}
+
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Plays `calls` scripted calls against `url`, `concurrency` calls at a time.
+pub async fn drive(url: &str, signing: Signing, calls: usize, concurrency: usize) -> Report {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_worker = calls.div_ceil(concurrency.max(1));
+    for worker in 0..concurrency.max(1) {
+        let (client, url, signing) = (client.clone(), url.to_string(), signing.clone());
+        tasks.spawn(async move {
+            let mut report = Report::default();
+            for n in 0..per_worker {
+                let index = worker * per_worker + n;
+                if index >= calls {
+                    break;
+                }
+                for delivery in call_script(index) {
+                    let sent = Instant::now();
+                    let ok = matches!(send(&client, &url, &signing, &delivery).await, Ok(200));
+                    let took = sent.elapsed();
+                    report.deliveries += 1;
+                    report.failures += usize::from(!ok);
+                    report.latencies.push(took);
+                    if delivery.is_tool_call() {
+                        report.tool_latencies.push(took);
+                    }
+                }
+            }
+            report
+        });
+    }
+    let mut total = Report::default();
+    while let Some(Ok(part)) = tasks.join_next().await {
+        total.deliveries += part.deliveries;
+        total.failures += part.failures;
+        total.latencies.extend(part.latencies);
+        total.tool_latencies.extend(part.tool_latencies);
+    }
+    total.elapsed = started.elapsed();
+    total.latencies.sort();
+    total.tool_latencies.sort();
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripted_call_parses_as_vapi_messages_of_one_call() {
+        let script = call_script(3);
+        assert!(script.len() >= 18);
+        let mut ids = std::collections::BTreeSet::new();
+        for d in &script {
+            let message = wire::parse_vapi(d.body.as_bytes()).expect("valid VAPI message");
+            ids.insert(message.call.id.clone());
+        }
+        assert_eq!(ids.len(), 1);
+        assert_eq!(script.last().map(|d| d.kind), Some("end-of-call-report"));
+        assert_eq!(script.iter().filter(|d| d.is_tool_call()).count(), 2);
+    }
+}

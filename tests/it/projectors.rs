@@ -1,0 +1,226 @@
+//! Projectors: a runner killed mid-batch and restarted ends with exactly the read model of an
+//! uninterrupted build; projection state commits with its checkpoint.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use aggregates::call::{
+    CallAction, CallCommand, CallContext, Direction, EndReport, FunctionInvocation,
+    TranscriptSegment,
+};
+use async_trait::async_trait;
+use eventlog::{AggregateRepository, CommandMeta, EventStore, StoredEvent};
+use projections::{DomainEvent, ProjectionError, Projector, ProjectorRunner, Tables};
+use sqlx::{Any, Row, Transaction};
+
+/// Wraps a projector and hangs forever at the `kill_at`-th event, so the test can kill the
+/// runner while its batch transaction is open.
+struct Hanging {
+    inner: Arc<dyn Projector>,
+    seen: AtomicUsize,
+    kill_at: usize,
+}
+
+#[async_trait]
+impl Projector for Hanging {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        self.inner.tables()
+    }
+    async fn apply(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tables: Tables,
+        stored: &StoredEvent,
+        event: &DomainEvent,
+    ) -> Result<(), ProjectionError> {
+        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.kill_at {
+            std::future::pending::<()>().await;
+        }
+        self.inner.apply(tx, tables, stored, event).await
+    }
+}
+
+async fn fill_log(store: &EventStore, calls: usize) {
+    let repo = AggregateRepository::<aggregates::call::Call>::new(store.clone(), ());
+    let org = uuid::Uuid::new_v4();
+    let at = chrono::Utc::now();
+    for c in 0..calls {
+        let ctx = CallContext {
+            organization_id: org,
+            vapi_call_id: format!("v{c}"),
+            from_number: Some(format!("+1555000{:04}", c % 7)),
+            to_number: Some("+15559990000".into()),
+            direction: Direction::Inbound,
+            phone_number_id: None,
+            assistant_id: None,
+            provider_call_id: None,
+            started_at: Some(at),
+        };
+        let meta = CommandMeta::new("system:test").tenant(org);
+        let id = format!("call-{c}");
+        let mut commands = vec![CallCommand::Start { ctx: ctx.clone(), at }];
+        for s in 0..8 {
+            commands.push(CallCommand::AddTranscript {
+                ctx: ctx.clone(),
+                segment: TranscriptSegment {
+                    key: format!("s{s}"),
+                    role: "user".into(),
+                    text: format!("segment {s} of call {c}"),
+                    at,
+                    seconds_from_start: Some(s as f64),
+                },
+            });
+        }
+        commands.push(CallCommand::HandleFunctionCall {
+            ctx: ctx.clone(),
+            invocation: FunctionInvocation {
+                tool_call_id: format!("t{c}"),
+                name: "takeMessage".into(),
+                arguments: serde_json::json!({"message": "hi"}),
+                action: CallAction::MessageTaken {
+                    caller_name: None,
+                    caller_phone: None,
+                    message_for: None,
+                    message: "hi".into(),
+                    urgent: false,
+                },
+                reply: "ok".into(),
+                at,
+                notifications: vec![],
+            },
+        });
+        commands.push(CallCommand::End {
+            ctx: ctx.clone(),
+            report: EndReport {
+                ended_reason: Some("customer-ended-call".into()),
+                started_at: Some(at),
+                ended_at: Some(at + chrono::Duration::seconds(61 + c as i64)),
+                duration_seconds: None,
+                cost: Some(0.1),
+                cost_breakdown: serde_json::Value::Null,
+                transcript: Some("full".into()),
+                messages: serde_json::Value::Null,
+                recording_url: None,
+                stereo_recording_url: None,
+                summary: Some(format!("summary {c}")),
+                structured_data: serde_json::Value::Null,
+                success_evaluation: None,
+                at,
+            },
+        });
+        for cmd in commands {
+            repo.execute(&id, cmd, &meta).await.unwrap();
+        }
+    }
+}
+
+/// A deterministic text dump of the listed tables.
+async fn dump(store: &EventStore, tables: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        let mut lines: Vec<String> = rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| {
+                        row.try_get::<Option<String>, _>(i)
+                            .map(|v| format!("{v:?}"))
+                            .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| format!("{v:?}")))
+                            .or_else(|_| row.try_get::<Option<f64>, _>(i).map(|v| format!("{v:?}")))
+                            .unwrap_or_else(|_| "?".into())
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        lines.sort();
+        out.push(format!("{table}: {} rows", lines.len()));
+        out.extend(lines);
+    }
+    out
+}
+
+async fn a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_build(
+    backend: &str,
+) {
+    let store = EventStore::open(&eventlog::testing::fresh_url(backend).await, 10)
+        .await
+        .unwrap();
+    fill_log(&store, 30).await;
+    let head = store.head().await.unwrap();
+    for inner in projections::all() {
+        let tables = inner.tables();
+        let hanging = Arc::new(Hanging {
+            inner: inner.clone(),
+            seen: AtomicUsize::new(0),
+            kill_at: 120,
+        });
+        let doomed = ProjectorRunner::new(store.clone(), hanging).batch_size(50);
+        let task = tokio::spawn(async move {
+            loop {
+                if doomed.run_batch().await.unwrap() == 0 {
+                    break;
+                }
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(!task.is_finished(), "the runner hangs mid-batch");
+        task.abort();
+        let _ = task.await;
+        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name()).await.unwrap();
+        assert_eq!(checkpoint.position % 50, 0, "only whole batches were committed");
+        assert!(checkpoint.position < head);
+
+        let restarted = ProjectorRunner::new(store.clone(), inner.clone()).batch_size(50);
+        while restarted.run_batch().await.unwrap() > 0 {}
+        let recovered = dump(&store, tables).await;
+
+        let handle = restarted.handle();
+        projections::rebuild::rebuild(&store, &handle).await.unwrap();
+        let uninterrupted = dump(&store, tables).await;
+        assert_eq!(recovered, uninterrupted, "{} differs after restart", inner.name());
+        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name()).await.unwrap();
+        assert_eq!(checkpoint.position, head);
+    }
+}
+
+async fn every_read_model_is_built_from_the_log(backend: &str) {
+    let store = EventStore::open(&eventlog::testing::fresh_url(backend).await, 10)
+        .await
+        .unwrap();
+    fill_log(&store, 5).await;
+    for projector in projections::all() {
+        let runner = ProjectorRunner::new(store.clone(), projector);
+        while runner.run_batch().await.unwrap() > 0 {}
+    }
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(store.pool())
+                .await
+                .unwrap()
+                .try_get::<i64, _>(0)
+                .unwrap()
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE status = 'ended'").await, 5);
+    assert_eq!(count("SELECT COUNT(*) FROM call_actions").await, 5);
+    assert_eq!(count("SELECT COUNT(*) FROM transcript_segments").await, 40);
+    assert_eq!(count("SELECT SUM(calls) FROM usage_daily").await, 5);
+    // 61..65 s calls bill 2 minutes each.
+    assert_eq!(count("SELECT SUM(minutes) FROM usage_daily").await, 10);
+    assert_eq!(count("SELECT SUM(call_count) FROM contacts").await, 5);
+}
+
+crate::both_backends!(
+    a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_build,
+    every_read_model_is_built_from_the_log,
+);
