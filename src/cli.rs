@@ -83,7 +83,8 @@ pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
 /// Creates an organization ready to receive simulated calls and returns its id.
 pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uuid::Uuid> {
     let store = eventlog::EventStore::open(&config.database_url, 2).await?;
-    let repo = eventlog::AggregateRepository::<aggregates::organization::Organization>::new(store, ());
+    let repo =
+        eventlog::AggregateRepository::<aggregates::organization::Organization>::new(store, ());
     let id = uuid::Uuid::new_v4();
     let actor = "system:simulate".to_string();
     let meta = CommandMeta::new(actor.clone()).tenant(id);
@@ -134,7 +135,10 @@ pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()
         (Some(id), _) => id,
         (None, true) => {
             let id = create_demo_org(config, &args.secret).await?;
-            println!("created demo organization {id} (VAPI secret: {})", args.secret);
+            println!(
+                "created demo organization {id} (VAPI secret: {})",
+                args.secret
+            );
             id
         }
         (None, false) => anyhow::bail!("pass --organization <id> or --create-demo-org"),

@@ -103,9 +103,21 @@ impl Default for Config {
 pub struct ConfigError(String);
 
 impl Config {
-    /// Reads the environment (see README "Configuration").
+    /// Reads the environment (see README "Configuration"). When `CALLFLEX_CONFIG` names a
+    /// file of `KEY=value` lines, its values apply where the environment sets none.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok().filter(|v| !v.is_empty()))
+        let file = match std::env::var("CALLFLEX_CONFIG") {
+            Ok(path) => std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("CALLFLEX_CONFIG={path}: {e}")))?,
+            Err(_) => String::new(),
+        };
+        let from_file = parse_env_file(&file);
+        Self::from_lookup(|key| {
+            std::env::var(key)
+                .ok()
+                .or_else(|| from_file.get(key).cloned())
+                .filter(|v| !v.is_empty())
+        })
     }
 
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -115,9 +127,9 @@ impl Config {
             c.database_url = url;
         }
         if let Some(n) = get("DATABASE_MAX_CONNECTIONS") {
-            c.database_max_connections = n
-                .parse()
-                .map_err(|_| ConfigError(format!("DATABASE_MAX_CONNECTIONS={n} is not a number")))?;
+            c.database_max_connections = n.parse().map_err(|_| {
+                ConfigError(format!("DATABASE_MAX_CONNECTIONS={n} is not a number"))
+            })?;
         }
         let host = get("HOST").unwrap_or_else(|| "127.0.0.1".into());
         let port = get("PORT").unwrap_or_else(|| "8080".into());
@@ -154,8 +166,39 @@ impl Config {
     }
 }
 
+/// Parses `KEY=value` lines; `#` starts a comment; values may be quoted.
+pub fn parse_env_file(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            (
+                k.trim().trim_start_matches("export ").to_string(),
+                v.to_string(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_config_file_holds_key_value_lines() {
+        let parsed =
+            super::parse_env_file("# comment\nPORT=9000\nexport PUBLIC_URL=\"https://x\"\n");
+        assert_eq!(parsed.get("PORT").map(String::as_str), Some("9000"));
+        assert_eq!(
+            parsed.get("PUBLIC_URL").map(String::as_str),
+            Some("https://x")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -15,7 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
-pub mod startup;
 pub mod simulate;
+pub mod startup;
 pub mod state;
 pub mod webhooks;

@@ -77,11 +77,24 @@ pub fn call_script(call_index: usize) -> Vec<Delivery> {
         })
     };
     push("status-update", next(0), json!({ "status": "ringing" }));
-    push("status-update", next(500), json!({ "status": "in-progress" }));
+    push(
+        "status-update",
+        next(500),
+        json!({ "status": "in-progress" }),
+    );
     let lines = [
-        ("assistant", "Thanks for calling Acme Trucking dispatch, how can I help?"),
-        ("user", "Hi, this is Sam, I'm sick and can't drive route 12 today."),
-        ("assistant", "Sorry to hear that, Sam. When do you expect to be back?"),
+        (
+            "assistant",
+            "Thanks for calling Acme Trucking dispatch, how can I help?",
+        ),
+        (
+            "user",
+            "Hi, this is Sam, I'm sick and can't drive route 12 today.",
+        ),
+        (
+            "assistant",
+            "Sorry to hear that, Sam. When do you expect to be back?",
+        ),
         ("user", "Probably Monday."),
         ("assistant", "Got it. Anything else?"),
         ("user", "Can someone call my wife back about the schedule?"),
@@ -112,17 +125,34 @@ pub fn call_script(call_index: usize) -> Vec<Delivery> {
         }
     }
     let tools = [
-        ("scheduleCallback", json!({ "phoneNumber": caller, "reason": "schedule", "callerName": "Sam" })),
-        ("takeMessage", json!({ "message": "Route 12 needs cover", "messageFor": "dispatch", "urgent": call_index % 5 == 0 })),
-        ("transferCall", json!({ "destination": "dispatch", "reason": "confirm cover" })),
+        (
+            "scheduleCallback",
+            json!({ "phoneNumber": caller, "reason": "schedule", "callerName": "Sam" }),
+        ),
+        (
+            "takeMessage",
+            json!({ "message": "Route 12 needs cover", "messageFor": "dispatch", "urgent": call_index.is_multiple_of(5) }),
+        ),
+        (
+            "transferCall",
+            json!({ "destination": "dispatch", "reason": "confirm cover" }),
+        ),
     ];
     let (name, args) = &tools[call_index % tools.len()];
     push(
         "tool-calls",
         next(300),
-        tool(format!("call_{}", Uuid::new_v4().simple()), name, args.clone()),
+        tool(
+            format!("call_{}", Uuid::new_v4().simple()),
+            name,
+            args.clone(),
+        ),
     );
-    push("speech-update", next(100), json!({ "status": "stopped", "role": "assistant" }));
+    push(
+        "speech-update",
+        next(100),
+        json!({ "status": "stopped", "role": "assistant" }),
+    );
     push("hang", next(1_000), json!({}));
     let ended = next(500);
     push(
@@ -172,7 +202,8 @@ pub async fn send(
         Signing::SharedSecret(secret) => request.header("x-vapi-secret", secret),
         Signing::Hmac(secret) => {
             let now = chrono::Utc::now().timestamp();
-            let signature = wire::signature::vapi_hmac_signature(secret, now, delivery.body.as_bytes());
+            let signature =
+                wire::signature::vapi_hmac_signature(secret, now, delivery.body.as_bytes());
             request
                 .header("x-timestamp", now.to_string())
                 .header("x-signature", signature)

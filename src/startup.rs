@@ -20,10 +20,8 @@ pub struct Application {
 }
 
 /// A future that resolves once `stop` is set.
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 impl Application {
@@ -53,7 +51,11 @@ impl Application {
                 Some(Duration::from_secs(10)),
             ),
         );
-        tracing::info!(port, backend = state.store.backend().name(), "CallFlex listening");
+        tracing::info!(
+            port,
+            backend = state.store.backend().name(),
+            "CallFlex listening"
+        );
         Ok(Application {
             port,
             state,
@@ -71,7 +73,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops projectors and drains requests.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let mut server = self.server;
         tokio::select! {
             result = &mut server => { result??; return Ok(()); }

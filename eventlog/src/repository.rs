@@ -104,10 +104,7 @@ where
 
     /// The current state and version, from the newest usable snapshot plus the events after it.
     pub async fn load(&self, id: &str) -> Result<(A, i64), StoreError> {
-        let (mut aggregate, mut version) = match self.usable_snapshot(id).await? {
-            Some(loaded) => loaded,
-            None => (A::default(), 0),
-        };
+        let (mut aggregate, mut version) = self.usable_snapshot(id).await?.unwrap_or_default();
         for event in self.store.read_stream(A::TYPE, id, version).await? {
             aggregate.apply(self.decode(&event)?);
             version = event.sequence;

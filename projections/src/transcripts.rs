@@ -1,4 +1,5 @@
-//! The `transcripts` (one per call, the running text) and `transcript_segments` read models.
+//! The `transcripts` (one per call, the running text) and `transcript_segments` read models,
+//! and `transcript_search`, the text full-text search reads (see migration 0004).
 
 use aggregates::call::CallEvent;
 use async_trait::async_trait;
@@ -10,6 +11,31 @@ use crate::sql::{json_text, ms};
 
 pub struct TranscriptsProjector;
 
+/// Replaces the call's row in `transcript_search` with its current searchable text (the final
+/// transcript when known, else the running text). Delete + insert: the SQLite table is FTS5,
+/// which has no unique constraint to upsert on.
+async fn reindex(
+    tx: &mut Transaction<'static, Any>,
+    tables: Tables,
+    call_id: &str,
+) -> Result<(), ProjectionError> {
+    let transcripts = tables.name("transcripts");
+    let search = tables.name("transcript_search");
+    sqlx::query(&format!("DELETE FROM {search} WHERE call_id = $1"))
+        .bind(call_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO {search} (call_id, organization_id, body) SELECT call_id, \
+         organization_id, COALESCE(NULLIF(final_text, ''), full_text) FROM {transcripts} \
+         WHERE call_id = $1"
+    ))
+    .bind(call_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Projector for TranscriptsProjector {
     fn name(&self) -> &'static str {
@@ -17,7 +43,7 @@ impl Projector for TranscriptsProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["transcripts", "transcript_segments"]
+        &["transcripts", "transcript_segments", "transcript_search"]
     }
 
     async fn apply(
@@ -69,9 +95,10 @@ impl Projector for TranscriptsProjector {
                 ))
                 .bind(format!("{}: {}\n", segment.role, segment.text))
                 .bind(stored.recorded_at)
-                .bind(id)
+                .bind(id.clone())
                 .execute(&mut **tx)
                 .await?;
+                reindex(tx, tables, &id).await?;
             }
             CallEvent::CallEnded { report } => {
                 sqlx::query(&format!(
@@ -81,9 +108,10 @@ impl Projector for TranscriptsProjector {
                 .bind(report.transcript.clone())
                 .bind(json_text(&report.messages))
                 .bind(stored.recorded_at)
-                .bind(id)
+                .bind(id.clone())
                 .execute(&mut **tx)
                 .await?;
+                reindex(tx, tables, &id).await?;
             }
             _ => {}
         }

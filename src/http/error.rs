@@ -57,7 +57,11 @@ pub enum ApiError {
     Unavailable(Json<ErrorBody>),
 }
 
-fn body(code: &str, message: impl Into<String>, details: Option<serde_json::Value>) -> Json<ErrorBody> {
+fn body(
+    code: &str,
+    message: impl Into<String>,
+    details: Option<serde_json::Value>,
+) -> Json<ErrorBody> {
     Json(ErrorBody {
         error: ErrorDetail {
             code: code.to_string(),
@@ -100,7 +104,10 @@ impl ApiError {
     pub fn unsupported_media_type(expected: &str, got: Option<&str>) -> Self {
         ApiError::UnsupportedMediaType(body(
             "unsupported_media_type",
-            format!("expected content type {expected}, got {}", got.unwrap_or("none")),
+            format!(
+                "expected content type {expected}, got {}",
+                got.unwrap_or("none")
+            ),
             None,
         ))
     }

@@ -3,6 +3,7 @@
 pub mod error;
 pub mod health;
 pub mod payload;
+pub mod query;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -19,13 +20,19 @@ pub enum ApiTags {
     Webhooks,
     /// Service health and projection lag.
     Operations,
+    /// Calls, transcripts, statistics and transcript search.
+    Calls,
+    /// Contacts: created from callers' numbers, editable.
+    Contacts,
+    /// Plan, usage and invoices.
+    Billing,
 }
 
-pub type Api = (webhooks::WebhookApi, health::HealthApi);
+pub type Api = (webhooks::WebhookApi, health::HealthApi, query::QueryApi);
 
 pub fn api_service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (webhooks::WebhookApi, health::HealthApi),
+        (webhooks::WebhookApi, health::HealthApi, query::api()),
         "CallFlex API",
         env!("CARGO_PKG_VERSION"),
     )

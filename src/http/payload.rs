@@ -18,7 +18,9 @@ pub struct RawBody {
 impl RawBody {
     /// The bytes, or 413 when the body exceeded the limit.
     pub fn bytes(&self) -> Result<&[u8], ApiError> {
-        self.bytes.as_deref().map_err(|limit| ApiError::too_large(*limit))
+        self.bytes
+            .as_deref()
+            .map_err(|limit| ApiError::too_large(*limit))
     }
 
     /// Checks the media type (ignoring parameters such as charset).

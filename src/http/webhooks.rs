@@ -79,7 +79,11 @@ impl WebhookApi {
     }
 
     /// Twilio call status callbacks (form-encoded), verified with `X-Twilio-Signature`.
-    #[oai(path = "/twilio/status", method = "post", operation_id = "twilio_status_webhook")]
+    #[oai(
+        path = "/twilio/status",
+        method = "post",
+        operation_id = "twilio_status_webhook"
+    )]
     async fn twilio_status(
         &self,
         state: Data<&Arc<AppState>>,

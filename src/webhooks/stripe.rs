@@ -145,7 +145,10 @@ pub async fn ingest(
         state.config.signature_tolerance_secs,
     )
     .map_err(|err| {
-        ApiError::bad_request("invalid_signature", format!("Stripe signature check failed: {err}"))
+        ApiError::bad_request(
+            "invalid_signature",
+            format!("Stripe signature check failed: {err}"),
+        )
     })?;
     let event = wire::parse_stripe_event(body)
         .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
@@ -164,7 +167,11 @@ pub async fn ingest(
         {
             meta = meta.tenant(org);
         }
-        match state.subscriptions.execute(&subscription_id, cmd, &meta).await {
+        match state
+            .subscriptions
+            .execute(&subscription_id, cmd, &meta)
+            .await
+        {
             Ok(executed) => {
                 outcome.record(&executed.result);
                 organization_id = executed.state.organization_id.map(|o| o.to_string());

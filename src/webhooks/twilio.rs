@@ -46,7 +46,10 @@ pub async fn ingest(
         url.push_str(q);
     }
     wire::signature::twilio(token.expose(), &url, &params, signature).map_err(|err| {
-        ApiError::forbidden("invalid_signature", format!("Twilio signature check failed: {err}"))
+        ApiError::forbidden(
+            "invalid_signature",
+            format!("Twilio signature check failed: {err}"),
+        )
     })?;
     let callback = wire::parse_status_callback(body)
         .map_err(|err| ApiError::bad_request("invalid_form", err.to_string()))?;

@@ -77,7 +77,10 @@ fn authenticate(
         Err(wire::SignatureError::Missing)
     };
     verdict.map_err(|err| {
-        ApiError::unauthorized("invalid_signature", format!("VAPI authentication failed: {err}"))
+        ApiError::unauthorized(
+            "invalid_signature",
+            format!("VAPI authentication failed: {err}"),
+        )
     })
 }
 
@@ -212,7 +215,13 @@ async fn handle(
             | VapiKind::ConversationUpdate { .. }
             | VapiKind::Unknown
     );
-    if call_related && message.call.id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+    if call_related
+        && message
+            .call
+            .id
+            .as_deref()
+            .is_none_or(|id| id.trim().is_empty())
+    {
         // Docs examples and some drifted payloads omit the call: keep the raw delivery for
         // audit, but there is no call stream to write to.
         outcome.body = serde_json::json!({ "received": true, "ignored": "message has no call.id" });
@@ -223,7 +232,10 @@ async fn handle(
             let reply = assistant_for(org, message.call.our_number.as_deref());
             if message.call.id.is_some() {
                 let ctx = context(org_id, message)?;
-                let cmd = CallCommand::Start { ctx: ctx.clone(), at };
+                let cmd = CallCommand::Start {
+                    ctx: ctx.clone(),
+                    at,
+                };
                 run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
             }
             outcome.body = reply;
@@ -231,7 +243,10 @@ async fn handle(
         }
         VapiKind::CallStart => {
             let ctx = context(org_id, message)?;
-            let cmd = CallCommand::Start { ctx: ctx.clone(), at };
+            let cmd = CallCommand::Start {
+                ctx: ctx.clone(),
+                at,
+            };
             run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
         }
         VapiKind::StatusUpdate {
@@ -246,7 +261,10 @@ async fn handle(
                     ended_reason: ended_reason.clone(),
                     at,
                 },
-                None => CallCommand::Start { ctx: ctx.clone(), at },
+                None => CallCommand::Start {
+                    ctx: ctx.clone(),
+                    at,
+                },
             };
             run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
         }
@@ -274,7 +292,10 @@ async fn handle(
         }
         VapiKind::Hang => {
             let ctx = context(org_id, message)?;
-            let cmd = CallCommand::Hang { ctx: ctx.clone(), at };
+            let cmd = CallCommand::Hang {
+                ctx: ctx.clone(),
+                at,
+            };
             run(state, org_id, &ctx, cmd, key, 0, &mut outcome).await?;
         }
         VapiKind::EndOfCallReport(end) => {
@@ -305,13 +326,20 @@ async fn handle(
             let ctx = context(org_id, message)?;
             let mut results = Vec::new();
             for (index, call) in calls.iter().enumerate() {
-                let tool_call_id = call
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| format!("{key}-{index}"));
-                let reply =
-                    invoke(state, org_id, org, &ctx, &tool_call_id, call, at, key, index, &mut outcome)
-                        .await?;
+                let tool_call_id = call.id.clone().unwrap_or_else(|| format!("{key}-{index}"));
+                let reply = invoke(
+                    state,
+                    org_id,
+                    org,
+                    &ctx,
+                    &tool_call_id,
+                    call,
+                    at,
+                    key,
+                    index,
+                    &mut outcome,
+                )
+                .await?;
                 results.push((call.id.clone(), call.name.clone(), reply));
             }
             outcome.body = wire::vapi::tool_calls_reply(&results);
@@ -320,9 +348,19 @@ async fn handle(
         VapiKind::FunctionCall(call) => {
             let ctx = context(org_id, message)?;
             let tool_call_id = call.id.clone().unwrap_or_else(|| format!("fc-{key}"));
-            let reply =
-                invoke(state, org_id, org, &ctx, &tool_call_id, call, at, key, 0, &mut outcome)
-                    .await?;
+            let reply = invoke(
+                state,
+                org_id,
+                org,
+                &ctx,
+                &tool_call_id,
+                call,
+                at,
+                key,
+                0,
+                &mut outcome,
+            )
+            .await?;
             outcome.body = wire::vapi::function_call_reply(&reply);
             return Ok(outcome);
         }

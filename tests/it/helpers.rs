@@ -166,7 +166,11 @@ impl TestApp {
             .await
             .unwrap()
             .iter()
-            .map(|r| r.try_get::<Option<String>, _>(0).unwrap().unwrap_or_default())
+            .map(|r| {
+                r.try_get::<Option<String>, _>(0)
+                    .unwrap()
+                    .unwrap_or_default()
+            })
             .collect()
     }
 }

@@ -1,1 +1,7 @@
-mod placeholder {}
+//! One integration-test binary (links once). Every scenario runs against both store
+//! backends: PostgreSQL (127.0.0.1:5432, never skipped) and embedded SQLite.
+
+mod helpers;
+mod projectors;
+mod query;
+mod webhooks;

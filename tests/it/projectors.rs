@@ -61,7 +61,10 @@ async fn fill_log(store: &EventStore, calls: usize) {
         };
         let meta = CommandMeta::new("system:test").tenant(org);
         let id = format!("call-{c}");
-        let mut commands = vec![CallCommand::Start { ctx: ctx.clone(), at }];
+        let mut commands = vec![CallCommand::Start {
+            ctx: ctx.clone(),
+            at,
+        }];
         for s in 0..8 {
             commands.push(CallCommand::AddTranscript {
                 ctx: ctx.clone(),
@@ -147,9 +150,7 @@ async fn dump(store: &EventStore, tables: &[&str]) -> Vec<String> {
     out
 }
 
-async fn a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_build(
-    backend: &str,
-) {
+async fn a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_build(backend: &str) {
     let store = EventStore::open(&eventlog::testing::fresh_url(backend).await, 10)
         .await
         .unwrap();
@@ -174,8 +175,14 @@ async fn a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_bui
         assert!(!task.is_finished(), "the runner hangs mid-batch");
         task.abort();
         let _ = task.await;
-        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name()).await.unwrap();
-        assert_eq!(checkpoint.position % 50, 0, "only whole batches were committed");
+        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name())
+            .await
+            .unwrap();
+        assert_eq!(
+            checkpoint.position % 50,
+            0,
+            "only whole batches were committed"
+        );
         assert!(checkpoint.position < head);
 
         let restarted = ProjectorRunner::new(store.clone(), inner.clone()).batch_size(50);
@@ -183,10 +190,19 @@ async fn a_projector_killed_mid_batch_and_restarted_matches_an_uninterrupted_bui
         let recovered = dump(&store, tables).await;
 
         let handle = restarted.handle();
-        projections::rebuild::rebuild(&store, &handle).await.unwrap();
+        projections::rebuild::rebuild(&store, &handle)
+            .await
+            .unwrap();
         let uninterrupted = dump(&store, tables).await;
-        assert_eq!(recovered, uninterrupted, "{} differs after restart", inner.name());
-        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name()).await.unwrap();
+        assert_eq!(
+            recovered,
+            uninterrupted,
+            "{} differs after restart",
+            inner.name()
+        );
+        let checkpoint = eventlog::checkpoint::load(store.pool(), inner.name())
+            .await
+            .unwrap();
         assert_eq!(checkpoint.position, head);
     }
 }
@@ -211,13 +227,25 @@ async fn every_read_model_is_built_from_the_log(backend: &str) {
                 .unwrap()
         }
     };
-    assert_eq!(count("SELECT COUNT(*) FROM calls WHERE status = 'ended'").await, 5);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM calls WHERE status = 'ended'").await,
+        5
+    );
     assert_eq!(count("SELECT COUNT(*) FROM call_actions").await, 5);
     assert_eq!(count("SELECT COUNT(*) FROM transcript_segments").await, 40);
-    assert_eq!(count("SELECT SUM(calls) FROM usage_daily").await, 5);
+    assert_eq!(
+        count("SELECT CAST(SUM(calls) AS BIGINT) FROM usage_daily").await,
+        5
+    );
     // 61..65 s calls bill 2 minutes each.
-    assert_eq!(count("SELECT SUM(minutes) FROM usage_daily").await, 10);
-    assert_eq!(count("SELECT SUM(call_count) FROM contacts").await, 5);
+    assert_eq!(
+        count("SELECT CAST(SUM(minutes) AS BIGINT) FROM usage_daily").await,
+        10
+    );
+    assert_eq!(
+        count("SELECT CAST(SUM(call_count) AS BIGINT) FROM contacts").await,
+        5
+    );
 }
 
 crate::both_backends!(

@@ -10,7 +10,11 @@ fn tool_call(id: &str, name: &str, args: serde_json::Value) -> serde_json::Value
 
 /// The realistic call of issue 3: status, a dozen transcripts, two tool calls, hang, report.
 fn realistic_call(call: &str) -> Vec<String> {
-    let mut deliveries = vec![vapi_message("status-update", call, json!({"status": "in-progress"}))];
+    let mut deliveries = vec![vapi_message(
+        "status-update",
+        call,
+        json!({"status": "in-progress"}),
+    )];
     for i in 0..12 {
         let role = if i % 2 == 0 { "user" } else { "assistant" };
         deliveries.push(vapi_message(
@@ -61,7 +65,11 @@ async fn a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once(back
     app.settle().await;
     assert_eq!(app.scalar_i64("SELECT COUNT(*) FROM calls").await, 1);
     assert_eq!(app.scalar_i64("SELECT COUNT(*) FROM transcripts").await, 1);
-    assert_eq!(app.scalar_i64("SELECT COUNT(*) FROM transcript_segments").await, 12);
+    assert_eq!(
+        app.scalar_i64("SELECT COUNT(*) FROM transcript_segments")
+            .await,
+        12
+    );
     let actions = app
         .strings("SELECT action_type FROM call_actions ORDER BY action_type")
         .await;
@@ -69,7 +77,8 @@ async fn a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once(back
     let status = app.strings("SELECT status FROM calls").await;
     assert_eq!(status, vec!["ended"]);
     assert_eq!(
-        app.scalar_i64("SELECT CAST(duration_seconds AS BIGINT) FROM calls").await,
+        app.scalar_i64("SELECT CAST(duration_seconds AS BIGINT) FROM calls")
+            .await,
         150
     );
     assert_eq!(app.scalar_i64("SELECT has_recording FROM calls").await, 1);
@@ -119,7 +128,10 @@ async fn a_legacy_function_call_gets_a_result_and_unknown_functions_are_declined
     let answer = app
         .vapi_ok(&fixture("vapi/function-call.legacy.2024-09.vapi4k.json"))
         .await;
-    assert_eq!(answer, json!({"result": "Sorry, I can't do that on this line."}));
+    assert_eq!(
+        answer,
+        json!({"result": "Sorry, I can't do that on this line."})
+    );
     let seed_flat = json!({
         "type": "function-call",
         "call": {"id": "flat-1", "customer": {"number": "+15551112222"}},
@@ -163,7 +175,8 @@ async fn public_vapi_fixtures_are_accepted_and_projected(backend: &str) {
     assert_eq!(text.len(), 1);
     assert!(!text[0].is_empty());
     assert_eq!(
-        app.scalar_i64("SELECT COUNT(*) FROM webhook_deliveries WHERE provider = 'vapi'").await,
+        app.scalar_i64("SELECT COUNT(*) FROM webhook_deliveries WHERE provider = 'vapi'")
+            .await,
         7,
         "every raw delivery is kept for audit"
     );
@@ -190,20 +203,49 @@ async fn every_vapi_authentication_scheme_is_checked_and_failures_record_nothing
     assert_eq!(res.status(), 401);
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "invalid_signature");
-    assert_eq!(send(vec![("x-vapi-secret", "wrong".into())]).await.unwrap().status(), 401);
+    assert_eq!(
+        send(vec![("x-vapi-secret", "wrong".into())])
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let bad_sig = wire::signature::hmac_sha256_hex("wrong", body.as_bytes());
-    assert_eq!(send(vec![("x-vapi-signature", bad_sig)]).await.unwrap().status(), 401);
-    assert_eq!(app.head().await, baseline, "a refused delivery records nothing");
+    assert_eq!(
+        send(vec![("x-vapi-signature", bad_sig)])
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.head().await,
+        baseline,
+        "a refused delivery records nothing"
+    );
 
     let good = wire::signature::hmac_sha256_hex(VAPI_SECRET, body.as_bytes());
-    assert_eq!(send(vec![("x-vapi-signature", good)]).await.unwrap().status(), 200);
+    assert_eq!(
+        send(vec![("x-vapi-signature", good)])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let now = chrono::Utc::now().timestamp();
     let sig = wire::signature::vapi_hmac_signature(VAPI_SECRET, now, body.as_bytes());
-    let res = send(vec![("x-signature", sig), ("x-timestamp", now.to_string())]).await.unwrap();
+    let res = send(vec![("x-signature", sig), ("x-timestamp", now.to_string())])
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let stale = now - 3600;
     let sig = wire::signature::vapi_hmac_signature(VAPI_SECRET, stale, body.as_bytes());
-    let res = send(vec![("x-signature", sig), ("x-timestamp", stale.to_string())]).await.unwrap();
+    let res = send(vec![
+        ("x-signature", sig),
+        ("x-timestamp", stale.to_string()),
+    ])
+    .await
+    .unwrap();
     assert_eq!(res.status(), 401, "a replayed old signature is refused");
     app.app.stop().await;
 }
@@ -220,25 +262,58 @@ async fn bad_input_gets_a_clear_error_and_never_poisons_the_log(backend: &str) {
             .send()
     };
     let baseline = app.head().await;
-    let res = post(url.clone(), "application/json", b"{not json".to_vec()).await.unwrap();
+    let res = post(url.clone(), "application/json", b"{not json".to_vec())
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
     let err: serde_json::Value = res.json().await.unwrap();
     assert_eq!(err["error"]["code"], "invalid_payload");
-    assert_eq!(post(url.clone(), "text/plain", b"{}".to_vec()).await.unwrap().status(), 415);
+    assert_eq!(
+        post(url.clone(), "text/plain", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        415
+    );
     let huge = vec![b' '; 2 * 1024 * 1024];
-    assert_eq!(post(url.clone(), "application/json", huge).await.unwrap().status(), 413);
+    assert_eq!(
+        post(url.clone(), "application/json", huge)
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
     let other = format!("{}/api/webhooks/vapi/{}", app.base, uuid::Uuid::new_v4());
-    assert_eq!(post(other, "application/json", b"{}".to_vec()).await.unwrap().status(), 404);
+    assert_eq!(
+        post(other, "application/json", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let not_uuid = format!("{}/api/webhooks/vapi/acme", app.base);
-    assert_eq!(post(not_uuid, "application/json", b"{}".to_vec()).await.unwrap().status(), 400);
+    assert_eq!(
+        post(not_uuid, "application/json", b"{}".to_vec())
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     let no_call = vapi_message("status-update", "", json!({"status": "ringing"}));
-    let res = post(url.clone(), "application/json", no_call.into_bytes()).await.unwrap();
+    let res = post(url.clone(), "application/json", no_call.into_bytes())
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "kept for audit, but no call to write to");
     let body: serde_json::Value = res.json().await.unwrap();
     assert!(body["ignored"].is_string());
     assert_eq!(app.head().await, baseline);
     // The log still takes good deliveries afterwards.
-    app.vapi_ok(&vapi_message("status-update", "ok-1", json!({"status": "ringing"}))).await;
+    app.vapi_ok(&vapi_message(
+        "status-update",
+        "ok-1",
+        json!({"status": "ringing"}),
+    ))
+    .await;
     assert!(app.head().await > baseline);
     app.app.stop().await;
 }
@@ -248,7 +323,10 @@ async fn an_assistant_request_is_answered_with_the_linked_assistant(backend: &st
     let app = spawn_app(backend).await;
     let body = vapi_message("assistant-request", "ar-1", json!({}));
     let answer = app.vapi_ok(&body).await;
-    assert!(answer["error"].is_string(), "no assistant yet: spoken error {answer}");
+    assert!(
+        answer["error"].is_string(),
+        "no assistant yet: spoken error {answer}"
+    );
     let orgs = &app.app.state().organizations;
     let meta = eventlog::CommandMeta::new("system:test");
     let id = app.org.to_string();
@@ -289,8 +367,12 @@ async fn an_assistant_request_is_answered_with_the_linked_assistant(backend: &st
 
 async fn twilio_status_callbacks_are_verified_and_update_the_matching_call(backend: &str) {
     let app = spawn_app(backend).await;
-    app.vapi_ok(&vapi_message("status-update", "tw-1", json!({"status": "in-progress"})))
-        .await;
+    app.vapi_ok(&vapi_message(
+        "status-update",
+        "tw-1",
+        json!({"status": "in-progress"}),
+    ))
+    .await;
     app.settle().await;
     let params: Vec<(String, String)> = [
         ("CallSid", "CAtw-1"),
@@ -354,21 +436,38 @@ async fn stripe_events_drive_the_subscription_and_redeliveries_change_nothing(ba
     };
     let checkout = stripe_fixture("checkout.session.completed", app.org);
     let baseline = app.head().await;
-    assert_eq!(post(checkout.clone(), "whsec_wrong").await.unwrap().status(), 400);
+    assert_eq!(
+        post(checkout.clone(), "whsec_wrong")
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
     assert_eq!(app.head().await, baseline, "a forged event records nothing");
-    for name in ["checkout.session.completed", "customer.subscription.created", "invoice.paid"] {
-        let res = post(stripe_fixture(name, app.org), STRIPE_SECRET).await.unwrap();
+    for name in [
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "invoice.paid",
+    ] {
+        let res = post(stripe_fixture(name, app.org), STRIPE_SECRET)
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "{name}");
     }
     let head = app.head().await;
     assert_eq!(post(checkout, STRIPE_SECRET).await.unwrap().status(), 200);
-    assert_eq!(app.head().await, head, "redelivered event id records nothing");
+    assert_eq!(
+        app.head().await,
+        head,
+        "redelivered event id records nothing"
+    );
     // A failed payment moves the subscription to past_due...
     let failed = stripe_fixture("invoice.payment_failed", app.org);
     assert_eq!(post(failed, STRIPE_SECRET).await.unwrap().status(), 200);
     app.settle().await;
     assert_eq!(
-        app.strings("SELECT status FROM billing_subscriptions").await,
+        app.strings("SELECT status FROM billing_subscriptions")
+            .await,
         vec!["past_due"]
     );
     // ...and an OLDER subscription.updated arriving late does not roll it back to active.
@@ -376,15 +475,21 @@ async fn stripe_events_drive_the_subscription_and_redeliveries_change_nothing(ba
     assert_eq!(post(stale, STRIPE_SECRET).await.unwrap().status(), 200);
     app.settle().await;
     assert_eq!(
-        app.strings("SELECT status FROM billing_subscriptions").await,
+        app.strings("SELECT status FROM billing_subscriptions")
+            .await,
         vec!["past_due"]
     );
-    assert_eq!(app.scalar_i64("SELECT COUNT(*) FROM billing_invoices").await, 2);
+    assert_eq!(
+        app.scalar_i64("SELECT COUNT(*) FROM billing_invoices")
+            .await,
+        2
+    );
     let deleted = stripe_fixture("customer.subscription.deleted", app.org);
     assert_eq!(post(deleted, STRIPE_SECRET).await.unwrap().status(), 200);
     app.settle().await;
     assert_eq!(
-        app.strings("SELECT status FROM billing_subscriptions").await,
+        app.strings("SELECT status FROM billing_subscriptions")
+            .await,
         vec!["canceled"]
     );
     app.app.stop().await;
