@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod providers;
 pub mod simulate;
 pub mod startup;
 pub mod state;

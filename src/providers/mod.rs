@@ -1,0 +1,224 @@
+//! Outbound provider clients (VAPI, Twilio, Stripe, Resend, OpenAI-compatible LLM).
+//!
+//! Every client goes through [`HttpClient`]: a real reqwest client with a configurable base
+//! URL, a timeout, retries with back-off on transient failures (connect errors, 429, 5xx), and
+//! a record of each request in `outbound_requests`. Without credentials a client runs in
+//! sandbox mode: the request is recorded (visibly, `sandbox = 1`) and a realistic fake answer
+//! is returned by the caller instead of sending anything.
+
+pub mod resend;
+
+use std::time::Duration;
+
+use eventlog::{now_ms, EventStore};
+use serde_json::Value;
+
+use crate::config::ProviderConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider answered with an error status that retrying will not fix.
+    #[error("{provider} refused the request ({status}): {body}")]
+    Rejected {
+        provider: &'static str,
+        status: u16,
+        body: String,
+    },
+    /// The provider could not be reached or kept failing after the retries.
+    #[error("{provider} is unavailable: {reason}")]
+    Unavailable {
+        provider: &'static str,
+        reason: String,
+    },
+    #[error("could not record the outbound request: {0}")]
+    Record(#[from] sqlx::Error),
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    Bearer(String),
+    Basic { user: String, password: String },
+    None,
+}
+
+/// The body of a request.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Json(Value),
+    Form(Vec<(String, String)>),
+    Empty,
+}
+
+impl Body {
+    fn describe(&self) -> String {
+        match self {
+            Body::Json(v) => v.to_string(),
+            Body::Form(pairs) => serde_json::to_string(pairs).unwrap_or_default(),
+            Body::Empty => String::new(),
+        }
+    }
+}
+
+/// A request to one provider.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: reqwest::Method,
+    /// Path under the provider's base URL (starting with `/`).
+    pub path: String,
+    pub body: Body,
+    pub idempotency_key: Option<String>,
+    pub organization_id: Option<String>,
+}
+
+/// The provider's answer (or, in sandbox mode, `None`: the caller fabricates one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    provider: &'static str,
+    config: ProviderConfig,
+    auth: Auth,
+    http: reqwest::Client,
+    store: EventStore,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+impl HttpClient {
+    pub fn new(
+        provider: &'static str,
+        config: ProviderConfig,
+        auth: Auth,
+        store: EventStore,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            provider,
+            config,
+            auth,
+            http,
+            store,
+            max_attempts: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    /// Shorter back-off (tests).
+    pub fn with_backoff(mut self, backoff: Duration) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn sandbox(&self) -> bool {
+        self.config.sandbox()
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.provider
+    }
+
+    /// Sends `request` (or only records it in sandbox mode, returning `Ok(None)`).
+    pub async fn send(&self, request: Request) -> Result<Option<Answer>, ProviderError> {
+        let url = format!("{}{}", self.config.base_url, request.path);
+        let id = uuid::Uuid::new_v4().to_string();
+        self.record(&id, &request, &url).await?;
+        if self.sandbox() {
+            tracing::info!(provider = self.provider, %url, "sandbox: request recorded, not sent");
+            return Ok(None);
+        }
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let result = self.try_send(&request, &url).await;
+            let transient = match &result {
+                Ok(answer) => answer.status == 429 || answer.status >= 500,
+                Err(_) => true,
+            };
+            if !transient || attempt >= self.max_attempts {
+                break result;
+            }
+            tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+        };
+        let (status, response) = match &outcome {
+            Ok(answer) => (Some(i64::from(answer.status)), answer.body.to_string()),
+            Err(err) => (None, err.to_string()),
+        };
+        sqlx::query(
+            "UPDATE outbound_requests SET status = $1, response = $2, attempts = $3 WHERE id = $4",
+        )
+        .bind(status)
+        .bind(response)
+        .bind(i64::from(attempt))
+        .bind(id)
+        .execute(self.store.pool())
+        .await?;
+        match outcome {
+            Ok(answer) if answer.status < 400 => Ok(Some(answer)),
+            Ok(answer) if answer.status == 429 || answer.status >= 500 => {
+                Err(ProviderError::Unavailable {
+                    provider: self.provider,
+                    reason: format!("status {} after {attempt} attempts", answer.status),
+                })
+            }
+            Ok(answer) => Err(ProviderError::Rejected {
+                provider: self.provider,
+                status: answer.status,
+                body: answer.body.to_string(),
+            }),
+            Err(reason) => Err(ProviderError::Unavailable {
+                provider: self.provider,
+                reason,
+            }),
+        }
+    }
+
+    async fn try_send(&self, request: &Request, url: &str) -> Result<Answer, String> {
+        let mut builder = self.http.request(request.method.clone(), url);
+        builder = match &self.auth {
+            Auth::Bearer(token) => builder.bearer_auth(token),
+            Auth::Basic { user, password } => builder.basic_auth(user, Some(password)),
+            Auth::None => builder,
+        };
+        if let Some(key) = &request.idempotency_key {
+            builder = builder.header("Idempotency-Key", key);
+        }
+        builder = match &request.body {
+            Body::Json(value) => builder.json(value),
+            Body::Form(pairs) => builder.form(pairs),
+            Body::Empty => builder,
+        };
+        let response = builder.send().await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Answer { status, body })
+    }
+
+    async fn record(&self, id: &str, request: &Request, url: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO outbound_requests (id, provider, method, url, body, idempotency_key, \
+             sandbox, organization_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(id.to_string())
+        .bind(self.provider.to_string())
+        .bind(request.method.to_string())
+        .bind(url.to_string())
+        .bind(request.body.describe())
+        .bind(request.idempotency_key.clone())
+        .bind(i64::from(self.sandbox()))
+        .bind(request.organization_id.clone())
+        .bind(now_ms())
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+}

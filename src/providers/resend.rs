@@ -1,0 +1,65 @@
+//! Resend: transactional email (`POST /emails`).
+
+use serde_json::json;
+
+use super::{Auth, Body, HttpClient, ProviderError, Request};
+use crate::config::ProviderConfig;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Resend {
+    client: HttpClient,
+}
+
+impl Resend {
+    pub fn new(config: ProviderConfig, store: eventlog::EventStore) -> Self {
+        let auth = config
+            .api_key
+            .as_ref()
+            .map(|k| Auth::Bearer(k.expose().to_string()))
+            .unwrap_or(Auth::None);
+        Self {
+            client: HttpClient::new("resend", config, auth, store),
+        }
+    }
+
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// Sends an email; returns Resend's id (a `sandbox-…` id when nothing was sent).
+    pub async fn send(&self, email: &Email) -> Result<String, ProviderError> {
+        let mut body = json!({
+            "from": email.from,
+            "to": email.to,
+            "subject": email.subject,
+            "text": email.text,
+        });
+        if let Some(html) = &email.html {
+            body["html"] = json!(html);
+        }
+        let answer = self
+            .client
+            .send(Request {
+                method: reqwest::Method::POST,
+                path: "/emails".into(),
+                body: Body::Json(body),
+                idempotency_key: email.idempotency_key.clone(),
+                organization_id: None,
+            })
+            .await?;
+        Ok(match answer {
+            Some(answer) => answer.body["id"].as_str().unwrap_or_default().to_string(),
+            None => format!("sandbox-{}", uuid::Uuid::new_v4()),
+        })
+    }
+}
