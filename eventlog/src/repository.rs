@@ -5,8 +5,9 @@
 //! cqrs-es' own `CqrsFramework` is not used: it dispatches queries in the request after commit
 //! (lost on a crash), cannot carry an idempotency key, and does not report log positions.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -15,6 +16,9 @@ use thiserror::Error;
 use crate::event::{Append, AppendResult, CommandMeta, NewEvent, StoredEvent};
 use crate::snapshot::{self, Snapshot};
 use crate::{EventStore, StoreError, Upcasters};
+
+/// How many aggregates the in-memory cache keeps before it is thinned out.
+const CACHE_CAPACITY: usize = 10_000;
 
 /// How often a conflicting command is retried on fresh state before giving up (→ 409).
 const MAX_ATTEMPTS: usize = 5;
@@ -44,6 +48,9 @@ pub struct AggregateRepository<A: Aggregate> {
     upcasters: Upcasters,
     snapshot_every: i64,
     schema_version: i32,
+    /// Recently used states by id. Only a starting point: every load still reads the stream's
+    /// tail after the cached version, so a state written by another process is never missed.
+    cache: Arc<Mutex<HashMap<String, (A, i64)>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -55,6 +62,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             upcasters: self.upcasters.clone(),
             snapshot_every: self.snapshot_every,
             schema_version: self.schema_version,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -62,7 +70,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
 
 impl<A> AggregateRepository<A>
 where
-    A: Aggregate,
+    A: Aggregate + Clone,
     A::Command: Clone,
 {
     pub fn new(store: EventStore, services: A::Services) -> Self {
@@ -72,6 +80,7 @@ where
             upcasters: Upcasters::new(),
             snapshot_every: 50,
             schema_version: 1,
+            cache: Arc::new(Mutex::new(HashMap::new())),
             _aggregate: PhantomData,
         }
     }
@@ -102,14 +111,51 @@ where
         Ok(serde_json::from_value(payload)?)
     }
 
-    /// The current state and version, from the newest usable snapshot plus the events after it.
+    /// The current state and version: from the cache or the newest usable snapshot, plus the
+    /// events after it. Handling a command therefore costs the same on the 500th event of a
+    /// stream as on the 1st.
     pub async fn load(&self, id: &str) -> Result<(A, i64), StoreError> {
-        let (mut aggregate, mut version) = self.usable_snapshot(id).await?.unwrap_or_default();
+        let start = match self.cached(id) {
+            Some(hit) => Some(hit),
+            None => self.usable_snapshot(id).await?,
+        };
+        let (mut aggregate, mut version) = start.unwrap_or_default();
         for event in self.store.read_stream(A::TYPE, id, version).await? {
             aggregate.apply(self.decode(&event)?);
             version = event.sequence;
         }
+        if version > 0 {
+            self.remember(id, &aggregate, version);
+        }
         Ok((aggregate, version))
+    }
+
+    fn cached(&self, id: &str) -> Option<(A, i64)> {
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cache.get(id).cloned()
+    }
+
+    fn remember(&self, id: &str, aggregate: &A, version: i64) {
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= CACHE_CAPACITY && !cache.contains_key(id) {
+            // Thin out arbitrarily: a miss only costs a snapshot read.
+            let drop: Vec<String> = cache.keys().take(CACHE_CAPACITY / 2).cloned().collect();
+            for key in drop {
+                cache.remove(&key);
+            }
+        }
+        match cache.get(id) {
+            Some((_, cached)) if *cached >= version => {}
+            _ => {
+                cache.insert(id.to_string(), (aggregate.clone(), version));
+            }
+        }
     }
 
     /// State rebuilt from every event, ignoring snapshots (audits and tests compare the two).
@@ -172,6 +218,9 @@ where
             let append = self.to_append(id, version, &events, &aggregate, meta)?;
             match self.store.append(append).await {
                 Ok(result) => {
+                    if !result.duplicate && result.event_count > 0 {
+                        self.remember(id, &aggregate, result.version);
+                    }
                     let events = if result.duplicate { Vec::new() } else { events };
                     return Ok(Executed {
                         events,

@@ -34,6 +34,7 @@ impl EventStore {
         let wake = Wake::new();
         if backend == Backend::Postgres {
             wake.listen_postgres(url.to_string());
+            wake.publish_postgres(pool.clone());
         }
         Ok(Self {
             pool,
@@ -74,7 +75,7 @@ impl EventStore {
         }
         match self.try_append(&append).await {
             Ok(result) => {
-                self.wake.notify(result.last_position);
+                self.wake.committed(result.last_position);
                 Ok(result)
             }
             Err(err) => {
@@ -153,12 +154,6 @@ impl EventStore {
                 snapshot,
             )
             .await?;
-        }
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('callflex_events', $1)")
-                .bind(last_position.to_string())
-                .execute(&mut *tx)
-                .await?;
         }
         tx.commit().await?;
         Ok(AppendResult {

@@ -10,6 +10,8 @@ use tokio::sync::watch;
 #[derive(Clone)]
 pub struct Wake {
     tx: Arc<watch::Sender<i64>>,
+    /// Positions committed by THIS process, to be announced to other processes.
+    committed: Arc<watch::Sender<i64>>,
 }
 
 impl Default for Wake {
@@ -21,7 +23,39 @@ impl Default for Wake {
 impl Wake {
     pub fn new() -> Self {
         let (tx, _) = watch::channel(0);
-        Self { tx: Arc::new(tx) }
+        let (committed, _) = watch::channel(0);
+        Self {
+            tx: Arc::new(tx),
+            committed: Arc::new(committed),
+        }
+    }
+
+    /// Called after this process committed an append: wakes local consumers at once and lets
+    /// the publisher (if any) announce it to other processes.
+    pub fn committed(&self, position: i64) {
+        self.notify(position);
+        self.committed
+            .send_modify(|last| *last = (*last).max(position));
+    }
+
+    /// Announces this process's commits with `pg_notify`, outside the appending transactions.
+    /// NOTIFY inside a transaction takes a cluster-wide lock at commit and serializes every
+    /// writer (measured: 0.23x the raw insert rate at 16 writers); announcing afterwards, and
+    /// coalescing bursts into one notification, keeps appends concurrent.
+    pub fn publish_postgres(&self, pool: sqlx::AnyPool) {
+        let mut rx = self.committed.subscribe();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let position = *rx.borrow_and_update();
+                let sent = sqlx::query("SELECT pg_notify('callflex_events', $1)")
+                    .bind(position.to_string())
+                    .execute(&pool)
+                    .await;
+                if let Err(err) = sent {
+                    tracing::warn!(error = %err, "pg_notify failed; consumers will poll");
+                }
+            }
+        });
     }
 
     pub fn notify(&self, position: i64) {

@@ -355,6 +355,23 @@ async fn old_event_versions_are_upcast_before_the_aggregate_sees_them(backend: &
     assert_eq!(state.value, 7);
 }
 
+async fn a_cached_aggregate_still_sees_events_written_by_another_process(backend: &str) {
+    let store = open(backend).await;
+    // Two repositories with separate caches stand for two service processes.
+    let a = AggregateRepository::<Counter>::new(store.clone(), ());
+    let b = AggregateRepository::<Counter>::new(store.clone(), ());
+    let meta = CommandMeta::new("system:test");
+    a.execute("shared", 1, &meta).await.unwrap();
+    b.execute("shared", 10, &meta).await.unwrap();
+    let done = a.execute("shared", 100, &meta).await.unwrap();
+    assert_eq!(done.state.value, 111);
+    assert_eq!(done.result.version, 3);
+    assert_eq!(
+        a.load("shared").await.unwrap(),
+        b.replay("shared").await.unwrap()
+    );
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -377,6 +394,7 @@ macro_rules! conformance {
             case!(concurrent_commands_on_one_aggregate_are_all_applied_after_retries);
             case!(an_idempotent_command_is_applied_once);
             case!(old_event_versions_are_upcast_before_the_aggregate_sees_them);
+            case!(a_cached_aggregate_still_sees_events_written_by_another_process);
         }
     };
 }
