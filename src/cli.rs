@@ -62,19 +62,15 @@ pub struct SimulateArgs {
 pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
     let store =
         eventlog::EventStore::open(&config.database_url, config.database_max_connections).await?;
-    for projector in projections::all() {
-        if !names.is_empty() && !names.iter().any(|n| n == projector.name()) {
-            continue;
-        }
-        let handle = projections::ProjectorRunner::new(store.clone(), projector).handle();
-        let started = std::time::Instant::now();
-        let report = projections::rebuild::rebuild(&store, &handle).await?;
+    let handles: Vec<_> = projections::all()
+        .into_iter()
+        .filter(|p| names.is_empty() || names.iter().any(|n| n == p.name()))
+        .map(|p| projections::ProjectorRunner::new(store.clone(), p).handle())
+        .collect();
+    for (report, took) in projections::rebuild::rebuild_all(&store, &handles).await? {
         println!(
-            "{}: {} events in {:.2?} (checkpoint {})",
-            report.projector,
-            report.events,
-            started.elapsed(),
-            report.checkpoint.position
+            "{}: {} events in {took:.2?} (checkpoint {})",
+            report.projector, report.events, report.checkpoint.position
         );
     }
     Ok(())

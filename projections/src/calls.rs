@@ -249,4 +249,39 @@ impl Projector for CallsProjector {
         }
         Ok(())
     }
+
+    /// Transcript segments are most of a call's events and only bump a counter: count them in
+    /// memory and write each call's total once per batch.
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tables: Tables,
+        events: &[(StoredEvent, DomainEvent)],
+    ) -> Result<(), ProjectionError> {
+        let mut segments: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
+        for (stored, event) in events {
+            match event {
+                DomainEvent::Call(CallEvent::TranscriptSegmentAdded { .. }) => {
+                    let entry = segments.entry(stored.aggregate_id.as_str()).or_default();
+                    entry.0 += 1;
+                    entry.1 = stored.position;
+                }
+                DomainEvent::Call(_) => self.apply(tx, tables, stored, event).await?,
+                _ => {}
+            }
+        }
+        let calls = tables.name("calls");
+        for (id, (count, position)) in segments {
+            sqlx::query(&format!(
+                "UPDATE {calls} SET segment_count = segment_count + $1, last_position = \
+                 CASE WHEN last_position > $2 THEN last_position ELSE $2 END WHERE id = $3"
+            ))
+            .bind(count)
+            .bind(position)
+            .bind(id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
 }

@@ -88,4 +88,18 @@ pub trait Projector: Send + Sync {
         stored: &StoredEvent,
         event: &DomainEvent,
     ) -> Result<(), ProjectionError>;
+
+    /// Applies a whole batch, in log order. Projectors override it to fold frequent events in
+    /// memory and write once per row per batch (rebuilds replay millions of events).
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tables: Tables,
+        events: &[(StoredEvent, DomainEvent)],
+    ) -> Result<(), ProjectionError> {
+        for (stored, event) in events {
+            self.apply(tx, tables, stored, event).await?;
+        }
+        Ok(())
+    }
 }

@@ -46,6 +46,34 @@ pub async fn rebuild(
     })
 }
 
+/// Rebuilds several projectors at once (each has its own tables and checkpoint), returning
+/// each report with the time it took.
+pub async fn rebuild_all(
+    store: &EventStore,
+    handles: &[ProjectorHandle],
+) -> Result<Vec<(RebuildReport, std::time::Duration)>, ProjectionError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, handle) in handles.iter().enumerate() {
+        let (store, handle) = (store.clone(), handle.clone());
+        tasks.spawn(async move {
+            let started = std::time::Instant::now();
+            let report = rebuild(&store, &handle).await;
+            (index, report.map(|r| (r, started.elapsed())))
+        });
+    }
+    let mut done = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (index, report) = joined.map_err(|e| {
+            ProjectionError::Store(eventlog::StoreError::UnsupportedUrl(format!(
+                "rebuild task failed: {e}"
+            )))
+        })?;
+        done.push((index, report?));
+    }
+    done.sort_by_key(|(index, _)| *index);
+    Ok(done.into_iter().map(|(_, report)| report).collect())
+}
+
 /// Replays everything after the rebuild checkpoint into the fresh tables.
 async fn catch_up(
     store: &EventStore,

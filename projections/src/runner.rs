@@ -207,11 +207,12 @@ pub async fn apply_batch(
     let Some(last) = events.last() else {
         return Ok(());
     };
+    let decoded = events
+        .iter()
+        .map(|stored| Ok((stored.clone(), DomainEvent::decode(stored)?)))
+        .collect::<Result<Vec<_>, ProjectionError>>()?;
     let mut tx = store.backend().begin_write(store.pool()).await?;
-    for stored in events {
-        let event = DomainEvent::decode(stored)?;
-        projector.apply(&mut tx, tables, stored, &event).await?;
-    }
+    projector.apply_batch(&mut tx, tables, &decoded).await?;
     checkpoint::save(&mut tx, checkpoint_name, last.checkpoint()).await?;
     tx.commit().await?;
     Ok(())
