@@ -259,7 +259,9 @@ impl Projector for TranscriptsProjector {
         for (call_id, add) in &appended {
             sqlx::query(&format!(
                 "UPDATE {transcripts} SET full_text = full_text || $1, \
-                 segment_count = segment_count + $2, updated_at = $3 WHERE call_id = $4"
+                 segment_count = segment_count + $2, \
+                 updated_at = CASE WHEN updated_at > $3 THEN updated_at ELSE $3 END \
+                 WHERE call_id = $4"
             ))
             .bind(add.text.clone())
             .bind(add.count)
