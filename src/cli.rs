@@ -126,15 +126,48 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
     Ok(id)
 }
 
+/// Creates a read/write API key for `organization` (issued by the system) and returns its
+/// secret, so the demo's calls can be queried right away.
+pub async fn create_demo_api_key(
+    config: &Config,
+    organization: uuid::Uuid,
+) -> anyhow::Result<String> {
+    let store = eventlog::EventStore::open(&config.database_url, 2).await?;
+    let repo =
+        eventlog::AggregateRepository::<aggregates::organization::Organization>::new(store, ());
+    let secret = crate::auth::new_api_key_secret();
+    let actor = "system:simulate".to_string();
+    repo.execute(
+        &organization.to_string(),
+        OrganizationCommand::CreateApiKey {
+            key_id: uuid::Uuid::new_v4().to_string(),
+            name: "demo".into(),
+            key_hash: crate::auth::token_hash(&secret),
+            scopes: vec![
+                aggregates::organization::ApiKeyScope::Read,
+                aggregates::organization::ApiKeyScope::Write,
+            ],
+            actor: actor.clone(),
+        },
+        &CommandMeta::new(actor).tenant(organization),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(secret)
+}
+
 pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()> {
+    let mut api_key = None;
     let organization = match (args.organization, args.create_demo_org) {
         (Some(id), _) => id,
         (None, true) => {
             let id = create_demo_org(config, &args.secret).await?;
+            let key = create_demo_api_key(config, id).await?;
             println!(
-                "created demo organization {id} (VAPI secret: {})",
+                "created demo organization {id} (VAPI secret: {}; API key: {key})",
                 args.secret
             );
+            api_key = Some(key);
             id
         }
         (None, false) => anyhow::bail!("pass --organization <id> or --create-demo-org"),
@@ -162,7 +195,8 @@ pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()
         simulate::percentile(&report.tool_latencies, 99.0),
     );
     println!(
-        "see them: curl -H 'X-Organization-Id: {organization}' {}/api/v1/calls",
+        "see them: curl -H 'Authorization: Bearer {}' {}/api/v1/calls",
+        api_key.as_deref().unwrap_or("<session token or API key>"),
         args.url.trim_end_matches('/')
     );
     if report.failures > 0 {

@@ -55,9 +55,20 @@ pub struct Config {
     pub vapi: ProviderConfig,
     pub twilio: ProviderConfig,
     pub twilio_account_sid: Option<String>,
+    /// Where Twilio sends a bought number's calls (`VAPI_PHONE_NUMBER_URL`; VAPI's inbound
+    /// Twilio endpoint by default). A bare host gets `https://`.
+    pub vapi_phone_number_url: String,
+    /// OAuth client ids of integrations (`GOOGLE_CLIENT_ID`, `HUBSPOT_CLIENT_ID`).
+    pub google_client_id: Option<String>,
+    pub hubspot_client_id: Option<String>,
     pub stripe: ProviderConfig,
     pub resend: ProviderConfig,
     pub llm: ProviderConfig,
+    /// `REDIS_URL`: sign-in rate limits are shared through Redis when set (in-process
+    /// otherwise).
+    pub redis_url: Option<String>,
+    /// `SESSION_TTL_HOURS`: how long a session token stays valid (default 14 days).
+    pub session_ttl_hours: i64,
 }
 
 impl Default for Config {
@@ -82,6 +93,9 @@ impl Default for Config {
                 api_key: None,
             },
             twilio_account_sid: None,
+            vapi_phone_number_url: "https://api.vapi.ai/twilio/inbound_call".into(),
+            google_client_id: None,
+            hubspot_client_id: None,
             stripe: ProviderConfig {
                 base_url: "https://api.stripe.com".into(),
                 api_key: None,
@@ -94,6 +108,8 @@ impl Default for Config {
                 base_url: "https://api.openai.com".into(),
                 api_key: None,
             },
+            redis_url: None,
+            session_ttl_hours: 24 * 14,
         }
     }
 }
@@ -159,9 +175,25 @@ impl Config {
         c.vapi = provider("VAPI_BASE_URL", "VAPI_API_KEY", &c.vapi);
         c.twilio = provider("TWILIO_BASE_URL", "TWILIO_AUTH_TOKEN", &c.twilio);
         c.twilio_account_sid = get("TWILIO_ACCOUNT_SID");
+        if let Some(url) = get("VAPI_PHONE_NUMBER_URL") {
+            let url = url.trim_end_matches('/');
+            c.vapi_phone_number_url = if url.starts_with("http://") || url.starts_with("https://") {
+                url.to_string()
+            } else {
+                format!("https://{url}")
+            };
+        }
+        c.google_client_id = get("GOOGLE_CLIENT_ID");
+        c.hubspot_client_id = get("HUBSPOT_CLIENT_ID");
         c.stripe = provider("STRIPE_BASE_URL", "STRIPE_SECRET_KEY", &c.stripe);
         c.resend = provider("RESEND_BASE_URL", "RESEND_API_KEY", &c.resend);
         c.llm = provider("LLM_BASE_URL", "LLM_API_KEY", &c.llm);
+        c.redis_url = get("REDIS_URL");
+        if let Some(n) = get("SESSION_TTL_HOURS") {
+            c.session_ttl_hours = n.parse().ok().filter(|h: &i64| *h > 0).ok_or_else(|| {
+                ConfigError(format!("SESSION_TTL_HOURS={n} is not a positive number"))
+            })?;
+        }
         Ok(c)
     }
 }

@@ -4,6 +4,7 @@
 //! - [`config`]: settings from the environment (embedded SQLite by default, no keys needed).
 //! - [`startup`]: `Application::build(config)`: store, projectors, HTTP server (port 0 ok).
 //! - [`state`]: what handlers share: the store, one repository per aggregate, projectors.
+//! - [`auth`]: password hashing, tokens, password rules, the sign-in rate limiter.
 //! - [`http`]: the only module that knows HTTP: poem-openapi APIs, errors, raw bodies.
 //! - [`webhooks`]: provider deliveries → verified → deduplicated → aggregate commands.
 //! - [`cli`]: `serve` (default), `migrate`, `rebuild`, `simulate`, `openapi`.
@@ -12,6 +13,7 @@
 //! The crates below: `aggregates` (pure domain), `eventlog` (the log), `projections` (read
 //! models), `wire` (provider formats and signatures).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -19,4 +21,5 @@ pub mod providers;
 pub mod simulate;
 pub mod startup;
 pub mod state;
+pub mod templates;
 pub mod webhooks;

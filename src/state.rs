@@ -5,9 +5,11 @@ use std::time::Duration;
 use aggregates::call::Call;
 use aggregates::organization::Organization;
 use aggregates::subscription::Subscription;
+use aggregates::user::{User, UserEmail};
 use eventlog::{AggregateRepository, EventStore};
 use projections::ProjectorHandle;
 
+use crate::auth::SignInLimiter;
 use crate::config::Config;
 
 /// Snapshot every 50 events; bump a schema version when that aggregate's state shape changes.
@@ -19,6 +21,10 @@ pub struct AppState {
     pub calls: AggregateRepository<Call>,
     pub organizations: AggregateRepository<Organization>,
     pub subscriptions: AggregateRepository<Subscription>,
+    pub users: AggregateRepository<User>,
+    /// One stream per normalized email address: who owns it.
+    pub user_emails: AggregateRepository<UserEmail>,
+    pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
 }
 
@@ -26,10 +32,18 @@ impl AppState {
     pub fn new(config: Config, store: EventStore, projectors: Vec<ProjectorHandle>) -> Self {
         Self {
             calls: AggregateRepository::new(store.clone(), ()).with_snapshots(SNAPSHOT_EVERY, 1),
+            // 2: assistants carry their configuration, phone numbers their provider ids,
+            // purchases and integration configs are kept (older snapshots are replayed).
             organizations: AggregateRepository::new(store.clone(), ())
-                .with_snapshots(SNAPSHOT_EVERY, 1),
+                .with_snapshots(SNAPSHOT_EVERY, 2),
             subscriptions: AggregateRepository::new(store.clone(), ())
                 .with_snapshots(SNAPSHOT_EVERY, 1),
+            users: AggregateRepository::new(store.clone(), ()).with_snapshots(SNAPSHOT_EVERY, 1),
+            user_emails: AggregateRepository::new(store.clone(), ()),
+            sign_in_limiter: SignInLimiter::new(
+                config.redis_url.as_deref(),
+                crate::auth::Limits::default(),
+            ),
             config,
             store,
             projectors,

@@ -16,6 +16,8 @@
 //!   and outgoing webhook endpoints.
 //! - [`subscription`]: one [`subscription::Subscription`] per Stripe
 //!   subscription: status sync, invoices, usage metering and overage.
+//! - [`user`]: one [`user::User`] per account (registration, sessions, password
+//!   resets) and one [`user::UserEmail`] per email address (uniqueness).
 //!
 //! Each aggregate module is split into `command.rs` (commands and the value
 //! types they carry), `event.rs` (past-tense events, externally tagged, with
@@ -31,6 +33,7 @@ pub mod call;
 pub mod common;
 pub mod organization;
 pub mod subscription;
+pub mod user;
 
 use cqrs_es::Aggregate;
 

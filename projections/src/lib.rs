@@ -9,10 +9,12 @@
 //! - [`rebuild`]: blue/green rebuild of a projector into fresh tables, then an atomic swap.
 //! - One module per read model: [`calls`] (calls + call actions), [`transcripts`],
 //!   [`contacts`], [`usage`] (per organization per day), [`billing`] (subscriptions,
-//!   invoices, closed periods).
+//!   invoices, closed periods), [`accounts`] (users, sessions, API keys, memberships and
+//!   organizations: the lookups authentication starts from).
 //!
 //! All read models are eventually consistent; none is updated inside a command's transaction.
 
+pub mod accounts;
 pub mod billing;
 pub mod calls;
 pub mod contacts;
@@ -36,5 +38,6 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(contacts::ContactsProjector),
         Arc::new(usage::UsageProjector),
         Arc::new(billing::BillingProjector),
+        Arc::new(accounts::AccountsProjector),
     ]
 }

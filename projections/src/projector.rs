@@ -3,6 +3,7 @@
 use aggregates::call::CallEvent;
 use aggregates::organization::OrganizationEvent;
 use aggregates::subscription::SubscriptionEvent;
+use aggregates::user::UserEvent;
 use async_trait::async_trait;
 use eventlog::{StoreError, StoredEvent};
 use sqlx::{Any, Transaction};
@@ -29,6 +30,7 @@ pub enum DomainEvent {
     Call(CallEvent),
     Organization(OrganizationEvent),
     Subscription(SubscriptionEvent),
+    User(UserEvent),
     /// An aggregate type this build does not know (written by a newer version): skipped.
     Other,
 }
@@ -48,6 +50,7 @@ impl DomainEvent {
             "subscription" => {
                 DomainEvent::Subscription(serde_json::from_value(payload).map_err(wrap)?)
             }
+            "user" => DomainEvent::User(serde_json::from_value(payload).map_err(wrap)?),
             _ => DomainEvent::Other,
         })
     }

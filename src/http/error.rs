@@ -52,6 +52,9 @@ pub enum ApiError {
     /// Something failed on our side; the request can be retried.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
+    /// An upstream provider (VAPI, Twilio) refused the request; nothing was recorded as done.
+    #[oai(status = 502)]
+    BadGateway(Json<ErrorBody>),
     /// A dependency is unavailable or a wait timed out; retry later.
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
@@ -117,6 +120,33 @@ impl ApiError {
     pub fn unavailable(code: &str, message: impl Into<String>) -> Self {
         ApiError::Unavailable(body(code, message, None))
     }
+    /// 502 with structured details (e.g. the provider and its status).
+    pub fn bad_gateway(
+        code: &str,
+        message: impl Into<String>,
+        details: Option<serde_json::Value>,
+    ) -> Self {
+        ApiError::BadGateway(body(code, message, details))
+    }
+    /// An error of any status with structured details.
+    pub fn with_details(self, details: serde_json::Value) -> Self {
+        let mut this = self;
+        match &mut this {
+            ApiError::BadRequest(b)
+            | ApiError::Unauthorized(b)
+            | ApiError::Forbidden(b)
+            | ApiError::NotFound(b)
+            | ApiError::Conflict(b)
+            | ApiError::PayloadTooLarge(b)
+            | ApiError::UnsupportedMediaType(b)
+            | ApiError::Unprocessable(b)
+            | ApiError::TooManyRequests(b)
+            | ApiError::Internal(b)
+            | ApiError::BadGateway(b)
+            | ApiError::Unavailable(b) => b.0.error.details = Some(details),
+        }
+        this
+    }
 
     /// An infrastructure failure: logged here, once, with its cause chain; the client only
     /// learns that it may retry.
@@ -141,6 +171,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => 422,
             ApiError::TooManyRequests(_) => 429,
             ApiError::Internal(_) => 500,
+            ApiError::BadGateway(_) => 502,
             ApiError::Unavailable(_) => 503,
         }
     }
@@ -157,6 +188,7 @@ impl ApiError {
             | ApiError::Unprocessable(b)
             | ApiError::TooManyRequests(b)
             | ApiError::Internal(b)
+            | ApiError::BadGateway(b)
             | ApiError::Unavailable(b) => &b.0.error,
         }
     }

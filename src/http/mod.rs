@@ -1,8 +1,10 @@
 //! The HTTP edge: the only module that knows about poem, poem-openapi and wire JSON shapes.
 
+pub mod accounts;
 pub mod error;
 pub mod health;
 pub mod payload;
+pub mod provisioning;
 pub mod query;
 pub mod webhooks;
 
@@ -26,13 +28,37 @@ pub enum ApiTags {
     Contacts,
     /// Plan, usage and invoices.
     Billing,
+    /// Built-in assistant templates.
+    Templates,
+    /// AI assistants and their sync to VAPI.
+    Assistants,
+    /// Phone numbers bought through Twilio and linked in VAPI.
+    PhoneNumbers,
+    /// Outbound integrations (webhooks, Zapier, OAuth providers).
+    Integrations,
+    /// Sign-up, sign-in, sessions and password resets.
+    Auth,
+    /// Organizations, members and roles, API keys.
+    Organizations,
 }
 
-pub type Api = (webhooks::WebhookApi, health::HealthApi, query::QueryApi);
+pub type Api = (
+    webhooks::WebhookApi,
+    health::HealthApi,
+    query::QueryApi,
+    provisioning::ProvisioningApi,
+    accounts::AccountsApi,
+);
 
 pub fn api_service() -> OpenApiService<Api, ()> {
     OpenApiService::new(
-        (webhooks::WebhookApi, health::HealthApi, query::api()),
+        (
+            webhooks::WebhookApi,
+            health::HealthApi,
+            query::api(),
+            provisioning::api(),
+            accounts::api(),
+        ),
         "CallFlex API",
         env!("CARGO_PKG_VERSION"),
     )

@@ -7,6 +7,8 @@
 //! is returned by the caller instead of sending anything.
 
 pub mod resend;
+pub mod twilio;
+pub mod vapi;
 
 use std::time::Duration;
 
@@ -128,9 +130,26 @@ impl HttpClient {
 
     /// Sends `request` (or only records it in sandbox mode, returning `Ok(None)`).
     pub async fn send(&self, request: Request) -> Result<Option<Answer>, ProviderError> {
+        self.send_recording(request, None).await
+    }
+
+    /// Like [`HttpClient::send`], but records `recorded` instead of the real body in
+    /// `outbound_requests` (for bodies that carry credentials).
+    pub async fn send_recording(
+        &self,
+        request: Request,
+        recorded: Option<Body>,
+    ) -> Result<Option<Answer>, ProviderError> {
         let url = format!("{}{}", self.config.base_url, request.path);
         let id = uuid::Uuid::new_v4().to_string();
-        self.record(&id, &request, &url).await?;
+        let shown = match recorded {
+            Some(body) => Request {
+                body,
+                ..request.clone()
+            },
+            None => request.clone(),
+        };
+        self.record(&id, &shown, &url).await?;
         if self.sandbox() {
             tracing::info!(provider = self.provider, %url, "sandbox: request recorded, not sent");
             return Ok(None);

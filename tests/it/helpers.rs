@@ -17,8 +17,12 @@ pub const PUBLIC_URL: &str = "https://callflex.test";
 pub struct TestApp {
     pub app: Application,
     pub base: String,
+    /// Sends the owner's session token (`Authorization: Bearer ...`) with every request.
     pub client: reqwest::Client,
     pub org: Uuid,
+    /// The owner's session token and user id.
+    pub token: String,
+    pub user_id: String,
 }
 
 /// Instantiates each listed scenario once per backend.
@@ -50,36 +54,10 @@ pub fn fixture(path: &str) -> String {
 }
 
 pub async fn spawn_app(backend: &str) -> TestApp {
-    let config = Config {
-        database_url: eventlog::testing::fresh_url(backend).await,
-        database_max_connections: 10,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: PUBLIC_URL.into(),
-        vapi_webhook_secret: Some(Secret::new(VAPI_SECRET)),
-        twilio_auth_token: Some(Secret::new(TWILIO_TOKEN)),
-        stripe_webhook_secret: Some(Secret::new(STRIPE_SECRET)),
-        ..Config::default()
-    };
-    let app = Application::build(config).await.expect("app starts");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let org = Uuid::new_v4();
-    let state = app.state().clone();
-    state
-        .organizations
-        .execute(
-            &org.to_string(),
-            OrganizationCommand::Create {
-                id: org,
-                name: "Acme Trucking".into(),
-                owner_user_id: "u1".into(),
-                owner_email: "owner@acme.test".into(),
-                actor: "system:test".into(),
-            },
-            &CommandMeta::new("system:test").tenant(org),
-        )
-        .await
-        .expect("org created");
-    state
+    let app = spawn_app_with(backend, |_| {}).await;
+    let org = app.org;
+    app.app
+        .state()
         .organizations
         .execute(
             &org.to_string(),
@@ -102,12 +80,42 @@ pub async fn spawn_app(backend: &str) -> TestApp {
         )
         .await
         .expect("settings");
-    TestApp {
-        app,
-        base,
-        client: reqwest::Client::new(),
-        org,
-    }
+    app
+}
+
+/// The password every test account signs up with.
+pub const PASSWORD: &str = "correct horse battery 9";
+
+/// Signs up `email` over HTTP (with an organization when `organization` is given); returns
+/// the answer (`token`, `user.id`, `organization.id`, ...).
+pub async fn sign_up(base: &str, email: &str, organization: Option<&str>) -> serde_json::Value {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&serde_json::json!({
+            "email": email,
+            "password": PASSWORD,
+            "name": "Test Owner",
+            "organization_name": organization,
+        }))
+        .send()
+        .await
+        .expect("signup request");
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.expect("signup answer");
+    assert_eq!(status, 201, "signup refused: {body}");
+    body
+}
+
+/// A client that sends `Authorization: Bearer <token>` with every request.
+pub fn authed_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("token is a header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl TestApp {
@@ -194,4 +202,43 @@ pub fn vapi_message(kind: &str, call_id: &str, extra: serde_json::Value) -> Stri
         }
     }
     serde_json::json!({ "message": message }).to_string()
+}
+
+/// Like [`spawn_app`] (same defaults, one organization), with `configure` applied to the
+/// configuration first (e.g. provider base URLs and keys pointing at local mock servers).
+///
+/// The organization is created the way a customer creates it: `owner@acme.test` signs up
+/// with it over HTTP; `client` sends that owner's session token with every request.
+pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config {
+        database_url: eventlog::testing::fresh_url(backend).await,
+        database_max_connections: 10,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: PUBLIC_URL.into(),
+        vapi_webhook_secret: Some(Secret::new(VAPI_SECRET)),
+        twilio_auth_token: Some(Secret::new(TWILIO_TOKEN)),
+        stripe_webhook_secret: Some(Secret::new(STRIPE_SECRET)),
+        ..Config::default()
+    };
+    configure(&mut config);
+    let app = Application::build(config).await.expect("app starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let signed_up = sign_up(&base, "owner@acme.test", Some("Acme Trucking")).await;
+    let org = signed_up["organization"]["id"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .expect("organization id");
+    let token = signed_up["token"].as_str().expect("token").to_string();
+    let user_id = signed_up["user"]["id"]
+        .as_str()
+        .expect("user id")
+        .to_string();
+    TestApp {
+        app,
+        base,
+        client: authed_client(&token),
+        org,
+        token,
+        user_id,
+    }
 }

@@ -1,7 +1,9 @@
 //! One integration-test binary (links once). Every scenario runs against both store
 //! backends: PostgreSQL (127.0.0.1:5432, never skipped) and embedded SQLite.
 
+mod accounts;
 mod helpers;
 mod projectors;
+mod provisioning;
 mod query;
 mod webhooks;

@@ -353,6 +353,7 @@ async fn an_assistant_request_is_answered_with_the_linked_assistant(backend: &st
             number: "+15559990000".into(),
             provider_sid: "PN1".into(),
             assistant_id: Some("a1".into()),
+            vapi_phone_number_id: None,
             actor: "system:test".into(),
         },
     ] {

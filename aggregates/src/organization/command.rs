@@ -23,6 +23,15 @@ pub enum MemberStatus {
     Active,
 }
 
+/// What an organization API key may do: `read` (queries) or `write` (also commands a
+/// member may issue). Managing members, keys and settings always needs a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyScope {
+    Read,
+    Write,
+}
+
 /// Where a contact came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +117,31 @@ pub enum OrganizationCommand {
         number: String,
         provider_sid: String,
         assistant_id: Option<String>,
+        /// The number's id in VAPI, when it is linked there.
+        #[serde(default)]
+        vapi_phone_number_id: Option<String>,
+        actor: String,
+    },
+    /// The intent to buy a number, recorded BEFORE the provider is called: a retry with the
+    /// same `purchase_id` finds it (in progress, failed or completed) and never buys twice.
+    /// The outcome is `ProvisionPhoneNumber` (with `phone_number_id = purchase_id`) or
+    /// `FailPhoneNumberPurchase`.
+    RequestPhoneNumberPurchase {
+        purchase_id: String,
+        /// A specific number (E.164) ...
+        number: Option<String>,
+        /// ... or any number in this area code.
+        area_code: Option<String>,
+        assistant_id: Option<String>,
+        actor: String,
+    },
+    /// The provider refused or failed; nothing is provisioned. `provider_sid` names a number
+    /// that was bought and could not be released again (for an operator to clean up).
+    FailPhoneNumberPurchase {
+        purchase_id: String,
+        stage: String,
+        reason: String,
+        provider_sid: Option<String>,
         actor: String,
     },
     ConfigurePhoneNumber {
@@ -201,6 +235,18 @@ pub enum OrganizationCommand {
         endpoint_id: String,
         actor: String,
     },
+    /// `key_hash` is the SHA-256 of the secret, which is shown once and never stored.
+    CreateApiKey {
+        key_id: String,
+        name: String,
+        key_hash: String,
+        scopes: Vec<ApiKeyScope>,
+        actor: String,
+    },
+    RevokeApiKey {
+        key_id: String,
+        actor: String,
+    },
     Delete {
         actor: String,
     },
@@ -231,6 +277,8 @@ impl OrganizationCommand {
             | ChangeMemberRole { actor, .. }
             | RemoveMember { actor, .. }
             | ProvisionPhoneNumber { actor, .. }
+            | RequestPhoneNumberPurchase { actor, .. }
+            | FailPhoneNumberPurchase { actor, .. }
             | ConfigurePhoneNumber { actor, .. }
             | ReleasePhoneNumber { actor, .. }
             | CreateAssistant { actor, .. }
@@ -245,6 +293,8 @@ impl OrganizationCommand {
             | DisconnectIntegration { actor, .. }
             | RegisterWebhookEndpoint { actor, .. }
             | RemoveWebhookEndpoint { actor, .. }
+            | CreateApiKey { actor, .. }
+            | RevokeApiKey { actor, .. }
             | Delete { actor } => actor,
         }
     }

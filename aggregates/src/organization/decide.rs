@@ -2,8 +2,8 @@
 
 use super::command::Permission;
 use super::{
-    MemberStatus, Organization, OrganizationCommand as C, OrganizationError as E,
-    OrganizationEvent as Ev, Role,
+    ApiKeyScope, MemberStatus, Organization, OrganizationCommand as C, OrganizationError as E,
+    OrganizationEvent as Ev, PurchaseStatus, Role,
 };
 use crate::common::{emit, Actor};
 
@@ -82,9 +82,24 @@ impl Organization {
                 }
                 require(role_allows(member.role, needed), E::Forbidden)
             }
-            Actor::ApiKey(_) => {
-                let accepting = matches!(command, C::AcceptInvite { .. });
-                require(!accepting && needed <= Permission::Manage, E::Forbidden)
+            Actor::ApiKey(id) => {
+                // Only a live key of this organization with the write scope issues commands;
+                // members and keys themselves are managed by users only.
+                let key = self.live_api_key(&id).ok_or(E::Forbidden)?;
+                let writes = key.scopes.contains(&ApiKeyScope::Write);
+                let users_only = matches!(
+                    command,
+                    C::AcceptInvite { .. }
+                        | C::InviteMember { .. }
+                        | C::ChangeMemberRole { .. }
+                        | C::RemoveMember { .. }
+                        | C::CreateApiKey { .. }
+                        | C::RevokeApiKey { .. }
+                );
+                require(
+                    writes && !users_only && needed <= Permission::Manage,
+                    E::Forbidden,
+                )
             }
             _ => Err(E::Forbidden),
         }
@@ -188,6 +203,7 @@ impl Organization {
                 number,
                 provider_sid,
                 assistant_id,
+                vapi_phone_number_id,
                 ..
             } => {
                 require(
@@ -211,6 +227,75 @@ impl Organization {
                         number,
                         provider_sid,
                         assistant_id,
+                        vapi_phone_number_id,
+                    },
+                );
+            }
+            C::RequestPhoneNumberPurchase {
+                purchase_id,
+                number,
+                area_code,
+                assistant_id,
+                ..
+            } => {
+                require(
+                    !purchase_id.trim().is_empty(),
+                    invalid("purchase_id must not be empty"),
+                )?;
+                let wanted =
+                    |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+                require(
+                    wanted(&number) || wanted(&area_code),
+                    invalid("a number or an area code is required"),
+                )?;
+                if let Some(purchase) = self.purchases.get(&purchase_id) {
+                    require(
+                        purchase.status != PurchaseStatus::Pending,
+                        E::PurchaseInProgress,
+                    )?;
+                }
+                require(
+                    !self.phone_numbers.contains_key(&purchase_id)
+                        && self
+                            .purchases
+                            .get(&purchase_id)
+                            .is_none_or(|p| p.status != PurchaseStatus::Completed),
+                    invalid("this purchase is already completed"),
+                )?;
+                if let Some(id) = &assistant_id {
+                    require(self.live_assistant(id).is_some(), E::AssistantNotFound)?;
+                }
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberPurchaseRequested {
+                        purchase_id,
+                        number,
+                        area_code,
+                        assistant_id,
+                    },
+                );
+            }
+            C::FailPhoneNumberPurchase {
+                purchase_id,
+                stage,
+                reason,
+                provider_sid,
+                ..
+            } => {
+                let pending = self
+                    .purchases
+                    .get(&purchase_id)
+                    .is_some_and(|p| p.status == PurchaseStatus::Pending);
+                require(pending, invalid("no purchase in progress with this id"))?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberPurchaseFailed {
+                        purchase_id,
+                        stage,
+                        reason,
+                        provider_sid,
                     },
                 );
             }
@@ -449,6 +534,44 @@ impl Organization {
                     E::WebhookEndpointNotFound,
                 )?;
                 emit(self, out, Ev::WebhookEndpointRemoved { endpoint_id });
+            }
+            C::CreateApiKey {
+                key_id,
+                name,
+                key_hash,
+                mut scopes,
+                ..
+            } => {
+                let name = name.trim().to_string();
+                require(!name.is_empty(), invalid("name must not be empty"))?;
+                require(
+                    name.chars().count() <= 100,
+                    invalid("name may be at most 100 characters"),
+                )?;
+                require(!key_hash.is_empty(), invalid("key_hash must not be empty"))?;
+                scopes.sort();
+                scopes.dedup();
+                require(!scopes.is_empty(), invalid("scopes must not be empty"))?;
+                require(
+                    !self.api_keys.contains_key(&key_id),
+                    invalid("key_id is already used"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::ApiKeyCreated {
+                        key_id,
+                        name,
+                        key_hash,
+                        scopes,
+                    },
+                );
+            }
+            C::RevokeApiKey { key_id, .. } => {
+                let key = self.api_keys.get(&key_id).ok_or(E::ApiKeyNotFound)?;
+                if !key.revoked {
+                    emit(self, out, Ev::ApiKeyRevoked { key_id });
+                }
             }
             C::Delete { .. } => emit(self, out, Ev::OrganizationDeleted {}),
         }

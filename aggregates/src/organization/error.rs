@@ -21,6 +21,8 @@ pub enum OrganizationError {
     PhoneNumberNotFound,
     #[error("phone number is already provisioned")]
     NumberAlreadyProvisioned,
+    #[error("a purchase with this idempotency key is still in progress")]
+    PurchaseInProgress,
     #[error("assistant not found")]
     AssistantNotFound,
     #[error("a contact with this phone number already exists: {0}")]
@@ -31,6 +33,8 @@ pub enum OrganizationError {
     IntegrationNotFound,
     #[error("webhook endpoint not found")]
     WebhookEndpointNotFound,
+    #[error("API key not found")]
+    ApiKeyNotFound,
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }
@@ -48,11 +52,13 @@ impl OrganizationError {
             AlreadyMember => "already_member",
             PhoneNumberNotFound => "phone_number_not_found",
             NumberAlreadyProvisioned => "number_already_provisioned",
+            PurchaseInProgress => "purchase_in_progress",
             AssistantNotFound => "assistant_not_found",
             ContactExists(_) => "contact_exists",
             ContactNotFound => "contact_not_found",
             IntegrationNotFound => "integration_not_found",
             WebhookEndpointNotFound => "webhook_endpoint_not_found",
+            ApiKeyNotFound => "api_key_not_found",
             InvalidInput(_) => "invalid_input",
         }
     }

@@ -6,7 +6,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::command::{ContactSource, OrganizationSettings, Role, WebhookAuth};
+use super::command::{ApiKeyScope, ContactSource, OrganizationSettings, Role, WebhookAuth};
 
 /// Events of the [`super::Organization`] aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,21 @@ pub enum OrganizationEvent {
         number: String,
         provider_sid: String,
         assistant_id: Option<String>,
+        /// Added later: absent in older payloads (read as `None`).
+        #[serde(default)]
+        vapi_phone_number_id: Option<String>,
+    },
+    PhoneNumberPurchaseRequested {
+        purchase_id: String,
+        number: Option<String>,
+        area_code: Option<String>,
+        assistant_id: Option<String>,
+    },
+    PhoneNumberPurchaseFailed {
+        purchase_id: String,
+        stage: String,
+        reason: String,
+        provider_sid: Option<String>,
     },
     PhoneNumberConfigured {
         phone_number_id: String,
@@ -125,6 +140,15 @@ pub enum OrganizationEvent {
     WebhookEndpointRemoved {
         endpoint_id: String,
     },
+    ApiKeyCreated {
+        key_id: String,
+        name: String,
+        key_hash: String,
+        scopes: Vec<ApiKeyScope>,
+    },
+    ApiKeyRevoked {
+        key_id: String,
+    },
     OrganizationDeleted {},
 }
 
@@ -142,6 +166,8 @@ impl OrganizationEvent {
             MemberRoleChanged { .. } => "MemberRoleChanged",
             MemberRemoved { .. } => "MemberRemoved",
             PhoneNumberProvisioned { .. } => "PhoneNumberProvisioned",
+            PhoneNumberPurchaseRequested { .. } => "PhoneNumberPurchaseRequested",
+            PhoneNumberPurchaseFailed { .. } => "PhoneNumberPurchaseFailed",
             PhoneNumberConfigured { .. } => "PhoneNumberConfigured",
             PhoneNumberReleased { .. } => "PhoneNumberReleased",
             AssistantCreated { .. } => "AssistantCreated",
@@ -156,6 +182,8 @@ impl OrganizationEvent {
             IntegrationDisconnected { .. } => "IntegrationDisconnected",
             WebhookEndpointRegistered { .. } => "WebhookEndpointRegistered",
             WebhookEndpointRemoved { .. } => "WebhookEndpointRemoved",
+            ApiKeyCreated { .. } => "ApiKeyCreated",
+            ApiKeyRevoked { .. } => "ApiKeyRevoked",
             OrganizationDeleted {} => "OrganizationDeleted",
         }
     }

@@ -13,7 +13,10 @@
 //!
 //! Any active member may remove themselves (leave). `AcceptInvite` may only
 //! be issued by the invited user (or a trusted actor). An `api_key:<id>`
-//! actor acts with admin rights and cannot accept invites.
+//! actor must be a live (not revoked) key of this organization with the
+//! `write` scope; it then acts with admin rights, except that members and API
+//! keys are managed by users only (and it cannot accept invites). A read-only
+//! key issues no commands.
 
 mod command;
 mod decide;
@@ -30,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use command::{
-    ContactSource, MemberStatus, NotificationSettings, OrganizationCommand, OrganizationSettings,
-    Role, TransferNumbers, WebhookAuth,
+    ApiKeyScope, ContactSource, MemberStatus, NotificationSettings, OrganizationCommand,
+    OrganizationSettings, Role, TransferNumbers, WebhookAuth,
 };
 pub use error::OrganizationError;
 pub use event::OrganizationEvent;
@@ -51,13 +54,75 @@ pub struct PhoneNumberState {
     pub number: String,
     pub assistant_id: Option<String>,
     pub released: bool,
+    /// Twilio's IncomingPhoneNumber sid.
+    #[serde(default)]
+    pub provider_sid: String,
+    #[serde(default)]
+    pub vapi_phone_number_id: Option<String>,
+    #[serde(default)]
+    pub friendly_name: Option<String>,
 }
 
+/// An assistant and its whole configuration (what a VAPI sync sends).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct AssistantState {
     pub name: String,
     pub vapi_assistant_id: Option<String>,
     pub deleted: bool,
+    #[serde(default)]
+    pub template_slug: Option<String>,
+    #[serde(default)]
+    pub system_prompt: String,
+    #[serde(default)]
+    pub first_message: Option<String>,
+    #[serde(default)]
+    pub voice_id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub functions: Vec<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// Changed since the last sync to VAPI (or never synced).
+    #[serde(default)]
+    pub needs_sync: bool,
+}
+
+/// Where a phone number purchase stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PurchaseStatus {
+    Pending,
+    Failed,
+    Completed,
+}
+
+/// A phone number purchase (intent and outcome), by purchase id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhoneNumberPurchase {
+    pub status: PurchaseStatus,
+    pub number: Option<String>,
+    pub area_code: Option<String>,
+    pub assistant_id: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A registered outbound webhook endpoint.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WebhookEndpointState {
+    pub url: String,
+    pub secret: String,
+    pub event_types: Vec<String>,
+}
+
+/// An organization API key (the secret itself is never stored, only its SHA-256).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyState {
+    pub name: String,
+    pub key_hash: String,
+    pub scopes: Vec<ApiKeyScope>,
+    pub revoked: bool,
 }
 
 /// Organization state: what the invariants need, nothing more.
@@ -83,12 +148,29 @@ pub struct Organization {
     /// endpoint id → url.
     pub webhook_endpoints: BTreeMap<String, String>,
     pub webhook_auth: Option<WebhookAuth>,
+    /// key id → API key (revoked ones are kept, flagged).
+    #[serde(default)]
+    pub api_keys: BTreeMap<String, ApiKeyState>,
+    /// purchase id → phone number purchase (intent recorded before the provider is called).
+    #[serde(default)]
+    pub purchases: BTreeMap<String, PhoneNumberPurchase>,
+    /// provider → configuration of connected integrations.
+    #[serde(default)]
+    pub integration_configs: BTreeMap<String, serde_json::Value>,
+    /// endpoint id → endpoint (url, signing secret, event types).
+    #[serde(default)]
+    pub webhook_endpoint_details: BTreeMap<String, WebhookEndpointState>,
 }
 
 impl Organization {
     /// True when the organization exists and is not deleted.
     pub fn is_live(&self) -> bool {
         self.created && !self.deleted
+    }
+
+    /// The API key with this id, unless it was revoked.
+    pub fn live_api_key(&self, key_id: &str) -> Option<&ApiKeyState> {
+        self.api_keys.get(key_id).filter(|k| !k.revoked)
     }
 
     /// The member record of an active member.
@@ -192,23 +274,62 @@ impl Aggregate for Organization {
             PhoneNumberProvisioned {
                 phone_number_id,
                 number,
+                provider_sid,
                 assistant_id,
-                ..
+                vapi_phone_number_id,
             } => {
+                if let Some(purchase) = self.purchases.get_mut(&phone_number_id) {
+                    purchase.status = PurchaseStatus::Completed;
+                    purchase.last_error = None;
+                }
                 let state = PhoneNumberState {
                     number,
                     assistant_id,
                     released: false,
+                    provider_sid,
+                    vapi_phone_number_id,
+                    friendly_name: None,
                 };
                 self.phone_numbers.insert(phone_number_id, state);
+            }
+            PhoneNumberPurchaseRequested {
+                purchase_id,
+                number,
+                area_code,
+                assistant_id,
+            } => {
+                let attempts = self.purchases.get(&purchase_id).map_or(0, |p| p.attempts);
+                let purchase = PhoneNumberPurchase {
+                    status: PurchaseStatus::Pending,
+                    number,
+                    area_code,
+                    assistant_id,
+                    attempts: attempts + 1,
+                    last_error: None,
+                };
+                self.purchases.insert(purchase_id, purchase);
+            }
+            PhoneNumberPurchaseFailed {
+                purchase_id,
+                stage,
+                reason,
+                ..
+            } => {
+                if let Some(purchase) = self.purchases.get_mut(&purchase_id) {
+                    purchase.status = PurchaseStatus::Failed;
+                    purchase.last_error = Some(format!("{stage}: {reason}"));
+                }
             }
             PhoneNumberConfigured {
                 phone_number_id,
                 assistant_id,
-                ..
+                friendly_name,
             } => {
                 if let Some(p) = self.phone_numbers.get_mut(&phone_number_id) {
                     p.assistant_id = assistant_id;
+                    if friendly_name.is_some() {
+                        p.friendly_name = friendly_name;
+                    }
                 }
             }
             PhoneNumberReleased { phone_number_id } => {
@@ -217,20 +338,68 @@ impl Aggregate for Organization {
                 }
             }
             AssistantCreated {
-                assistant_id, name, ..
+                assistant_id,
+                name,
+                template_slug,
+                system_prompt,
+                first_message,
+                voice_id,
+                model,
+                functions,
+                variables,
             } => {
                 let state = AssistantState {
                     name,
                     vapi_assistant_id: None,
                     deleted: false,
+                    template_slug,
+                    system_prompt,
+                    first_message,
+                    voice_id,
+                    model,
+                    functions,
+                    variables,
+                    needs_sync: true,
                 };
                 self.assistants.insert(assistant_id, state);
             }
             AssistantUpdated {
-                assistant_id, name, ..
+                assistant_id,
+                name,
+                template_slug,
+                system_prompt,
+                first_message,
+                voice_id,
+                model,
+                functions,
+                variables,
             } => {
-                if let (Some(a), Some(name)) = (self.assistants.get_mut(&assistant_id), name) {
-                    a.name = name;
+                if let Some(a) = self.assistants.get_mut(&assistant_id) {
+                    if let Some(name) = name {
+                        a.name = name;
+                    }
+                    if template_slug.is_some() {
+                        a.template_slug = template_slug;
+                    }
+                    if let Some(prompt) = system_prompt {
+                        a.system_prompt = prompt;
+                    }
+                    if first_message.is_some() {
+                        a.first_message = first_message;
+                    }
+                    if voice_id.is_some() {
+                        a.voice_id = voice_id;
+                    }
+                    if model.is_some() {
+                        a.model = model;
+                    }
+                    if let Some(functions) = functions {
+                        a.functions = functions;
+                    }
+                    if let Some(variables) = variables {
+                        a.variables = variables;
+                    }
+                    a.needs_sync = true;
                 }
             }
             AssistantSynced {
@@ -239,6 +408,7 @@ impl Aggregate for Organization {
             } => {
                 if let Some(a) = self.assistants.get_mut(&assistant_id) {
                     a.vapi_assistant_id = Some(vapi_assistant_id);
+                    a.needs_sync = false;
                 }
             }
             AssistantDeleted { assistant_id } => {
@@ -259,20 +429,54 @@ impl Aggregate for Organization {
                 self.contacts.remove(&contact_id);
                 self.contact_phones.retain(|_, id| *id != contact_id);
             }
-            IntegrationConnected { provider, .. } => {
+            IntegrationConnected { provider, config } => {
+                self.integration_configs.insert(provider.clone(), config);
                 self.integrations.insert(provider, true);
             }
-            IntegrationConfigured { .. } => {}
+            IntegrationConfigured { provider, config } => {
+                self.integration_configs.insert(provider, config);
+            }
             IntegrationDisconnected { provider } => {
+                self.integration_configs.remove(&provider);
                 self.integrations.insert(provider, false);
             }
             WebhookEndpointRegistered {
-                endpoint_id, url, ..
+                endpoint_id,
+                url,
+                secret,
+                event_types,
             } => {
+                let details = WebhookEndpointState {
+                    url: url.clone(),
+                    secret,
+                    event_types,
+                };
+                self.webhook_endpoint_details
+                    .insert(endpoint_id.clone(), details);
                 self.webhook_endpoints.insert(endpoint_id, url);
             }
             WebhookEndpointRemoved { endpoint_id } => {
+                self.webhook_endpoint_details.remove(&endpoint_id);
                 self.webhook_endpoints.remove(&endpoint_id);
+            }
+            ApiKeyCreated {
+                key_id,
+                name,
+                key_hash,
+                scopes,
+            } => {
+                let key = ApiKeyState {
+                    name,
+                    key_hash,
+                    scopes,
+                    revoked: false,
+                };
+                self.api_keys.insert(key_id, key);
+            }
+            ApiKeyRevoked { key_id } => {
+                if let Some(key) = self.api_keys.get_mut(&key_id) {
+                    key.revoked = true;
+                }
             }
             OrganizationDeleted {} => self.deleted = true,
         }

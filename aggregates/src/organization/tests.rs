@@ -120,6 +120,7 @@ fn provision(actor: &str, id: &str, number: &str) -> C {
         number: s(number),
         provider_sid: s("PN123"),
         assistant_id: None,
+        vapi_phone_number_id: None,
         actor: s(actor),
     }
 }
@@ -130,6 +131,7 @@ fn provisioned(id: &str, number: &str) -> Ev {
         number: s(number),
         provider_sid: s("PN123"),
         assistant_id: None,
+        vapi_phone_number_id: None,
     }
 }
 
@@ -370,11 +372,11 @@ fn system_and_provider_actors_skip_role_checks() {
 #[test]
 fn an_api_key_acts_with_admin_rights() {
     OrgTest::with(())
-        .given(team())
+        .given(with(team(), vec![key_created("k1")]))
         .when(provision("api_key:k1", "pn1", "+1777"))
         .then_expect_events(vec![provisioned("pn1", "+1777")]);
     OrgTest::with(())
-        .given(team())
+        .given(with(team(), vec![key_created("k1")]))
         .when(C::Delete {
             actor: s("api_key:k1"),
         })
@@ -667,6 +669,142 @@ fn an_admin_can_provision_a_phone_number() {
         .given(team())
         .when(provision(ADMIN, "pn1", "+1777"))
         .then_expect_events(vec![provisioned("pn1", "+1777")]);
+}
+
+fn request_purchase(id: &str) -> C {
+    C::RequestPhoneNumberPurchase {
+        purchase_id: s(id),
+        number: None,
+        area_code: Some(s("415")),
+        assistant_id: None,
+        actor: s(ADMIN),
+    }
+}
+
+fn purchase_requested(id: &str) -> Ev {
+    Ev::PhoneNumberPurchaseRequested {
+        purchase_id: s(id),
+        number: None,
+        area_code: Some(s("415")),
+        assistant_id: None,
+    }
+}
+
+fn purchase_failed(id: &str) -> Ev {
+    Ev::PhoneNumberPurchaseFailed {
+        purchase_id: s(id),
+        stage: s("twilio"),
+        reason: s("refused"),
+        provider_sid: None,
+    }
+}
+
+#[test]
+fn a_purchase_intent_is_recorded_and_a_second_one_is_refused_while_it_runs() {
+    OrgTest::with(())
+        .given(team())
+        .when(request_purchase("pn1"))
+        .then_expect_events(vec![purchase_requested("pn1")]);
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(request_purchase("pn1"))
+        .then_expect_error(E::PurchaseInProgress);
+}
+
+#[test]
+fn a_failed_purchase_may_be_retried_and_a_completed_one_may_not() {
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![purchase_requested("pn1"), purchase_failed("pn1")],
+        ))
+        .when(request_purchase("pn1"))
+        .then_expect_events(vec![purchase_requested("pn1")]);
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![purchase_requested("pn1"), provisioned("pn1", "+1777")],
+        ))
+        .when(request_purchase("pn1"))
+        .then_expect_error(E::InvalidInput(s("this purchase is already completed")));
+}
+
+#[test]
+fn a_purchase_can_only_fail_while_in_progress_and_members_cannot_buy() {
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(C::FailPhoneNumberPurchase {
+            purchase_id: s("pn1"),
+            stage: s("twilio"),
+            reason: s("refused"),
+            provider_sid: None,
+            actor: s(ADMIN),
+        })
+        .then_expect_events(vec![purchase_failed("pn1")]);
+    OrgTest::with(())
+        .given(team())
+        .when(C::FailPhoneNumberPurchase {
+            purchase_id: s("pn1"),
+            stage: s("twilio"),
+            reason: s("refused"),
+            provider_sid: None,
+            actor: s(ADMIN),
+        })
+        .then_expect_error(E::InvalidInput(s("no purchase in progress with this id")));
+    let mut member = request_purchase("pn1");
+    if let C::RequestPhoneNumberPurchase { actor, .. } = &mut member {
+        *actor = s(MEMBER);
+    }
+    OrgTest::with(())
+        .given(team())
+        .when(member)
+        .then_expect_error(E::Forbidden);
+}
+
+#[test]
+fn the_state_keeps_what_a_vapi_sync_and_a_release_need() {
+    let mut org = Organization::default();
+    for event in with(
+        team(),
+        vec![
+            assistant_created("a1"),
+            purchase_requested("pn1"),
+            Ev::PhoneNumberProvisioned {
+                phone_number_id: s("pn1"),
+                number: s("+1777"),
+                provider_sid: s("PN1"),
+                assistant_id: Some(s("a1")),
+                vapi_phone_number_id: Some(s("v-pn")),
+            },
+        ],
+    ) {
+        org.apply(event);
+    }
+    let assistant = org.live_assistant("a1").expect("assistant");
+    assert_eq!(assistant.system_prompt, "You are a receptionist.");
+    assert!(assistant.needs_sync);
+    let number = org.live_phone_number("pn1").expect("number");
+    assert_eq!(number.provider_sid, "PN1");
+    assert_eq!(number.vapi_phone_number_id.as_deref(), Some("v-pn"));
+    assert_eq!(
+        org.purchases.get("pn1").map(|p| p.status),
+        Some(PurchaseStatus::Completed)
+    );
+    // Older payloads without `vapi_phone_number_id` still decode.
+    let old: Ev = serde_json::from_value(json!({"PhoneNumberProvisioned": {
+        "phone_number_id": "p", "number": "n", "provider_sid": "s", "assistant_id": null}}))
+    .expect("old payload decodes");
+    assert_eq!(old, provisioned_with("p", "n", "s"));
+}
+
+fn provisioned_with(id: &str, number: &str, sid: &str) -> Ev {
+    Ev::PhoneNumberProvisioned {
+        phone_number_id: s(id),
+        number: s(number),
+        provider_sid: s(sid),
+        assistant_id: None,
+        vapi_phone_number_id: None,
+    }
 }
 
 #[test]
@@ -1161,6 +1299,8 @@ fn organization_event_types_are_pinned() {
         "MemberRoleChanged",
         "MemberRemoved",
         "PhoneNumberProvisioned",
+        "PhoneNumberPurchaseRequested",
+        "PhoneNumberPurchaseFailed",
         "PhoneNumberConfigured",
         "PhoneNumberReleased",
         "AssistantCreated",
@@ -1198,6 +1338,18 @@ fn organization_event_types_are_pinned() {
         },
         Ev::MemberRemoved { user_id: s("u") },
         provisioned("p", "n"),
+        Ev::PhoneNumberPurchaseRequested {
+            purchase_id: s("p"),
+            number: None,
+            area_code: Some(s("415")),
+            assistant_id: None,
+        },
+        Ev::PhoneNumberPurchaseFailed {
+            purchase_id: s("p"),
+            stage: s("twilio"),
+            reason: s("r"),
+            provider_sid: None,
+        },
         Ev::PhoneNumberConfigured {
             phone_number_id: s("p"),
             assistant_id: None,
@@ -1302,4 +1454,127 @@ fn organization_error_codes_are_stable() {
     for (error, code) in codes {
         assert_eq!(error.code(), code);
     }
+}
+
+// ---- API keys ----
+
+fn create_key(actor: &str, key_id: &str) -> C {
+    C::CreateApiKey {
+        key_id: s(key_id),
+        name: s(" CI "),
+        key_hash: s("hash-1"),
+        scopes: vec![ApiKeyScope::Write, ApiKeyScope::Read, ApiKeyScope::Write],
+        actor: s(actor),
+    }
+}
+
+fn key_created(key_id: &str) -> Ev {
+    Ev::ApiKeyCreated {
+        key_id: s(key_id),
+        name: s("CI"),
+        key_hash: s("hash-1"),
+        scopes: vec![ApiKeyScope::Read, ApiKeyScope::Write],
+    }
+}
+
+#[test]
+fn an_admin_creates_an_api_key_with_deduplicated_scopes() {
+    OrgTest::with(())
+        .given(team())
+        .when(create_key(ADMIN, "k1"))
+        .then_expect_events(vec![key_created("k1")]);
+}
+
+#[test]
+fn members_and_viewers_cannot_create_api_keys() {
+    for actor in [MEMBER, VIEWER] {
+        OrgTest::with(())
+            .given(team())
+            .when(create_key(actor, "k1"))
+            .then_expect_error(E::Forbidden);
+    }
+}
+
+#[test]
+fn an_api_key_needs_a_name_and_a_scope_and_a_fresh_id() {
+    OrgTest::with(())
+        .given(team())
+        .when(C::CreateApiKey {
+            key_id: s("k1"),
+            name: s("CI"),
+            key_hash: s("h"),
+            scopes: vec![],
+            actor: s(OWNER),
+        })
+        .then_expect_error(E::InvalidInput(s("scopes must not be empty")));
+    OrgTest::with(())
+        .given(with(team(), vec![key_created("k1")]))
+        .when(create_key(OWNER, "k1"))
+        .then_expect_error(E::InvalidInput(s("key_id is already used")));
+}
+
+#[test]
+fn revoking_an_api_key_flags_it_once() {
+    let history = with(team(), vec![key_created("k1")]);
+    OrgTest::with(())
+        .given(history.clone())
+        .when(C::RevokeApiKey {
+            key_id: s("k1"),
+            actor: s(ADMIN),
+        })
+        .then_expect_events(vec![Ev::ApiKeyRevoked { key_id: s("k1") }]);
+    let revoked = with(history, vec![Ev::ApiKeyRevoked { key_id: s("k1") }]);
+    let org: Organization = replay(revoked.clone());
+    assert!(org.live_api_key("k1").is_none());
+    OrgTest::with(())
+        .given(revoked)
+        .when(C::RevokeApiKey {
+            key_id: s("k1"),
+            actor: s(ADMIN),
+        })
+        .then_expect_events(vec![]);
+    OrgTest::with(())
+        .given(team())
+        .when(C::RevokeApiKey {
+            key_id: s("nope"),
+            actor: s(ADMIN),
+        })
+        .then_expect_error(E::ApiKeyNotFound);
+}
+
+#[test]
+fn an_unknown_revoked_or_read_only_api_key_issues_no_commands() {
+    let read_only = Ev::ApiKeyCreated {
+        key_id: s("ro"),
+        name: s("dashboard"),
+        key_hash: s("hash-ro"),
+        scopes: vec![ApiKeyScope::Read],
+    };
+    let revoked = Ev::ApiKeyRevoked { key_id: s("k1") };
+    for (history, actor) in [
+        (team(), "api_key:k1"),
+        (with(team(), vec![key_created("k1"), revoked]), "api_key:k1"),
+        (with(team(), vec![read_only]), "api_key:ro"),
+    ] {
+        OrgTest::with(())
+            .given(history)
+            .when(create_contact(actor, "c1", "+1555"))
+            .then_expect_error(E::Forbidden);
+    }
+}
+
+#[test]
+fn an_api_key_cannot_manage_members_or_keys() {
+    let history = with(team(), vec![key_created("k1")]);
+    OrgTest::with(())
+        .given(history.clone())
+        .when(create_key("api_key:k1", "k2"))
+        .then_expect_error(E::Forbidden);
+    OrgTest::with(())
+        .given(history)
+        .when(C::RemoveMember {
+            user_id: s("viewer"),
+            actor: s("api_key:k1"),
+        })
+        .then_expect_error(E::Forbidden);
 }

@@ -359,6 +359,7 @@ impl ContactsApi {
         body: Json<NewContact>,
     ) -> Result<CreateContactResponse, ApiError> {
         let principal = principal::principal(&state, &auth).await?;
+        principal.require_write()?;
         reject_unknown_parameters(req, &[])?;
         let body = body.0;
         let phone = body.phone_number.trim().to_string();
@@ -441,6 +442,7 @@ impl ContactsApi {
         body: Json<ContactChanges>,
     ) -> Result<Json<ContactWritten>, ApiError> {
         let principal = principal::principal(&state, &auth).await?;
+        principal.require_write()?;
         reject_unknown_parameters(req, &[])?;
         let changes = body.0;
         check_len("name", &changes.name)?;
@@ -480,6 +482,7 @@ impl ContactsApi {
         id: Path<String>,
     ) -> Result<DeleteContactResponse, ApiError> {
         let principal = principal::principal(&state, &auth).await?;
+        principal.require_write()?;
         reject_unknown_parameters(req, &[])?;
         adopt(&state, req, &principal, &id.0, None).await?;
         let position = execute(

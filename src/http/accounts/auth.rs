@@ -1,0 +1,619 @@
+//! `POST /api/v1/auth/signup`, `signin`, `signout`, `forgot-password`, `reset-password` and
+//! `GET /api/v1/auth/me`.
+//!
+//! - Passwords: argon2id; at least 10 characters, two kinds of characters, not the email
+//!   (422 naming the rule).
+//! - Sign-in: one answer for every failure (401 `invalid_credentials`, "invalid email or
+//!   password", after the same argon2 work for unknown emails); rate-limited per account and
+//!   per IP (429 with `Retry-After`).
+//! - Sessions: 32 random bytes (base64url) returned once, stored as SHA-256; they expire
+//!   (`SESSION_TTL_HOURS`) and are revoked by sign-out and by a password reset.
+//! - Password reset: `forgot-password` always answers 202 (nothing tells whether the address
+//!   has an account); the token (`<user id>.<32 random bytes>`) is mailed through Resend,
+//!   valid for 1 hour, single-use.
+
+use std::sync::Arc;
+
+use aggregates::organization::{OrganizationCommand, Role};
+use aggregates::user::{User, UserCommand, UserEmailCommand, UserError};
+use chrono::{DateTime, Utc};
+use eventlog::ExecuteError;
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{email_address, meta, organization_error, settle, user_error, RoleName, EMAIL_FROM};
+use crate::auth::{self, password_problem, random_token, rule_of, token_hash};
+use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::http::query::principal::{authenticate, BearerAuth, Identity};
+use crate::http::ApiTags;
+use crate::providers::resend::{Email, Resend};
+use crate::state::AppState;
+
+#[derive(Debug, Object)]
+pub struct SignUp {
+    pub email: String,
+    /// At least 10 characters, two kinds (lowercase, uppercase, digits, symbols), not the email.
+    pub password: String,
+    pub name: String,
+    /// Creates an organization the new user owns.
+    pub organization_name: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct SignIn {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct UserView {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct OrganizationRef {
+    pub id: String,
+    pub name: String,
+    pub role: RoleName,
+}
+
+/// A new session. The token is shown only here; send it as `Authorization: Bearer <token>`.
+#[derive(Debug, Object)]
+pub struct SessionCreated {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub user: UserView,
+    /// The organization created at sign-up, if one was asked for.
+    pub organization: Option<OrganizationRef>,
+    /// Log position written.
+    pub position: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct ForgotPassword {
+    pub email: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ResetPassword {
+    /// The token from the reset email.
+    pub token: String,
+    pub password: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Accepted {
+    pub accepted: bool,
+}
+
+#[derive(Debug, Object)]
+pub struct Membership {
+    pub organization_id: String,
+    pub organization_name: String,
+    pub role: RoleName,
+    /// `active`, or `invited` (accept with `POST /organizations/{id}/members/accept`).
+    pub status: String,
+}
+
+#[derive(Debug, Object)]
+pub struct Me {
+    pub user: UserView,
+    pub memberships: Vec<Membership>,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum SignUpResponse {
+    /// Signed up and signed in.
+    #[oai(status = 201)]
+    Created(Json<SessionCreated>),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum SignInResponse {
+    /// Signed in.
+    #[oai(status = 200)]
+    Ok(Json<SessionCreated>),
+    /// Too many attempts for this account or from this address; retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum AcceptedResponse {
+    /// Accepted; an email is sent if the address has an account.
+    #[oai(status = 202)]
+    Accepted(Json<Accepted>),
+    /// Too many requests for this address or from this client; retry after `Retry-After`
+    /// seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+}
+
+fn rate_limited(wait: std::time::Duration, what: &str) -> (Json<ErrorBody>, u64) {
+    let seconds = wait.as_secs().max(1);
+    (
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code: "rate_limited".into(),
+                message: format!("too many {what}; retry in {seconds} s"),
+                details: Some(serde_json::json!({ "retry_after_seconds": seconds })),
+            },
+        }),
+        seconds,
+    )
+}
+
+fn invalid_credentials() -> ApiError {
+    ApiError::unauthorized("invalid_credentials", "invalid email or password")
+}
+
+fn check_password(password: &str, email: &str) -> Result<(), ApiError> {
+    match password_problem(password, email) {
+        Some(problem) => {
+            let (rule, message) = (rule_of(&problem).to_string(), problem.clone());
+            let message = message
+                .split_once(": ")
+                .map(|(_, m)| m.to_string())
+                .unwrap_or(message);
+            Err(ApiError::Unprocessable(Json(ErrorBody {
+                error: ErrorDetail {
+                    code: "weak_password".into(),
+                    message: format!("{rule}: {message}"),
+                    details: Some(serde_json::json!({ "rule": rule })),
+                },
+            })))
+        }
+        None => Ok(()),
+    }
+}
+
+fn user_view(user_id: &str, user: &User) -> UserView {
+    UserView {
+        id: user_id.to_string(),
+        email: user.email.clone(),
+        name: user.name.clone(),
+    }
+}
+
+fn client_ip(req: &Request) -> String {
+    req.remote_addr()
+        .as_socket_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Opens a session for a registered user; returns (token, expiry, position).
+async fn open_session(
+    state: &AppState,
+    user_id: &str,
+) -> Result<(String, DateTime<Utc>, i64), ApiError> {
+    let token = random_token();
+    let expires_at = Utc::now() + chrono::TimeDelta::hours(state.config.session_ttl_hours);
+    let done = state
+        .users
+        .execute(
+            user_id,
+            UserCommand::SignIn {
+                session_id: Uuid::new_v4().to_string(),
+                token_hash: token_hash(&token),
+                expires_at,
+            },
+            &eventlog::CommandMeta::new(format!("user:{user_id}")),
+        )
+        .await
+        .map_err(user_error)?;
+    Ok((token, expires_at, done.result.last_position))
+}
+
+/// The registered user owning `email`, if any (from the aggregates, never the read model).
+async fn find_user(state: &AppState, email: &str) -> Result<Option<(String, User)>, ApiError> {
+    let (owner, _) = state.user_emails.load(email).await?;
+    let Some(user_id) = owner.user_id.filter(|_| owner.claimed) else {
+        return Ok(None);
+    };
+    let (user, _) = state.users.load(&user_id).await?;
+    Ok(user.registered.then_some((user_id, user)))
+}
+
+pub struct AuthApi;
+
+#[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account (and, with `organization_name`, an organization it owns); signs in.
+    ///
+    /// 409 `email_taken` when the address has an account; 422 `weak_password` naming the
+    /// rule (`details.rule`). An address that was invited keeps the invitation: accept it with
+    /// `POST /api/v1/organizations/{id}/members/accept`.
+    #[oai(path = "/signup", method = "post", operation_id = "sign_up")]
+    async fn sign_up(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<SignUp>,
+    ) -> Result<SignUpResponse, ApiError> {
+        let body = body.0;
+        let email = email_address(&body.email)?;
+        let name = body.name.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(ApiError::unprocessable(
+                "invalid_input",
+                "name must have 1 to 200 characters",
+            ));
+        }
+        let org_name = body.organization_name.map(|n| n.trim().to_string());
+        if org_name
+            .as_ref()
+            .is_some_and(|n| n.is_empty() || n.chars().count() > 200)
+        {
+            return Err(ApiError::unprocessable(
+                "invalid_input",
+                "organization_name must have 1 to 200 characters",
+            ));
+        }
+        check_password(&body.password, &email)?;
+        let password_hash = auth::hash_password(body.password)
+            .await
+            .map_err(ApiError::internal)?;
+        // Claim the address: one stream per address, so concurrent sign-ups cannot both win.
+        let fresh = Uuid::new_v4().to_string();
+        let system = eventlog::CommandMeta::new("system:signup");
+        let user_id = match state
+            .user_emails
+            .execute(&email, UserEmailCommand::Claim { user_id: fresh }, &system)
+            .await
+        {
+            Ok(done) => done.state.user_id.unwrap_or_default(),
+            Err(ExecuteError::Domain(UserError::EmailTaken)) => {
+                // Claimed but never registered (a sign-up that failed half-way) may finish;
+                // the user stream's concurrency check still lets only one sign-up win.
+                let (owner, _) = state.user_emails.load(&email).await?;
+                let id = owner.user_id.unwrap_or_default();
+                let (user, _) = state.users.load(&id).await?;
+                if user.registered || id.is_empty() {
+                    return Err(user_error(ExecuteError::Domain(UserError::EmailTaken)));
+                }
+                id
+            }
+            Err(err) => return Err(user_error(err)),
+        };
+        let uid = Uuid::parse_str(&user_id).map_err(ApiError::internal)?;
+        let actor = format!("user:{user_id}");
+        let registered = state
+            .users
+            .execute(
+                &user_id,
+                UserCommand::Register {
+                    user_id: uid,
+                    email: email.clone(),
+                    password_hash,
+                    name,
+                },
+                &meta(req, &actor, None, "signup"),
+            )
+            .await
+            .map_err(|e| match e {
+                ExecuteError::Domain(UserError::AlreadyRegistered) => {
+                    user_error(ExecuteError::Domain(UserError::EmailTaken))
+                }
+                other => user_error(other),
+            })?;
+        let user = registered.state;
+        let mut position = registered.result.last_position;
+        let organization = match org_name {
+            Some(org_name) => {
+                let id = Uuid::new_v4();
+                let done = state
+                    .organizations
+                    .execute(
+                        &id.to_string(),
+                        OrganizationCommand::Create {
+                            id,
+                            name: org_name.clone(),
+                            owner_user_id: user_id.clone(),
+                            owner_email: email.clone(),
+                            actor: actor.clone(),
+                        },
+                        &eventlog::CommandMeta::new(actor.clone()).tenant(id),
+                    )
+                    .await
+                    .map_err(organization_error)?;
+                position = position.max(done.result.last_position);
+                Some(OrganizationRef {
+                    id: id.to_string(),
+                    name: org_name,
+                    role: RoleName::Owner,
+                })
+            }
+            None => None,
+        };
+        let (token, expires_at, signed_in) = open_session(&state, &user_id).await?;
+        position = position.max(signed_in);
+        settle(&state, position).await?;
+        Ok(SignUpResponse::Created(Json(SessionCreated {
+            token,
+            expires_at,
+            user: user_view(&user_id, &user),
+            organization,
+            position,
+        })))
+    }
+
+    /// Sign in with email and password; returns a session token.
+    ///
+    /// Any wrong part answers 401 `invalid_credentials` ("invalid email or password").
+    /// Attempts are limited per account and per client address (429 with `Retry-After`).
+    #[oai(path = "/signin", method = "post", operation_id = "sign_in")]
+    async fn sign_in(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<SignIn>,
+    ) -> Result<SignInResponse, ApiError> {
+        let body = body.0;
+        let email = aggregates::user::normalize_email(&body.email);
+        if let Err(wait) = state.sign_in_limiter.check(&email, &client_ip(req)).await {
+            let (body, seconds) = rate_limited(wait, "sign-in attempts");
+            return Ok(SignInResponse::TooManyRequests(body, seconds));
+        }
+        let found = if email.is_empty() || email.len() > 320 || body.password.len() > 1024 {
+            None
+        } else {
+            find_user(&state, &email).await?
+        };
+        let hash = found.as_ref().map(|(_, u)| u.password_hash.clone());
+        let valid = auth::verify_password(body.password, hash).await;
+        let Some((user_id, user)) = found else {
+            return Err(invalid_credentials());
+        };
+        if !valid {
+            let failure = UserCommand::RecordSignInFailure { at: Utc::now() };
+            let actor = format!("anonymous:{}", client_ip(req));
+            // Recorded in the background: the answer must not take longer for an existing
+            // account than for an unknown address.
+            let state = state.0.clone();
+            tokio::spawn(async move {
+                let meta = eventlog::CommandMeta::new(actor);
+                if let Err(err) = state.users.execute(&user_id, failure, &meta).await {
+                    tracing::warn!(error = %err, "could not record a failed sign-in");
+                }
+            });
+            return Err(invalid_credentials());
+        }
+        let (token, expires_at, position) = open_session(&state, &user_id).await?;
+        settle(&state, position).await?;
+        Ok(SignInResponse::Ok(Json(SessionCreated {
+            token,
+            expires_at,
+            user: user_view(&user_id, &user),
+            organization: None,
+            position,
+        })))
+    }
+
+    /// End the current session; the token stops working immediately.
+    #[oai(path = "/signout", method = "post", operation_id = "sign_out")]
+    async fn sign_out(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: BearerAuth,
+    ) -> Result<NoContent, ApiError> {
+        let identity = authenticate(&state, &auth.0).await?;
+        let Identity::User {
+            user_id,
+            session_id,
+        } = identity
+        else {
+            return Err(ApiError::forbidden(
+                "user_required",
+                "API keys do not sign out; revoke them instead",
+            ));
+        };
+        let actor = format!("user:{user_id}");
+        let done = state
+            .users
+            .execute(
+                &user_id,
+                UserCommand::SignOut { session_id },
+                &meta(req, &actor, None, "signout"),
+            )
+            .await
+            .map_err(user_error)?;
+        settle(&state, done.result.last_position).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Ask for a password reset email. Always 202, whether or not the address has an account
+    /// (429 when asked too often for one address or from one client, whether or not it has).
+    #[oai(
+        path = "/forgot-password",
+        method = "post",
+        operation_id = "forgot_password"
+    )]
+    async fn forgot_password(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<ForgotPassword>,
+    ) -> Result<AcceptedResponse, ApiError> {
+        let email = aggregates::user::normalize_email(&body.0.email);
+        // A budget per address (separate from sign-in's) and the per-client one.
+        if let Err(wait) = state
+            .sign_in_limiter
+            .check(&format!("reset:{email}"), &client_ip(req))
+            .await
+        {
+            let (body, seconds) = rate_limited(wait, "password reset requests");
+            return Ok(AcceptedResponse::TooManyRequests(body, seconds));
+        }
+        if email.contains('@') && email.len() <= 320 {
+            // In the background: the answer takes the same time whether or not the address
+            // has an account.
+            let state = state.0.clone();
+            tokio::spawn(async move {
+                if let Err(err) = send_reset(&state, &email).await {
+                    tracing::warn!(error = ?err.detail(), "password reset email failed");
+                }
+            });
+        }
+        Ok(AcceptedResponse::Accepted(Json(Accepted {
+            accepted: true,
+        })))
+    }
+
+    /// Set a new password with the emailed token. The token is single-use; every session of
+    /// the account is revoked.
+    ///
+    /// 400 `invalid_reset_token` for an unknown, used or expired token; 422 `weak_password`.
+    #[oai(
+        path = "/reset-password",
+        method = "post",
+        operation_id = "reset_password"
+    )]
+    async fn reset_password(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<ResetPassword>,
+    ) -> Result<NoContent, ApiError> {
+        let body = body.0;
+        let invalid = || user_error(ExecuteError::Domain(UserError::InvalidResetToken));
+        let token = body.token.trim().to_string();
+        let user_id = token
+            .split_once('.')
+            .map(|(id, _)| id.to_string())
+            .filter(|id| Uuid::parse_str(id).is_ok())
+            .ok_or_else(invalid)?;
+        let hash = token_hash(&token);
+        let (user, _) = state.users.load(&user_id).await?;
+        let now = Utc::now();
+        let usable = user
+            .resets
+            .values()
+            .any(|r| r.token_hash == hash && r.expires_at > now);
+        if !user.registered || !usable {
+            return Err(invalid());
+        }
+        check_password(&body.password, &user.email)?;
+        let password_hash = auth::hash_password(body.password)
+            .await
+            .map_err(ApiError::internal)?;
+        let actor = format!("user:{user_id}");
+        let done = state
+            .users
+            .execute(
+                &user_id,
+                UserCommand::ResetPassword {
+                    token_hash: hash,
+                    password_hash,
+                    at: now,
+                },
+                &meta(req, &actor, None, "reset-password"),
+            )
+            .await
+            .map_err(user_error)?;
+        settle(&state, done.result.last_position).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// The signed-in user and their organizations (including pending invitations).
+    #[oai(path = "/me", method = "get", operation_id = "get_me")]
+    async fn me(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: BearerAuth,
+    ) -> Result<Json<Me>, ApiError> {
+        let identity = authenticate(&state, &auth.0).await?;
+        let user_id = identity.user_id()?.to_string();
+        let (user, _) = state.users.load(&user_id).await?;
+        let rows = sqlx::query(
+            "SELECT m.organization_id, o.name, m.role, m.status FROM memberships m \
+             JOIN organizations_list o ON o.id = m.organization_id \
+             WHERE m.user_id = $1 AND o.deleted = 0 ORDER BY o.name, m.organization_id",
+        )
+        .bind(user_id.clone())
+        .fetch_all(state.store.pool())
+        .await?;
+        let mut memberships = Vec::with_capacity(rows.len());
+        for row in rows {
+            let role: String = row.try_get("role")?;
+            memberships.push(Membership {
+                organization_id: row.try_get("organization_id")?,
+                organization_name: row.try_get("name")?,
+                role: parse_role(&role).into(),
+                status: row.try_get("status")?,
+            });
+        }
+        Ok(Json(Me {
+            user: user_view(&user_id, &user),
+            memberships,
+        }))
+    }
+}
+
+/// A role as stored in the read model.
+pub fn parse_role(role: &str) -> Role {
+    match role {
+        "owner" => Role::Owner,
+        "admin" => Role::Admin,
+        "member" => Role::Member,
+        _ => Role::Viewer,
+    }
+}
+
+/// Issues a reset token for `email` (if it has an account) and mails it.
+async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
+    let Some((user_id, _)) = find_user(state, email).await? else {
+        return Ok(());
+    };
+    let reset_id = Uuid::new_v4().to_string();
+    let token = format!("{user_id}.{}", random_token());
+    state
+        .users
+        .execute(
+            &user_id,
+            UserCommand::RequestPasswordReset {
+                reset_id: reset_id.clone(),
+                token_hash: token_hash(&token),
+                expires_at: Utc::now() + auth::RESET_TOKEN_TTL,
+            },
+            &eventlog::CommandMeta::new("system:password-reset"),
+        )
+        .await
+        .map_err(user_error)?;
+    let link = format!(
+        "{}/reset-password?token={token}",
+        state.config.public_url.trim_end_matches('/')
+    );
+    let resend = Resend::new(state.config.resend.clone(), state.store.clone());
+    resend
+        .send(&Email {
+            from: EMAIL_FROM.into(),
+            to: vec![email.to_string()],
+            subject: "Reset your CallFlex password".into(),
+            text: format!(
+                "Someone asked to reset the password of your CallFlex account.\n\n\
+                 Reset it within one hour: {link}\n\nReset token: {token}\n\n\
+                 If this was not you, ignore this email; your password stays unchanged."
+            ),
+            html: None,
+            idempotency_key: Some(format!("password-reset:{reset_id}")),
+        })
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(())
+}

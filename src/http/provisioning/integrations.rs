@@ -1,0 +1,451 @@
+//! `GET /api/v1/integrations`, `POST /api/v1/integrations/{provider}/connect`,
+//! `PATCH/DELETE /api/v1/integrations/{provider}` and
+//! `POST /api/v1/integrations/{provider}/test`.
+//!
+//! - `webhook` and `zapier`: connecting registers the target URL with a generated signing
+//!   secret (shown once); deliveries carry `X-CallFlex-Signature: sha256=<hex HMAC-SHA256 of
+//!   the body>`.
+//! - `google_calendar` and `hubspot` (OAuth): connecting answers the provider's authorization
+//!   URL with a `state` parameter; the integration is connected by the OAuth callback.
+
+use std::sync::Arc;
+
+use aggregates::organization::{Organization, OrganizationCommand};
+use hmac::{Hmac, Mac};
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use super::{begin, execute, random_secret};
+use crate::http::error::ApiError;
+use crate::http::query::principal::OrganizationHeader;
+use crate::http::ApiTags;
+use crate::state::AppState;
+
+const WEBHOOK_PROVIDERS: [&str; 2] = ["webhook", "zapier"];
+const OAUTH_PROVIDERS: [&str; 2] = ["google_calendar", "hubspot"];
+pub const SIGNATURE_HEADER: &str = "X-CallFlex-Signature";
+
+#[derive(Debug, Clone, Object)]
+pub struct Integration {
+    pub provider: String,
+    /// `webhook` (signed HTTP deliveries) or `oauth`.
+    pub kind: String,
+    pub connected: bool,
+    /// The configuration (never the signing secret).
+    pub config: Option<Value>,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationList {
+    pub data: Vec<Integration>,
+}
+
+#[derive(Debug, Object)]
+pub struct ConnectIntegration {
+    /// Target URL (`webhook`, `zapier`).
+    pub url: Option<String>,
+    /// Event types to deliver (default: all).
+    pub event_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationConnected {
+    pub data: Integration,
+    /// The signing secret of a webhook integration: shown only now.
+    pub signing_secret: Option<String>,
+    /// Where to send the user to authorize an OAuth integration.
+    pub authorization_url: Option<String>,
+    pub position: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationChanges {
+    /// New target URL (`webhook`, `zapier`).
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationWritten {
+    pub data: Integration,
+    pub position: i64,
+}
+
+#[derive(Debug, Object)]
+pub struct IntegrationTest {
+    /// True when the target answered 2xx.
+    pub delivered: bool,
+    /// The target's HTTP status (absent when it could not be reached).
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// The signature header sent.
+    pub signature: String,
+}
+
+#[derive(ApiResponse)]
+pub enum DisconnectResponse {
+    /// Disconnected. `X-Position` is the log position written.
+    #[oai(status = 204)]
+    Disconnected(#[oai(header = "X-Position")] i64),
+}
+
+fn kind(provider: &str) -> Result<&'static str, ApiError> {
+    if WEBHOOK_PROVIDERS.contains(&provider) {
+        Ok("webhook")
+    } else if OAUTH_PROVIDERS.contains(&provider) {
+        Ok("oauth")
+    } else {
+        Err(ApiError::not_found(
+            "unknown_integration",
+            format!(
+                "unknown integration `{provider}`; known: {}, {}",
+                WEBHOOK_PROVIDERS.join(", "),
+                OAUTH_PROVIDERS.join(", ")
+            ),
+        ))
+    }
+}
+
+fn endpoint_id(provider: &str) -> String {
+    format!("integration:{provider}")
+}
+
+fn view(org: &Organization, provider: &str) -> Result<Integration, ApiError> {
+    Ok(Integration {
+        provider: provider.to_string(),
+        kind: kind(provider)?.to_string(),
+        connected: org.integrations.get(provider).copied().unwrap_or(false),
+        config: org.integration_configs.get(provider).cloned(),
+    })
+}
+
+fn target_url(url: Option<&str>) -> Result<String, ApiError> {
+    let url = url.map(str::trim).unwrap_or_default();
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+            Ok(url.to_string())
+        }
+        _ => Err(
+            ApiError::unprocessable("invalid_input", "url must be an absolute http(s) URL")
+                .with_details(json!({ "field": "url" })),
+        ),
+    }
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn authorization_url(state: &AppState, provider: &str, nonce: &str) -> String {
+    let redirect = format!(
+        "{}/api/v1/integrations/{provider}/callback",
+        state.config.public_url
+    );
+    let (base, client, scope) = match provider {
+        "google_calendar" => (
+            "https://accounts.google.com/o/oauth2/v2/auth",
+            state.config.google_client_id.clone(),
+            "https://www.googleapis.com/auth/calendar.events",
+        ),
+        _ => (
+            "https://app.hubspot.com/oauth/authorize",
+            state.config.hubspot_client_id.clone(),
+            "crm.objects.contacts.write crm.objects.contacts.read",
+        ),
+    };
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(
+            "client_id",
+            &client.unwrap_or_else(|| "callflex-sandbox".into()),
+        )
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", scope)
+        .append_pair("access_type", "offline")
+        .append_pair("state", nonce)
+        .finish();
+    format!("{base}?{query}")
+}
+
+pub struct IntegrationsApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Integrations")]
+impl IntegrationsApi {
+    /// Every known integration and whether it is connected.
+    #[oai(
+        path = "/integrations",
+        method = "get",
+        operation_id = "list_integrations"
+    )]
+    async fn list_integrations(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+    ) -> Result<Json<IntegrationList>, ApiError> {
+        let (_, org) = begin(&state, req, &auth).await?;
+        let data = WEBHOOK_PROVIDERS
+            .iter()
+            .chain(OAUTH_PROVIDERS.iter())
+            .map(|p| view(&org, p))
+            .collect::<Result<_, _>>()?;
+        Ok(Json(IntegrationList { data }))
+    }
+
+    /// Connect an integration: registers a webhook target (secret shown once) or answers an
+    /// OAuth authorization URL.
+    #[oai(
+        path = "/integrations/:provider/connect",
+        method = "post",
+        operation_id = "connect_integration"
+    )]
+    async fn connect_integration(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// `webhook`, `zapier`, `google_calendar` or `hubspot`.
+        provider: Path<String>,
+        body: Json<ConnectIntegration>,
+    ) -> Result<Json<IntegrationConnected>, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let provider = provider.0;
+        if kind(&provider)? == "oauth" {
+            let nonce = random_secret("");
+            let state_param = format!("{}.{}", principal.organization_id, &nonce[..32]);
+            return Ok(Json(IntegrationConnected {
+                data: view(&org, &provider)?,
+                signing_secret: None,
+                authorization_url: Some(authorization_url(&state, &provider, &state_param)),
+                position: 0,
+            }));
+        }
+        let url = target_url(body.0.url.as_deref())?;
+        let event_types = body.0.event_types.unwrap_or_default();
+        let secret = random_secret("whsec_");
+        let endpoint = endpoint_id(&provider);
+        execute(
+            &state,
+            &principal,
+            OrganizationCommand::RegisterWebhookEndpoint {
+                endpoint_id: endpoint.clone(),
+                url: url.clone(),
+                secret: secret.clone(),
+                event_types: event_types.clone(),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        let (position, org) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::ConnectIntegration {
+                provider: provider.clone(),
+                config: json!({ "url": url, "endpoint_id": endpoint, "event_types": event_types }),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        Ok(Json(IntegrationConnected {
+            data: view(&org, &provider)?,
+            signing_secret: Some(secret),
+            authorization_url: None,
+            position,
+        }))
+    }
+
+    /// Change a connected webhook integration's URL or event types (the secret stays).
+    #[oai(
+        path = "/integrations/:provider",
+        method = "patch",
+        operation_id = "update_integration"
+    )]
+    async fn update_integration(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The integration.
+        provider: Path<String>,
+        body: Json<IntegrationChanges>,
+    ) -> Result<Json<IntegrationWritten>, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let provider = provider.0;
+        let current = view(&org, &provider)?;
+        if !current.connected {
+            return Err(ApiError::not_found(
+                "integration_not_found",
+                "the integration is not connected",
+            ));
+        }
+        let mut config = current.config.unwrap_or_else(|| json!({}));
+        let endpoint = endpoint_id(&provider);
+        if let Some(details) = org.webhook_endpoint_details.get(&endpoint) {
+            let url = match body.0.url.as_deref() {
+                Some(u) => target_url(Some(u))?,
+                None => details.url.clone(),
+            };
+            let event_types = body
+                .0
+                .event_types
+                .clone()
+                .unwrap_or_else(|| details.event_types.clone());
+            execute(
+                &state,
+                &principal,
+                OrganizationCommand::RegisterWebhookEndpoint {
+                    endpoint_id: endpoint,
+                    url: url.clone(),
+                    secret: details.secret.clone(),
+                    event_types: event_types.clone(),
+                    actor: principal.actor(),
+                },
+                None,
+            )
+            .await?;
+            config["url"] = json!(url);
+            config["event_types"] = json!(event_types);
+        } else if let Some(event_types) = body.0.event_types {
+            config["event_types"] = json!(event_types);
+        }
+        let (position, org) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::ConfigureIntegration {
+                provider: provider.clone(),
+                config,
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        Ok(Json(IntegrationWritten {
+            data: view(&org, &provider)?,
+            position,
+        }))
+    }
+
+    /// Disconnect an integration (its webhook endpoint is removed).
+    #[oai(
+        path = "/integrations/:provider",
+        method = "delete",
+        operation_id = "disconnect_integration"
+    )]
+    async fn disconnect_integration(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The integration.
+        provider: Path<String>,
+    ) -> Result<DisconnectResponse, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let provider = provider.0;
+        kind(&provider)?;
+        let (mut position, _) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::DisconnectIntegration {
+                provider: provider.clone(),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        let endpoint = endpoint_id(&provider);
+        if org.webhook_endpoints.contains_key(&endpoint) {
+            position = execute(
+                &state,
+                &principal,
+                OrganizationCommand::RemoveWebhookEndpoint {
+                    endpoint_id: endpoint,
+                    actor: principal.actor(),
+                },
+                None,
+            )
+            .await?
+            .0;
+        }
+        Ok(DisconnectResponse::Disconnected(position))
+    }
+
+    /// Send a signed test delivery to a webhook integration and report the target's answer.
+    #[oai(
+        path = "/integrations/:provider/test",
+        method = "post",
+        operation_id = "test_integration"
+    )]
+    async fn test_integration(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The integration.
+        provider: Path<String>,
+    ) -> Result<Json<IntegrationTest>, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let provider = provider.0;
+        if kind(&provider)? == "oauth" {
+            return Err(ApiError::unprocessable(
+                "not_testable",
+                "only webhook integrations can be tested",
+            ));
+        }
+        let details = org
+            .webhook_endpoint_details
+            .get(&endpoint_id(&provider))
+            .filter(|_| org.integrations.get(&provider).copied().unwrap_or(false))
+            .ok_or_else(|| {
+                ApiError::not_found("integration_not_found", "the integration is not connected")
+            })?;
+        let body = json!({
+            "type": "integration.test",
+            "organization_id": principal.org(),
+            "provider": provider,
+            "sent_at": chrono::Utc::now().to_rfc3339(),
+            "data": { "message": "This is a test delivery from CallFlex." },
+        })
+        .to_string();
+        let signature = signature(&details.secret, body.as_bytes());
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(ApiError::internal)?;
+        let sent = client
+            .post(&details.url)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, &signature)
+            .body(body)
+            .send()
+            .await;
+        Ok(Json(match sent {
+            Ok(res) => IntegrationTest {
+                delivered: res.status().is_success(),
+                status: Some(res.status().as_u16()),
+                error: None,
+                signature,
+            },
+            Err(e) => IntegrationTest {
+                delivered: false,
+                status: None,
+                error: Some(e.to_string()),
+                signature,
+            },
+        }))
+    }
+}

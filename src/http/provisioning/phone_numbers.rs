@@ -1,0 +1,691 @@
+//! `POST /api/v1/phone-numbers/search`, `GET/POST /api/v1/phone-numbers`,
+//! `GET/PATCH/DELETE /api/v1/phone-numbers/{id}` and `POST /api/v1/phone-numbers/{id}/test`.
+//!
+//! Buying is a small saga on the Organization aggregate:
+//! 1. `RequestPhoneNumberPurchase` records the intent (id derived from `Idempotency-Key`)
+//!    BEFORE Twilio is called; a second request with the same key while it runs gets 409
+//!    `purchase_in_progress`, one after it completed gets the number bought the first time.
+//! 2. Twilio buys the number (`VoiceUrl` → VAPI, `StatusCallback` → our webhook).
+//! 3. VAPI imports it, linked to the assistant's VAPI id.
+//! 4. `ProvisionPhoneNumber` records the outcome (phone number id = purchase id).
+//!
+//! A failure at 2 or 3 records `FailPhoneNumberPurchase` (a number bought at 2 is released
+//! again first) and answers 502/503: nothing is half provisioned, and a retry with the same
+//! key starts over.
+
+use std::sync::Arc;
+
+use aggregates::organization::{
+    Organization, OrganizationCommand, PhoneNumberState, PurchaseStatus,
+};
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{begin, execute, idempotency_key, provider_error, twilio, vapi, Principal};
+use crate::http::error::ApiError;
+use crate::http::query::principal::OrganizationHeader;
+use crate::http::ApiTags;
+use crate::providers::twilio::NumberConfig;
+use crate::providers::vapi::PhoneNumberImport;
+use crate::providers::ProviderError;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Object)]
+pub struct PhoneNumber {
+    pub id: String,
+    /// E.164.
+    pub number: String,
+    pub friendly_name: Option<String>,
+    /// The assistant answering calls to it.
+    pub assistant_id: Option<String>,
+    /// Twilio's IncomingPhoneNumber sid (`PN…`).
+    pub twilio_sid: String,
+    /// The number's id in VAPI.
+    pub vapi_phone_number_id: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PhoneNumberList {
+    pub data: Vec<PhoneNumber>,
+}
+
+#[derive(Debug, Object)]
+pub struct PhoneNumberResponse {
+    pub data: PhoneNumber,
+}
+
+#[derive(Debug, Object)]
+pub struct PhoneNumberWritten {
+    pub data: PhoneNumber,
+    /// The log position the command wrote.
+    pub position: i64,
+    /// True when the providers ran in sandbox mode (fake ids, nothing bought).
+    pub sandbox: bool,
+    /// True when this answers a retry: the number was bought by the first request.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Object)]
+pub struct NumberSearch {
+    /// US area code (3 digits).
+    pub area_code: String,
+    /// 1 to 30 (default 10).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AvailablePhoneNumber {
+    pub phone_number: String,
+    pub friendly_name: String,
+    pub locality: Option<String>,
+    pub region: Option<String>,
+    pub postal_code: Option<String>,
+    pub voice: bool,
+    pub sms: bool,
+}
+
+#[derive(Debug, Object)]
+pub struct NumberSearchResult {
+    pub data: Vec<AvailablePhoneNumber>,
+    /// True when Twilio runs in sandbox mode (the numbers are made up).
+    pub sandbox: bool,
+}
+
+/// A number to buy: a specific `phone_number` (from a search) or any in `area_code`.
+#[derive(Debug, Object)]
+pub struct NewPhoneNumber {
+    pub area_code: Option<String>,
+    pub phone_number: Option<String>,
+    /// The (synced) assistant that answers it.
+    pub assistant_id: Option<String>,
+    pub friendly_name: Option<String>,
+}
+
+/// `assistant_id: null` unlinks; absent fields are unchanged.
+#[derive(Debug, Object)]
+pub struct PhoneNumberChanges {
+    pub assistant_id: MaybeUndefined<String>,
+    pub friendly_name: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PhoneNumberTestRequest {
+    /// Send a test SMS from the number to this one (E.164).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Object)]
+pub struct PhoneNumberTest {
+    /// True when calls to the number reach a synced assistant.
+    pub ready: bool,
+    pub problems: Vec<String>,
+    /// The test SMS's Twilio sid, when `to` was given.
+    pub message_sid: Option<String>,
+    pub sandbox: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum BuyResponse {
+    /// Bought, linked and recorded (or, for a retry, the number the first request bought).
+    #[oai(status = 201)]
+    Created(Json<PhoneNumberWritten>),
+}
+
+#[derive(ApiResponse)]
+pub enum ReleaseResponse {
+    /// Released. `X-Position` is the log position written.
+    #[oai(status = 204)]
+    Released(#[oai(header = "X-Position")] i64),
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("phone_number_not_found", "no such phone number")
+}
+
+fn view(id: &str, p: &PhoneNumberState) -> PhoneNumber {
+    PhoneNumber {
+        id: id.to_string(),
+        number: p.number.clone(),
+        friendly_name: p.friendly_name.clone(),
+        assistant_id: p.assistant_id.clone(),
+        twilio_sid: p.provider_sid.clone(),
+        vapi_phone_number_id: p.vapi_phone_number_id.clone(),
+    }
+}
+
+fn find(org: &Organization, id: &str) -> Result<PhoneNumber, ApiError> {
+    org.live_phone_number(id)
+        .map(|p| view(id, p))
+        .ok_or_else(not_found)
+}
+
+fn area_code(value: &str) -> Result<String, ApiError> {
+    let v = value.trim();
+    if v.len() == 3 && v.bytes().all(|b| b.is_ascii_digit()) && !v.starts_with(['0', '1']) {
+        Ok(v.to_string())
+    } else {
+        Err(
+            ApiError::unprocessable("invalid_input", "area_code must be a 3-digit US area code")
+                .with_details(json!({ "field": "area_code" })),
+        )
+    }
+}
+
+fn e164(name: &str, value: &str) -> Result<String, ApiError> {
+    let v = value.trim();
+    let digits = v.strip_prefix('+').unwrap_or("");
+    if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v.to_string())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_input",
+            format!("{name} must be an E.164 number like +14155550123"),
+        )
+        .with_details(json!({ "field": name })))
+    }
+}
+
+/// The VAPI id of a live, synced assistant (404 / 409 otherwise).
+fn synced_assistant(org: &Organization, id: &str) -> Result<String, ApiError> {
+    let assistant = org
+        .live_assistant(id)
+        .ok_or_else(|| ApiError::not_found("assistant_not_found", "no such assistant"))?;
+    assistant.vapi_assistant_id.clone().ok_or_else(|| {
+        ApiError::conflict(
+            "assistant_not_synced",
+            "sync the assistant to VAPI first (POST /assistants/{id}/sync)",
+        )
+        .with_details(json!({ "assistant_id": id }))
+    })
+}
+
+/// Records the failure of purchase `id`, then returns `error`.
+async fn fail(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    stage: &str,
+    reason: String,
+    provider_sid: Option<String>,
+    error: ApiError,
+) -> ApiError {
+    let recorded = execute(
+        state,
+        principal,
+        OrganizationCommand::FailPhoneNumberPurchase {
+            purchase_id: id.to_string(),
+            stage: stage.to_string(),
+            reason,
+            provider_sid,
+            actor: principal.actor(),
+        },
+        None,
+    )
+    .await;
+    if let Err(e) = recorded {
+        tracing::error!(
+            purchase = id,
+            code = e.detail().code,
+            "purchase failure not recorded"
+        );
+    }
+    error
+}
+
+pub struct PhoneNumbersApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::PhoneNumbers")]
+impl PhoneNumbersApi {
+    /// Numbers Twilio offers in an area code (voice and SMS capable).
+    #[oai(
+        path = "/phone-numbers/search",
+        method = "post",
+        operation_id = "search_phone_numbers"
+    )]
+    async fn search_phone_numbers(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        body: Json<NumberSearch>,
+    ) -> Result<Json<NumberSearchResult>, ApiError> {
+        let (principal, _) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let code = area_code(&body.0.area_code)?;
+        let limit = body.0.limit.unwrap_or(10);
+        if !(1..=30).contains(&limit) {
+            return Err(
+                ApiError::unprocessable("invalid_input", "limit must be between 1 and 30")
+                    .with_details(json!({ "field": "limit" })),
+            );
+        }
+        let (numbers, sandbox) = twilio(&state)
+            .search(&code, limit, &principal.org())
+            .await
+            .map_err(provider_error)?;
+        Ok(Json(NumberSearchResult {
+            data: numbers
+                .into_iter()
+                .map(|n| AvailablePhoneNumber {
+                    phone_number: n.phone_number,
+                    friendly_name: n.friendly_name,
+                    locality: n.locality,
+                    region: n.region,
+                    postal_code: n.postal_code,
+                    voice: n.voice,
+                    sms: n.sms,
+                })
+                .collect(),
+            sandbox,
+        }))
+    }
+
+    /// List the organization's live phone numbers.
+    #[oai(
+        path = "/phone-numbers",
+        method = "get",
+        operation_id = "list_phone_numbers"
+    )]
+    async fn list_phone_numbers(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+    ) -> Result<Json<PhoneNumberList>, ApiError> {
+        let (_, org) = begin(&state, req, &auth).await?;
+        let data = org
+            .phone_numbers
+            .iter()
+            .filter(|(_, p)| !p.released)
+            .map(|(id, p)| view(id, p))
+            .collect();
+        Ok(Json(PhoneNumberList { data }))
+    }
+
+    /// Buy a number through Twilio and link it to an assistant in VAPI.
+    ///
+    /// Send `Idempotency-Key`: a retry with the same key never buys twice (409
+    /// `purchase_in_progress` while the first runs; the first's number once it is done).
+    /// 409 `assistant_not_synced`, 422 `no_numbers_available`; 502 `provider_rejected` /
+    /// 503 `provider_unavailable` when Twilio or VAPI fail (the failure is recorded and a
+    /// number already bought is released again).
+    #[oai(
+        path = "/phone-numbers",
+        method = "post",
+        operation_id = "buy_phone_number"
+    )]
+    async fn buy_phone_number(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        body: Json<NewPhoneNumber>,
+    ) -> Result<BuyResponse, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let body = body.0;
+        let number = body
+            .phone_number
+            .as_deref()
+            .map(|n| e164("phone_number", n))
+            .transpose()?;
+        let code = body.area_code.as_deref().map(area_code).transpose()?;
+        if number.is_none() && code.is_none() {
+            return Err(ApiError::unprocessable(
+                "invalid_input",
+                "give phone_number (from a search) or area_code",
+            )
+            .with_details(json!({ "field": "area_code" })));
+        }
+        let friendly_name = body
+            .friendly_name
+            .as_deref()
+            .map(|n| super::field("friendly_name", n, 64))
+            .transpose()?;
+        let vapi_assistant = body
+            .assistant_id
+            .as_deref()
+            .map(|id| synced_assistant(&org, id))
+            .transpose()?;
+        let org_id = principal.org();
+        let id = match idempotency_key(req) {
+            Some(key) => Uuid::new_v5(
+                &principal.organization_id,
+                format!("phone-number-purchase:{key}").as_bytes(),
+            ),
+            None => Uuid::new_v4(),
+        }
+        .to_string();
+        // A retry of a request that already bought its number gets that number.
+        if let Some(p) = org.phone_numbers.get(&id) {
+            return Ok(BuyResponse::Created(Json(PhoneNumberWritten {
+                data: view(&id, p),
+                position: 0,
+                sandbox: twilio(&state).sandbox(),
+                duplicate: true,
+            })));
+        }
+        if org
+            .purchases
+            .get(&id)
+            .is_some_and(|p| p.status == PurchaseStatus::Pending)
+        {
+            return Err(ApiError::conflict(
+                "purchase_in_progress",
+                "a purchase with this Idempotency-Key is still in progress",
+            ));
+        }
+        // 1. The intent, before any provider is called.
+        execute(
+            &state,
+            &principal,
+            OrganizationCommand::RequestPhoneNumberPurchase {
+                purchase_id: id.clone(),
+                number: number.clone(),
+                area_code: code.clone(),
+                assistant_id: body.assistant_id.clone(),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        let twilio = twilio(&state);
+        let number = match (number, code) {
+            (Some(n), _) => n,
+            (None, Some(code)) => match twilio.search(&code, 1, &org_id).await {
+                Ok((found, _)) => match found.into_iter().next() {
+                    Some(n) => n.phone_number,
+                    None => {
+                        let err = ApiError::unprocessable(
+                            "no_numbers_available",
+                            format!("Twilio has no numbers available in area code {code}"),
+                        );
+                        let reason = "no numbers available".to_string();
+                        return Err(
+                            fail(&state, &principal, &id, "search", reason, None, err).await
+                        );
+                    }
+                },
+                Err(e) => {
+                    let reason = e.to_string();
+                    let err = provider_error(e);
+                    return Err(fail(&state, &principal, &id, "search", reason, None, err).await);
+                }
+            },
+            (None, None) => return Err(ApiError::internal("no number and no area code")),
+        };
+        // 2. Buy.
+        let config = NumberConfig {
+            voice_url: state.config.vapi_phone_number_url.clone(),
+            status_callback: format!("{}/api/webhooks/twilio/status", state.config.public_url),
+            friendly_name: friendly_name.clone(),
+        };
+        let bought = match twilio.buy(&number, &config, &org_id).await {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = e.to_string();
+                let err = provider_error(e);
+                return Err(fail(&state, &principal, &id, "twilio", reason, None, err).await);
+            }
+        };
+        // 3. Link in VAPI.
+        let import = PhoneNumberImport {
+            number: bought.phone_number.clone(),
+            twilio_account_sid: twilio.account_sid().to_string(),
+            twilio_auth_token: twilio.auth_token().unwrap_or_default().to_string(),
+            assistant_id: vapi_assistant,
+            name: friendly_name.clone(),
+            server_url: Some(super::assistants::server_url(&state, &org_id)),
+        };
+        let linked = match vapi(&state).create_phone_number(&import, &org_id).await {
+            Ok(l) => l,
+            Err(e) => {
+                let reason = e.to_string();
+                let err = provider_error(e);
+                // Compensate: give the number back, so nothing is half provisioned.
+                let unreleased = match twilio.release(&bought.sid, &org_id).await {
+                    Ok(()) => None,
+                    Err(release) => {
+                        tracing::error!(sid = %bought.sid, error = %release,
+                            "a bought number could not be released after VAPI failed");
+                        Some(bought.sid.clone())
+                    }
+                };
+                return Err(fail(&state, &principal, &id, "vapi", reason, unreleased, err).await);
+            }
+        };
+        // 4. The outcome.
+        let (position, org) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::ProvisionPhoneNumber {
+                phone_number_id: id.clone(),
+                number: bought.phone_number.clone(),
+                provider_sid: bought.sid.clone(),
+                assistant_id: body.assistant_id,
+                vapi_phone_number_id: Some(linked.id),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        let mut data = find(&org, &id)?;
+        if data.friendly_name.is_none() {
+            data.friendly_name = friendly_name;
+        }
+        Ok(BuyResponse::Created(Json(PhoneNumberWritten {
+            data,
+            position,
+            sandbox: bought.sandbox || linked.sandbox,
+            duplicate: false,
+        })))
+    }
+
+    /// One phone number.
+    #[oai(
+        path = "/phone-numbers/:id",
+        method = "get",
+        operation_id = "get_phone_number"
+    )]
+    async fn get_phone_number(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The phone number id.
+        id: Path<String>,
+    ) -> Result<Json<PhoneNumberResponse>, ApiError> {
+        let (_, org) = begin(&state, req, &auth).await?;
+        Ok(Json(PhoneNumberResponse {
+            data: find(&org, &id.0)?,
+        }))
+    }
+
+    /// Relink a number to another (synced) assistant in VAPI (`assistant_id: null`
+    /// unlinks) and/or rename it in Twilio.
+    #[oai(
+        path = "/phone-numbers/:id",
+        method = "patch",
+        operation_id = "update_phone_number"
+    )]
+    async fn update_phone_number(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The phone number id.
+        id: Path<String>,
+        body: Json<PhoneNumberChanges>,
+    ) -> Result<Json<PhoneNumberWritten>, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let current = org.live_phone_number(&id.0).ok_or_else(not_found)?.clone();
+        let body = body.0;
+        let friendly_name = body
+            .friendly_name
+            .as_deref()
+            .map(|n| super::field("friendly_name", n, 64))
+            .transpose()?;
+        let org_id = principal.org();
+        let mut sandbox = false;
+        let assistant_id = match body.assistant_id {
+            MaybeUndefined::Undefined => current.assistant_id.clone(),
+            MaybeUndefined::Null => None,
+            MaybeUndefined::Value(a) => Some(a),
+        };
+        if assistant_id != current.assistant_id {
+            let vapi_assistant = assistant_id
+                .as_deref()
+                .map(|a| synced_assistant(&org, a))
+                .transpose()?;
+            if let Some(vapi_number) = &current.vapi_phone_number_id {
+                sandbox |= vapi(&state)
+                    .update_phone_number(vapi_number, vapi_assistant.as_deref(), &org_id)
+                    .await
+                    .map_err(provider_error)?;
+            }
+        }
+        if let Some(name) = &friendly_name {
+            sandbox |= twilio(&state)
+                .update(
+                    &current.provider_sid,
+                    vec![("FriendlyName".to_string(), name.clone())],
+                    &org_id,
+                )
+                .await
+                .map_err(provider_error)?;
+        }
+        let (position, org) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::ConfigurePhoneNumber {
+                phone_number_id: id.0.clone(),
+                assistant_id,
+                friendly_name,
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        Ok(Json(PhoneNumberWritten {
+            data: find(&org, &id.0)?,
+            position,
+            sandbox,
+            duplicate: false,
+        }))
+    }
+
+    /// Release a number: removed from VAPI, released in Twilio, then recorded.
+    #[oai(
+        path = "/phone-numbers/:id",
+        method = "delete",
+        operation_id = "release_phone_number"
+    )]
+    async fn release_phone_number(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The phone number id.
+        id: Path<String>,
+    ) -> Result<ReleaseResponse, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let current = org.live_phone_number(&id.0).ok_or_else(not_found)?.clone();
+        let org_id = principal.org();
+        if let Some(vapi_number) = &current.vapi_phone_number_id {
+            vapi(&state)
+                .delete_phone_number(vapi_number, &org_id)
+                .await
+                .map_err(provider_error)?;
+        }
+        twilio(&state)
+            .release(&current.provider_sid, &org_id)
+            .await
+            .map_err(provider_error)?;
+        let (position, _) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::ReleasePhoneNumber {
+                phone_number_id: id.0.clone(),
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        Ok(ReleaseResponse::Released(position))
+    }
+
+    /// Check that calls to the number reach a synced assistant; with `to`, also send a test
+    /// SMS from the number through Twilio.
+    #[oai(
+        path = "/phone-numbers/:id/test",
+        method = "post",
+        operation_id = "test_phone_number"
+    )]
+    async fn test_phone_number(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The phone number id.
+        id: Path<String>,
+        body: Json<PhoneNumberTestRequest>,
+    ) -> Result<Json<PhoneNumberTest>, ApiError> {
+        let (principal, org) = begin(&state, req, &auth).await?;
+        super::require_manage(&principal)?;
+        let current = org.live_phone_number(&id.0).ok_or_else(not_found)?.clone();
+        let to = body.0.to.as_deref().map(|t| e164("to", t)).transpose()?;
+        let mut problems = Vec::new();
+        match current.assistant_id.as_deref() {
+            None => problems.push("no assistant is linked to the number".to_string()),
+            Some(a) => match org.live_assistant(a) {
+                None => problems.push(format!("the linked assistant {a} was deleted")),
+                Some(s) if s.vapi_assistant_id.is_none() => {
+                    problems.push(format!("the linked assistant {a} is not synced to VAPI"))
+                }
+                Some(s) if s.needs_sync => problems.push(format!(
+                    "the linked assistant {a} changed since its last sync"
+                )),
+                Some(_) => {}
+            },
+        }
+        if current.vapi_phone_number_id.is_none() {
+            problems.push("the number is not imported into VAPI".to_string());
+        }
+        let twilio = twilio(&state);
+        let mut sandbox = twilio.sandbox();
+        let message_sid = match to {
+            Some(to) => {
+                let text = format!(
+                    "CallFlex test: {} is live{}.",
+                    current.number,
+                    if problems.is_empty() {
+                        ""
+                    } else {
+                        " (with problems)"
+                    }
+                );
+                let sent = twilio
+                    .send_sms(&to, &current.number, &text, &principal.org())
+                    .await
+                    .map_err(|e: ProviderError| provider_error(e))?;
+                sandbox = sent.sandbox;
+                Some(sent.sid)
+            }
+            None => None,
+        };
+        Ok(Json(PhoneNumberTest {
+            ready: problems.is_empty(),
+            problems,
+            message_sid,
+            sandbox,
+        }))
+    }
+}
