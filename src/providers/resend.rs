@@ -47,15 +47,29 @@ impl Resend {
         if let Some(html) = &email.html {
             body["html"] = json!(html);
         }
+        // Email bodies can carry secrets (password-reset links): with real credentials only the
+        // envelope is kept in `outbound_requests`; sandbox mode keeps everything, visibly, because
+        // showing what would have been sent is its purpose.
+        let recorded = (!self.client.sandbox()).then(|| {
+            let mut shown = body.clone();
+            shown["text"] = json!(format!("[redacted: {} chars]", email.text.len()));
+            if shown.get("html").is_some() {
+                shown["html"] = json!("[redacted]");
+            }
+            Body::Json(shown)
+        });
         let answer = self
             .client
-            .send(Request {
-                method: reqwest::Method::POST,
-                path: "/emails".into(),
-                body: Body::Json(body),
-                idempotency_key: email.idempotency_key.clone(),
-                organization_id: None,
-            })
+            .send_recording(
+                Request {
+                    method: reqwest::Method::POST,
+                    path: "/emails".into(),
+                    body: Body::Json(body),
+                    idempotency_key: email.idempotency_key.clone(),
+                    organization_id: None,
+                },
+                recorded,
+            )
             .await?;
         Ok(match answer {
             Some(answer) => answer.body["id"].as_str().unwrap_or_default().to_string(),

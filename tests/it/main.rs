@@ -3,6 +3,7 @@
 
 mod accounts;
 mod helpers;
+mod outbound;
 mod projectors;
 mod provisioning;
 mod query;
