@@ -226,7 +226,10 @@ pub fn from_poem(err: &poem::Error) -> (u16, serde_json::Value) {
         _ if status >= 500 => "internal_error",
         _ => "request_error",
     };
-    let message = if status >= 500 {
+    let message = if status == 401 {
+        "missing or invalid credentials: send Authorization: Bearer <session token or API key>"
+            .to_string()
+    } else if status >= 500 {
         tracing::error!(error = %err, "unhandled server error");
         "an internal error occurred".to_string()
     } else {
