@@ -47,7 +47,7 @@ pub async fn record(
     delivery: Delivery<'_>,
     outcome: &Outcome,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = store.backend().begin_write(store.pool()).await?;
+    // One autocommit statement: atomic on its own, one round trip instead of three.
     sqlx::query(
         "INSERT INTO webhook_deliveries (provider, delivery_key, organization_id, message_type, \
          received_at, content_type, body, status_code, response, first_position, last_position, \
@@ -66,9 +66,8 @@ pub async fn record(
     .bind(outcome.first_position)
     .bind(outcome.last_position)
     .bind(outcome.event_count)
-    .execute(&mut *tx)
+    .execute(store.pool())
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
