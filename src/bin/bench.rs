@@ -14,6 +14,9 @@
 //!   `projections::rebuild` of all five read models, compared row by row with the live ones.
 //! - `ingest`: the real service in-process, signed VAPI deliveries over HTTP at 1, 16 and 64
 //!   concurrent calls; throughput, p50/p99 (tool calls separately) and peak RSS.
+//! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
+//!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
+//!   projected through the log (timed), the rest bulk-loaded into the read-model tables.
 //!
 //! The table goes to stdout; the same figures go to `target/bench-report.json`.
 
@@ -23,6 +26,8 @@ mod append;
 mod command;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/query.rs"]
+mod query;
 #[path = "bench/rebuild.rs"]
 mod rebuild;
 #[path = "bench/report.rs"]
@@ -39,7 +44,7 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 4] = ["append", "command", "rebuild", "ingest"];
+const SECTIONS: [&str; 5] = ["append", "command", "rebuild", "ingest", "query"];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -54,7 +59,7 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, query.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -63,6 +68,10 @@ struct Args {
     /// Where to write the JSON report.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Calls in the `query` section's read model (default 1,000,000 = 100 orgs x 10,000, or
+    /// 100,000 = 10 orgs x 10,000 with --quick).
+    #[arg(long)]
+    calls: Option<usize>,
     /// Keep the benchmark databases instead of dropping them.
     #[arg(long)]
     keep_databases: bool,
@@ -312,6 +321,7 @@ async fn main() -> anyhow::Result<()> {
             "append" => append::run(&ctx).await,
             "command" => command::run(&ctx).await,
             "rebuild" => rebuild::run(&ctx).await,
+            "query" => query::run(&ctx, args.calls).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

@@ -2,8 +2,8 @@
 //! highlighted snippets.
 //!
 //! Reads `transcript_search` (migration 0004; written by the transcripts projector):
-//! - PostgreSQL: `websearch_to_tsquery('english', q)` against the GIN expression index on
-//!   `to_tsvector('english', body)`, ranked by `ts_rank`, snippets from `ts_headline`.
+//! - PostgreSQL: `websearch_to_tsquery('english', q)` against the GIN index on the stored
+//!   `tsv` column (migration 0008), ranked by `ts_rank`, snippets from `ts_headline`.
 //! - SQLite: an FTS5 table (porter stemming), ranked by `bm25`, snippets from `snippet()`.
 //!   The query's words are quoted, so FTS5 operators in user input are taken literally;
 //!   every word must match (AND).
@@ -112,16 +112,22 @@ impl SearchApi {
         let offset = pagination::decode_offset(cursor.0.as_deref())?;
         let sql = match state.store.backend() {
             Backend::Postgres => Sql {
-                text: "SELECT s.call_id AS call_id, c.started_at AS started_at, \
-                       c.from_number AS from_number, c.summary AS summary, \
-                       CAST(ts_rank(to_tsvector('english', s.body), q) AS DOUBLE PRECISION) \
-                       AS rank, ts_headline('english', s.body, q, 'StartSel=<mark>, \
+                // Rank and page on the stored tsvector first; highlight only the page (a
+                // headline per match would cost more than the search itself).
+                text: "SELECT r.call_id AS call_id, c.started_at AS started_at, \
+                       c.from_number AS from_number, c.summary AS summary, r.rank AS rank, \
+                       ts_headline('english', s.body, q, 'StartSel=<mark>, \
                        StopSel=</mark>, MaxWords=30, MinWords=10, MaxFragments=2') AS snippet \
-                       FROM transcript_search s \
+                       FROM (SELECT s.call_id AS call_id, \
+                             CAST(ts_rank(s.tsv, q) AS DOUBLE PRECISION) AS rank \
+                             FROM transcript_search s \
+                             CROSS JOIN websearch_to_tsquery('english', $1) q \
+                             WHERE s.organization_id = $2 AND s.tsv @@ q \
+                             ORDER BY rank DESC, s.call_id DESC LIMIT $3 OFFSET $4) r \
+                       JOIN transcript_search s ON s.call_id = r.call_id \
                        CROSS JOIN websearch_to_tsquery('english', $1) q \
-                       LEFT JOIN calls c ON c.id = s.call_id \
-                       WHERE s.organization_id = $2 AND to_tsvector('english', s.body) @@ q \
-                       ORDER BY rank DESC, s.call_id DESC LIMIT $3 OFFSET $4"
+                       LEFT JOIN calls c ON c.id = r.call_id \
+                       ORDER BY r.rank DESC, r.call_id DESC"
                     .into(),
                 args: vec![
                     Arg::Str(q.clone()),
