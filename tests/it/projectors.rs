@@ -124,7 +124,14 @@ async fn fill_log(store: &EventStore, calls: usize) {
 async fn dump(store: &EventStore, tables: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for table in tables {
-        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+        // `transcript_search.tsv` (PostgreSQL tsvector) is derived from `body` and has no
+        // Any-driver type: compare the columns it is generated from.
+        let columns = if *table == "transcript_search" {
+            "call_id, organization_id, body"
+        } else {
+            "*"
+        };
+        let rows = sqlx::query(&format!("SELECT {columns} FROM {table}"))
             .fetch_all(store.pool())
             .await
             .unwrap();
