@@ -38,6 +38,27 @@ async fn reindex(
     Ok(())
 }
 
+/// Stores the end report's transcript and messages (search is re-indexed by the caller).
+async fn record_end(
+    tx: &mut Transaction<'static, Any>,
+    tables: Tables,
+    stored: &StoredEvent,
+    report: &aggregates::call::EndReport,
+) -> Result<(), ProjectionError> {
+    let transcripts = tables.name("transcripts");
+    sqlx::query(&format!(
+        "UPDATE {transcripts} SET final_text = COALESCE($1, final_text), \
+         messages = COALESCE($2, messages), updated_at = $3 WHERE call_id = $4"
+    ))
+    .bind(report.transcript.clone())
+    .bind(json_text(&report.messages))
+    .bind(stored.recorded_at)
+    .bind(stored.aggregate_id.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Segment rows per multi-row INSERT (8 parameters each).
 const SEGMENT_ROWS_PER_INSERT: usize = 400;
 
@@ -189,16 +210,7 @@ impl Projector for TranscriptsProjector {
                 reindex(tx, tables, &id).await?;
             }
             CallEvent::CallEnded { report } => {
-                sqlx::query(&format!(
-                    "UPDATE {transcripts} SET final_text = COALESCE($1, final_text), \
-                     messages = COALESCE($2, messages), updated_at = $3 WHERE call_id = $4"
-                ))
-                .bind(report.transcript.clone())
-                .bind(json_text(&report.messages))
-                .bind(stored.recorded_at)
-                .bind(id.clone())
-                .execute(&mut **tx)
-                .await?;
+                record_end(tx, tables, stored, report).await?;
                 reindex(tx, tables, &id).await?;
             }
             _ => {}
@@ -247,8 +259,9 @@ impl Projector for TranscriptsProjector {
                     organizations.insert(call_id.to_string(), organization_id.to_string());
                     self.apply(tx, tables, stored, event).await?;
                 }
-                CallEvent::CallEnded { .. } => {
-                    self.apply(tx, tables, stored, event).await?;
+                CallEvent::CallEnded { report } => {
+                    // Re-indexed once with the batch's other touched calls below.
+                    record_end(tx, tables, stored, report).await?;
                     touched.insert(call_id);
                 }
                 _ => {}
