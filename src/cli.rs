@@ -69,8 +69,8 @@ pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
         .collect();
     for (report, took) in projections::rebuild::rebuild_all(&store, &handles).await? {
         println!(
-            "{}: {} events in {took:.2?} (checkpoint {})",
-            report.projector, report.events, report.checkpoint.position
+            "{}: {} events, {:.2?} applying, {took:.2?} in all (checkpoint {})",
+            report.projector, report.events, report.apply_time, report.checkpoint.position
         );
     }
     Ok(())

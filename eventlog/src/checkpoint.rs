@@ -43,6 +43,49 @@ pub async fn save(
     Ok(())
 }
 
+/// Moves checkpoint `name` from `from` to `to` only if it still is at `from`; false when another
+/// consumer (another process, or a rebuild's swap) moved it meanwhile. Called first in the
+/// consumer's transaction: the row lock it takes makes concurrent batches of one consumer
+/// serialize, and the loser sees it is stale instead of applying events twice.
+pub async fn advance(
+    tx: &mut Transaction<'static, Any>,
+    name: &str,
+    from: Checkpoint,
+    to: Checkpoint,
+) -> Result<bool, StoreError> {
+    let moved = sqlx::query(
+        "UPDATE consumer_checkpoints SET transaction_id = $1, position = $2, updated_at = $3 \
+         WHERE name = $4 AND transaction_id = $5 AND position = $6",
+    )
+    .bind(to.transaction_id)
+    .bind(to.position)
+    .bind(now_ms())
+    .bind(name.to_string())
+    .bind(from.transaction_id)
+    .bind(from.position)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if moved == 1 {
+        return Ok(true);
+    }
+    if from != Checkpoint::START {
+        return Ok(false);
+    }
+    let created = sqlx::query(
+        "INSERT INTO consumer_checkpoints (name, transaction_id, position, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(name.to_string())
+    .bind(to.transaction_id)
+    .bind(to.position)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(created == 1)
+}
+
 pub async fn reset(tx: &mut Transaction<'static, Any>, name: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM consumer_checkpoints WHERE name = $1")
         .bind(name.to_string())

@@ -195,33 +195,43 @@ where
         command: A::Command,
         meta: &CommandMeta,
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
-        if let Some(key) = &meta.idempotency_key {
-            if let Some(previous) = self.store.find_append(key).await? {
-                let (state, _) = self.load(id).await?;
-                return Ok(Executed {
-                    events: Vec::new(),
-                    result: previous,
-                    state,
-                });
-            }
-        }
+        // A repeated idempotency key is not looked up first (a round trip on every command):
+        // the append's unique key catches it, and the rarer paths below check for it.
         let mut attempt = 0;
         loop {
             attempt += 1;
             let (mut aggregate, version) = self.load(id).await?;
             let sink: EventSink<A> = EventSink::default();
-            aggregate
+            let decided = aggregate
                 .handle(command.clone(), &self.services, &sink)
-                .await
-                .map_err(ExecuteError::Domain)?;
+                .await;
+            if let Err(err) = decided {
+                // The command may be refused only because it already happened.
+                return match self.earlier_result(id, meta).await? {
+                    Some(previous) => Ok(previous),
+                    None => Err(ExecuteError::Domain(err)),
+                };
+            }
             let events = sink.collect().await;
+            if events.is_empty() {
+                if let Some(previous) = self.earlier_result(id, meta).await? {
+                    return Ok(previous);
+                }
+            }
             let append = self.to_append(id, version, &events, &aggregate, meta)?;
             match self.store.append(append).await {
+                Ok(result) if result.duplicate => {
+                    let (state, _) = self.load(id).await?;
+                    return Ok(Executed {
+                        events: Vec::new(),
+                        result,
+                        state,
+                    });
+                }
                 Ok(result) => {
-                    if !result.duplicate && result.event_count > 0 {
+                    if result.event_count > 0 {
                         self.remember(id, &aggregate, result.version);
                     }
-                    let events = if result.duplicate { Vec::new() } else { events };
                     return Ok(Executed {
                         events,
                         result,
@@ -232,6 +242,26 @@ where
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+
+    /// The outcome of an earlier command with the same idempotency key, if there was one.
+    async fn earlier_result(
+        &self,
+        id: &str,
+        meta: &CommandMeta,
+    ) -> Result<Option<Executed<A>>, StoreError> {
+        let Some(key) = &meta.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(previous) = self.store.find_append(key).await? else {
+            return Ok(None);
+        };
+        let (state, _) = self.load(id).await?;
+        Ok(Some(Executed {
+            events: Vec::new(),
+            result: previous,
+            state,
+        }))
     }
 
     fn to_append(

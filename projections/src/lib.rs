@@ -15,6 +15,7 @@
 //! All read models are eventually consistent; none is updated inside a command's transaction.
 
 pub mod accounts;
+pub mod batch;
 pub mod billing;
 pub mod calls;
 pub mod contacts;

@@ -6,6 +6,7 @@ use aggregates::subscription::SubscriptionEvent;
 use aggregates::user::UserEvent;
 use async_trait::async_trait;
 use eventlog::{StoreError, StoredEvent};
+use serde::Deserialize;
 use sqlx::{Any, Transaction};
 use thiserror::Error;
 
@@ -17,6 +18,8 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("read-model value could not be encoded: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("rebuild failed: {0}")]
+    Rebuild(String),
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode {
         position: i64,
@@ -41,16 +44,17 @@ impl DomainEvent {
             position: event.position,
             source,
         };
-        let payload = event.payload.clone();
+        // Deserialize from the borrowed JSON tree: no copy of the payload.
+        let payload = &event.payload;
         Ok(match event.aggregate_type.as_str() {
-            "call" => DomainEvent::Call(serde_json::from_value(payload).map_err(wrap)?),
+            "call" => DomainEvent::Call(CallEvent::deserialize(payload).map_err(wrap)?),
             "organization" => {
-                DomainEvent::Organization(serde_json::from_value(payload).map_err(wrap)?)
+                DomainEvent::Organization(OrganizationEvent::deserialize(payload).map_err(wrap)?)
             }
             "subscription" => {
-                DomainEvent::Subscription(serde_json::from_value(payload).map_err(wrap)?)
+                DomainEvent::Subscription(SubscriptionEvent::deserialize(payload).map_err(wrap)?)
             }
-            "user" => DomainEvent::User(serde_json::from_value(payload).map_err(wrap)?),
+            "user" => DomainEvent::User(UserEvent::deserialize(payload).map_err(wrap)?),
             _ => DomainEvent::Other,
         })
     }

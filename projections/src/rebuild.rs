@@ -5,11 +5,15 @@
 //! INCLUDING ALL`; SQLite re-runs the live table's own DDL under the new name), so migrations
 //! stay the only source of schema.
 
-use eventlog::{checkpoint, Backend, Checkpoint, EventStore};
-use sqlx::{Any, Executor, Row, Transaction};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::projector::{ProjectionError, Projector, Tables};
-use crate::runner::{apply_batch, ProjectorHandle};
+use eventlog::{checkpoint, Backend, Checkpoint, EventStore, StoredEvent};
+use sqlx::{Any, Executor, Row, Transaction};
+use tokio::sync::mpsc;
+
+use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
+use crate::runner::{apply_batch, decode_batch, ProjectorHandle};
 
 const REBUILD_BATCH: i64 = 5_000;
 
@@ -19,6 +23,8 @@ pub struct RebuildReport {
     pub projector: &'static str,
     pub events: u64,
     pub checkpoint: Checkpoint,
+    /// Time this projector spent applying batches (the log is read once for all of them).
+    pub apply_time: Duration,
 }
 
 fn rebuild_checkpoint_name(projector: &dyn Projector) -> String {
@@ -30,66 +36,133 @@ pub async fn rebuild(
     store: &EventStore,
     handle: &ProjectorHandle,
 ) -> Result<RebuildReport, ProjectionError> {
-    let projector = handle.projector.as_ref();
-    prepare_fresh_tables(store, projector).await?;
-    let name = rebuild_checkpoint_name(projector);
-    // Catch up without blocking the live projector...
-    let mut events = catch_up(store, projector, &name).await?;
-    // ...then stop it for the last few events and the swap.
-    let _pause = handle.batch_lock.lock().await;
-    events += catch_up(store, projector, &name).await?;
-    let done = swap(store, projector, &name).await?;
-    Ok(RebuildReport {
-        projector: projector.name(),
-        events,
-        checkpoint: done,
-    })
+    let mut reports = rebuild_all(store, std::slice::from_ref(handle)).await?;
+    let (report, _) = reports
+        .pop()
+        .ok_or_else(|| ProjectionError::Rebuild("rebuild produced no report".into()))?;
+    Ok(report)
 }
 
-/// Rebuilds several projectors at once (each has its own tables and checkpoint), returning
-/// each report with the time it took.
+/// Rebuilds several projectors together: the log is read and decoded once, each batch is
+/// applied to every projector's fresh tables concurrently (one transaction each, each with its
+/// own checkpoint), then each projector's tables are swapped in. Returns each report with the
+/// wall time of the whole rebuild.
 pub async fn rebuild_all(
     store: &EventStore,
     handles: &[ProjectorHandle],
-) -> Result<Vec<(RebuildReport, std::time::Duration)>, ProjectionError> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, handle) in handles.iter().enumerate() {
-        let (store, handle) = (store.clone(), handle.clone());
-        tasks.spawn(async move {
-            let started = std::time::Instant::now();
-            let report = rebuild(&store, &handle).await;
-            (index, report.map(|r| (r, started.elapsed())))
+) -> Result<Vec<(RebuildReport, Duration)>, ProjectionError> {
+    let started = Instant::now();
+    let projectors: Vec<Arc<dyn Projector>> = handles.iter().map(|h| h.projector.clone()).collect();
+    for projector in &projectors {
+        prepare_fresh_tables(store, projector.as_ref()).await?;
+    }
+    let mut apply_time = vec![Duration::ZERO; projectors.len()];
+    // Catch up without blocking the live projectors...
+    let mut events = catch_up(store, &projectors, &mut apply_time).await?;
+    // ...then stop them for the last few events and the swaps.
+    let mut pauses = Vec::with_capacity(handles.len());
+    for handle in handles {
+        pauses.push(handle.batch_lock.lock().await);
+    }
+    events += catch_up(store, &projectors, &mut apply_time).await?;
+    let mut reports = Vec::with_capacity(projectors.len());
+    for (projector, apply_time) in projectors.iter().zip(apply_time) {
+        let name = rebuild_checkpoint_name(projector.as_ref());
+        let done = swap(store, projector.as_ref(), &name).await?;
+        reports.push(RebuildReport {
+            projector: projector.name(),
+            events,
+            checkpoint: done,
+            apply_time,
         });
     }
-    let mut done = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (index, report) = joined.map_err(|e| {
-            ProjectionError::Store(eventlog::StoreError::UnsupportedUrl(format!(
-                "rebuild task failed: {e}"
-            )))
-        })?;
-        done.push((index, report?));
-    }
-    done.sort_by_key(|(index, _)| *index);
-    Ok(done.into_iter().map(|(_, report)| report).collect())
+    let took = started.elapsed();
+    Ok(reports.into_iter().map(|r| (r, took)).collect())
 }
 
-/// Replays everything after the rebuild checkpoint into the fresh tables.
+type Batch = Arc<Vec<(StoredEvent, DomainEvent)>>;
+
+/// Replays everything after the rebuild checkpoints into the fresh tables. One task reads and
+/// decodes the next batch while the projectors apply the current one.
 async fn catch_up(
     store: &EventStore,
-    projector: &dyn Projector,
-    name: &str,
+    projectors: &[Arc<dyn Projector>],
+    apply_time: &mut [Duration],
 ) -> Result<u64, ProjectionError> {
-    let mut applied = 0u64;
-    loop {
-        let from = checkpoint::load(store.pool(), name).await?;
-        let events = store.read_all(from, REBUILD_BATCH).await?;
-        if events.is_empty() {
-            return Ok(applied);
-        }
-        apply_batch(store, projector, Tables::REBUILD, name, &events).await?;
-        applied += events.len() as u64;
+    let mut positions = Vec::with_capacity(projectors.len());
+    for projector in projectors {
+        let name = rebuild_checkpoint_name(projector.as_ref());
+        positions.push(checkpoint::load(store.pool(), &name).await?);
     }
+    let Some(from) = positions.iter().min().copied() else {
+        return Ok(0);
+    };
+    let (sender, mut batches) = mpsc::channel::<Result<Batch, ProjectionError>>(2);
+    let reader_store = store.clone();
+    let reader = tokio::spawn(async move {
+        let mut from = from;
+        loop {
+            let read = reader_store
+                .read_all(from, REBUILD_BATCH)
+                .await
+                .map_err(ProjectionError::from)
+                .and_then(decode_batch);
+            let batch = match read {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => batch,
+                Err(err) => {
+                    let _ = sender.send(Err(err)).await;
+                    return;
+                }
+            };
+            if let Some((last, _)) = batch.last() {
+                from = last.checkpoint();
+            }
+            if sender.send(Ok(Arc::new(batch))).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut applied = 0u64;
+    while let Some(batch) = batches.recv().await {
+        let batch = batch?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, projector) in projectors.iter().enumerate() {
+            // Each projector only takes what lies after its own checkpoint.
+            let after = positions[index];
+            let skip = batch.partition_point(|(stored, _)| stored.checkpoint() <= after);
+            if skip == batch.len() {
+                continue;
+            }
+            let (store, projector, batch) = (store.clone(), projector.clone(), batch.clone());
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let name = rebuild_checkpoint_name(projector.as_ref());
+                let events = &batch[skip..];
+                let ok = apply_batch(&store, projector.as_ref(), Tables::REBUILD, &name, after, events)
+                    .await?;
+                if !ok {
+                    return Err(ProjectionError::Rebuild(format!("rebuild checkpoint {name} moved under the rebuild; is another rebuild running?"),));
+                }
+                Ok::<_, ProjectionError>((index, started.elapsed()))
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let (index, took) = joined
+                .map_err(|e| ProjectionError::Rebuild(format!("rebuild task failed: {e}")))??;
+            apply_time[index] += took;
+        }
+        if let Some((last, _)) = batch.last() {
+            positions
+                .iter_mut()
+                .for_each(|p| *p = (*p).max(last.checkpoint()));
+        }
+        applied += batch.len() as u64;
+    }
+    reader
+        .await
+        .map_err(|e| ProjectionError::Rebuild(format!("rebuild reader failed: {e}")))?;
+    Ok(applied)
 }
 
 async fn prepare_fresh_tables(
@@ -177,6 +250,9 @@ async fn swap(
 ) -> Result<Checkpoint, ProjectionError> {
     let mut tx = store.backend().begin_write(store.pool()).await?;
     let done = checkpoint::load(&mut *tx, name).await?;
+    // The live checkpoint first: its row lock waits for a live batch in flight (here or in
+    // another process) and makes any later one see it is stale, before a table is touched.
+    checkpoint::save(&mut tx, projector.name(), done).await?;
     for table in projector.tables() {
         let fresh = Tables::REBUILD.name(table);
         let old = format!("{table}__old");
@@ -188,7 +264,6 @@ async fn swap(
             .await?;
         tx.execute(format!("DROP TABLE {old}").as_str()).await?;
     }
-    checkpoint::save(&mut tx, projector.name(), done).await?;
     checkpoint::reset(&mut tx, name).await?;
     tx.commit().await?;
     Ok(done)

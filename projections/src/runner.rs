@@ -180,40 +180,64 @@ impl ProjectorRunner {
                 .send_modify(|s| s.checkpoint = s.checkpoint.max(from));
             return Ok(0);
         };
-        apply_batch(
+        let count = events.len();
+        let decoded = decode_batch(events)?;
+        let applied = apply_batch(
             &self.store,
             self.projector.as_ref(),
             Tables::LIVE,
             name,
-            &events,
+            from,
+            &decoded,
         )
         .await?;
+        if !applied {
+            tracing::warn!(
+                projector = name,
+                "checkpoint moved by someone else; re-reading"
+            );
+            return Ok(0);
+        }
         self.status.send_modify(|s| {
             s.checkpoint = last;
             s.last_error = None;
         });
-        Ok(events.len())
+        Ok(count)
     }
 }
 
-/// Applies `events` and moves checkpoint `checkpoint_name` to the last of them, atomically.
+/// Decodes a batch read from the log, keeping each stored event beside its domain event.
+pub fn decode_batch(
+    events: Vec<StoredEvent>,
+) -> Result<Vec<(StoredEvent, DomainEvent)>, ProjectionError> {
+    events
+        .into_iter()
+        .map(|stored| {
+            let event = DomainEvent::decode(&stored)?;
+            Ok((stored, event))
+        })
+        .collect()
+}
+
+/// Applies `events` (read after checkpoint `from`) and moves checkpoint `checkpoint_name` to
+/// the last of them, atomically. Returns false, applying nothing, when the checkpoint is no
+/// longer at `from` (another process or a rebuild's swap moved it).
 pub async fn apply_batch(
     store: &EventStore,
     projector: &dyn Projector,
     tables: Tables,
     checkpoint_name: &str,
-    events: &[StoredEvent],
-) -> Result<(), ProjectionError> {
-    let Some(last) = events.last() else {
-        return Ok(());
+    from: Checkpoint,
+    events: &[(StoredEvent, DomainEvent)],
+) -> Result<bool, ProjectionError> {
+    let Some((last, _)) = events.last() else {
+        return Ok(true);
     };
-    let decoded = events
-        .iter()
-        .map(|stored| Ok((stored.clone(), DomainEvent::decode(stored)?)))
-        .collect::<Result<Vec<_>, ProjectionError>>()?;
     let mut tx = store.backend().begin_write(store.pool()).await?;
-    projector.apply_batch(&mut tx, tables, &decoded).await?;
-    checkpoint::save(&mut tx, checkpoint_name, last.checkpoint()).await?;
+    if !checkpoint::advance(&mut tx, checkpoint_name, from, last.checkpoint()).await? {
+        return Ok(false);
+    }
+    projector.apply_batch(&mut tx, tables, events).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }

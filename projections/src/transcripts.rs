@@ -9,7 +9,7 @@ use eventlog::StoredEvent;
 use sqlx::{Any, Transaction};
 
 use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
-use crate::sql::{json_text, ms};
+use crate::sql::{bind_f64, json_text, ms};
 
 pub struct TranscriptsProjector;
 
@@ -136,8 +136,8 @@ impl TranscriptsProjector {
                     .bind(row.seq)
                     .bind(row.segment.role.clone())
                     .bind(row.segment.text.clone())
-                    .bind(ms(&row.segment.at))
-                    .bind(row.segment.seconds_from_start);
+                    .bind(ms(&row.segment.at));
+                query = bind_f64(query, row.segment.seconds_from_start);
             }
             query.execute(&mut **tx).await?;
         }
@@ -183,21 +183,22 @@ impl Projector for TranscriptsProjector {
             }
             CallEvent::TranscriptSegmentAdded { segment } => {
                 let segments = tables.name("transcript_segments");
-                sqlx::query(&format!(
+                let sql = format!(
                     "INSERT INTO {segments} (call_id, segment_key, organization_id, seq, role, \
                      text, at, seconds_from_start) SELECT $1, $2, organization_id, $3, $4, $5, \
                      $6, $7 FROM {transcripts} WHERE call_id = $1 \
                      ON CONFLICT (call_id, segment_key) DO NOTHING"
-                ))
-                .bind(id.clone())
-                .bind(segment.key.clone())
-                .bind(stored.sequence)
-                .bind(segment.role.clone())
-                .bind(segment.text.clone())
-                .bind(ms(&segment.at))
-                .bind(segment.seconds_from_start)
-                .execute(&mut **tx)
-                .await?;
+                );
+                let query = sqlx::query(&sql)
+                    .bind(id.clone())
+                    .bind(segment.key.clone())
+                    .bind(stored.sequence)
+                    .bind(segment.role.clone())
+                    .bind(segment.text.clone())
+                    .bind(ms(&segment.at));
+                bind_f64(query, segment.seconds_from_start)
+                    .execute(&mut **tx)
+                    .await?;
                 sqlx::query(&format!(
                     "UPDATE {transcripts} SET full_text = full_text || $1, \
                      segment_count = segment_count + 1, updated_at = $2 WHERE call_id = $3"

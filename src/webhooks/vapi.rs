@@ -95,7 +95,14 @@ pub async fn ingest(
     let org_id = Uuid::parse_str(organization_id).map_err(|_| {
         ApiError::bad_parameter("organization_id", "organization_id must be a UUID")
     })?;
-    let (org, _) = state.organizations.load(&org_id.to_string()).await?;
+    let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
+    // Both reads at once: this path answers tool calls while a caller waits on the line.
+    let org_key = org_id.to_string();
+    let (org, previous) = tokio::join!(
+        state.organizations.load(&org_key),
+        deliveries::find(&state.store, "vapi", &key)
+    );
+    let (org, _) = org?;
     if !org.is_live() {
         return Err(ApiError::not_found(
             "organization_not_found",
@@ -105,8 +112,7 @@ pub async fn ingest(
     authenticate(state, &org, headers, body)?;
     let message = wire::parse_vapi(body)
         .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
-    let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
-    if let Some(previous) = deliveries::find(&state.store, "vapi", &key).await? {
+    if let Some(previous) = previous? {
         return Ok(previous);
     }
     let outcome = handle(state, org_id, &org, &message, &key).await?;

@@ -557,15 +557,16 @@ async fn one_backend(
     for (report, took) in projections::rebuild::rebuild_all(&store, &handles).await? {
         per.insert(
             report.projector.into(),
-            json!({"events": report.events, "seconds": took.as_secs_f64(),
-                   "events_per_s": rate(report.events, took)}),
+            json!({"events": report.events, "wall_seconds": took.as_secs_f64(),
+                   "apply_seconds": report.apply_time.as_secs_f64(),
+                   "events_per_apply_s": rate(report.events, report.apply_time)}),
         );
-        per_rows.push((report.projector, report.events, took));
+        per_rows.push((report.projector, report.events, report.apply_time));
     }
     let rebuild_time = t.elapsed();
     section.row(
         Row::num(
-            format!("{label}: rebuild all five read models (concurrently)"),
+            format!("{label}: rebuild all read models (log read once)"),
             rate(events, rebuild_time),
             "ev/s",
         )
@@ -580,7 +581,12 @@ async fn one_backend(
     );
     for (name, n, took) in per_rows {
         section.row(
-            Row::num(format!("{label}:   rebuild {name}"), rate(n, took), "ev/s").vs(scan.clone()),
+            Row::num(
+                format!("{label}:   {name} apply time only"),
+                rate(n, took),
+                "ev/s",
+            )
+            .vs(scan.clone()),
         );
     }
 
@@ -655,9 +661,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         ));
     }
     section.note(
-        "rebuild rate = log events / wall time to rebuild all five read models one after \
-         another (each replays the whole log into fresh tables, then swaps them in); the \
-         baseline is a raw SELECT of every event column on the same backend",
+        "rebuild rate = log events / wall time to rebuild every read model: the log is read \
+         and decoded once, each batch goes to all projectors' fresh tables concurrently, then \
+         each set of tables is swapped in; per-projector rows count only that projector's \
+         apply time; the baseline is a raw SELECT of every event column on the same backend",
     );
     section.note(
         "events are decided by the real aggregates and appended one call per transaction; \

@@ -1,7 +1,7 @@
 //! The `contacts` read model: contacts created automatically from callers' numbers (call
 //! count, first/last call, last summary) merged with contacts people created and edited.
 
-use aggregates::call::{CallEvent, Direction};
+use aggregates::call::CallEvent;
 use aggregates::organization::{ContactSource, OrganizationEvent};
 use async_trait::async_trait;
 use eventlog::StoredEvent;
@@ -9,6 +9,10 @@ use sqlx::{Any, Transaction};
 use uuid::Uuid;
 
 use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
+
+mod fold;
+
+use fold::CallFact;
 
 pub struct ContactsProjector;
 
@@ -101,47 +105,18 @@ impl ContactsProjector {
         stored: &StoredEvent,
         event: &CallEvent,
     ) -> Result<(), ProjectionError> {
-        match event {
-            CallEvent::CallStarted {
-                organization_id,
-                from_number,
-                to_number,
-                direction,
-                started_at,
-                ..
-            } => {
-                let phone = match direction {
-                    Direction::Outbound => to_number,
-                    _ => from_number,
-                };
-                if let Some(phone) = phone.as_deref().filter(|p| !p.is_empty()) {
-                    let at = started_at
-                        .map(|t| t.timestamp_millis())
-                        .unwrap_or(stored.recorded_at);
-                    let org = organization_id.to_string();
-                    Self::count_call(tx, tables, &org, &stored.aggregate_id, phone, at).await?;
-                }
+        match fold::call_fact(stored, event) {
+            Some(CallFact::Counted {
+                organization,
+                call_id,
+                phone,
+                at,
+            }) => Self::count_call(tx, tables, &organization, call_id, phone, at).await,
+            Some(CallFact::Summary { summary, .. }) => {
+                Self::set_summary(tx, tables, stored, summary).await
             }
-            CallEvent::CallDetailsLearned {
-                from_number: Some(phone),
-                ..
-            } => {
-                if let Some(org) = stored.metadata.tenant_id.as_deref() {
-                    let at = stored.recorded_at;
-                    Self::count_call(tx, tables, org, &stored.aggregate_id, phone, at).await?;
-                }
-            }
-            CallEvent::CallEnded { report } => {
-                if let Some(summary) = &report.summary {
-                    Self::set_summary(tx, tables, stored, summary).await?;
-                }
-            }
-            CallEvent::CallAnalyzed { analysis } => {
-                Self::set_summary(tx, tables, stored, &analysis.summary).await?;
-            }
-            _ => {}
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn apply_organization(
@@ -258,5 +233,26 @@ impl Projector for ContactsProjector {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Folds runs of call events in memory (see [`fold`]); hand-made contact changes in
+    /// between are applied one by one, in order.
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        tables: Tables,
+        events: &[(StoredEvent, DomainEvent)],
+    ) -> Result<(), ProjectionError> {
+        let mut run = Vec::new();
+        for (stored, event) in events {
+            if fold::is_contact_edit(event) {
+                fold::apply_run(tx, tables, &run).await?;
+                run.clear();
+                self.apply(tx, tables, stored, event).await?;
+            } else if let DomainEvent::Call(call_event) = event {
+                run.extend(fold::call_fact(stored, call_event));
+            }
+        }
+        fold::apply_run(tx, tables, &run).await
     }
 }

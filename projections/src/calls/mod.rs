@@ -6,7 +6,9 @@ use eventlog::StoredEvent;
 use sqlx::{Any, Transaction};
 
 use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
-use crate::sql::{flag, json_text, ms, opt_ms};
+use crate::sql::{bind_f64, flag, json_text, ms, opt_ms};
+
+mod fold;
 
 pub struct CallsProjector;
 
@@ -67,10 +69,7 @@ impl Projector for CallsProjector {
                 provider_call_id,
                 started_at,
             } => {
-                let direction = serde_json::to_value(direction)?
-                    .as_str()
-                    .unwrap_or("inbound")
-                    .to_string();
+                let direction = fold::direction_name(direction);
                 sqlx::query(&format!(
                     "INSERT INTO {calls} (id, organization_id, vapi_call_id, provider_call_id, \
                      direction, status, from_number, to_number, phone_number_id, assistant_id, \
@@ -120,10 +119,7 @@ impl Projector for CallsProjector {
                 ended_reason,
                 ..
             } => {
-                let status = serde_json::to_value(status)?
-                    .as_str()
-                    .unwrap_or("in-progress")
-                    .to_string();
+                let status = fold::status_name(status);
                 sqlx::query(&format!(
                     "UPDATE {calls} SET status = $1, ended_reason = COALESCE($2, ended_reason), \
                      last_position = $3 WHERE id = $4"
@@ -185,27 +181,28 @@ impl Projector for CallsProjector {
                 .await?;
             }
             CallEvent::CallEnded { report } => {
-                sqlx::query(&format!(
+                let sql = format!(
                     "UPDATE {calls} SET status = 'ended', \
                      ended_at = $1, duration_seconds = $2, \
-                     ended_reason = COALESCE($3, ended_reason), cost = $4, cost_breakdown = $5, \
+                     cost = $3, ended_reason = COALESCE($4, ended_reason), cost_breakdown = $5, \
                      summary = COALESCE(summary, $6), success_evaluation = $7, \
                      structured_data = $8, started_at = COALESCE($9, started_at), \
                      last_position = $10 WHERE id = $11"
-                ))
-                .bind(opt_ms(&report.ended_at).unwrap_or_else(|| ms(&report.at)))
-                .bind(report.duration_seconds)
-                .bind(report.ended_reason.clone())
-                .bind(report.cost)
-                .bind(json_text(&report.cost_breakdown))
-                .bind(report.summary.clone())
-                .bind(report.success_evaluation.clone())
-                .bind(json_text(&report.structured_data))
-                .bind(opt_ms(&report.started_at))
-                .bind(pos)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+                );
+                let query = sqlx::query(&sql)
+                    .bind(opt_ms(&report.ended_at).unwrap_or_else(|| ms(&report.at)));
+                // Floats through bind_f64 (see there); placeholders follow bind order.
+                bind_f64(bind_f64(query, report.duration_seconds), report.cost)
+                    .bind(report.ended_reason.clone())
+                    .bind(json_text(&report.cost_breakdown))
+                    .bind(report.summary.clone())
+                    .bind(report.success_evaluation.clone())
+                    .bind(json_text(&report.structured_data))
+                    .bind(opt_ms(&report.started_at))
+                    .bind(pos)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
             }
             CallEvent::RecordingAvailable {
                 url, stereo_url, ..
@@ -250,38 +247,13 @@ impl Projector for CallsProjector {
         Ok(())
     }
 
-    /// Transcript segments are most of a call's events and only bump a counter: count them in
-    /// memory and write each call's total once per batch.
+    /// Folds the batch in memory: one read and two writes per batch (see [`fold`]).
     async fn apply_batch(
         &self,
         tx: &mut Transaction<'static, Any>,
         tables: Tables,
         events: &[(StoredEvent, DomainEvent)],
     ) -> Result<(), ProjectionError> {
-        let mut segments: std::collections::BTreeMap<&str, (i64, i64)> = Default::default();
-        for (stored, event) in events {
-            match event {
-                DomainEvent::Call(CallEvent::TranscriptSegmentAdded { .. }) => {
-                    let entry = segments.entry(stored.aggregate_id.as_str()).or_default();
-                    entry.0 += 1;
-                    entry.1 = stored.position;
-                }
-                DomainEvent::Call(_) => self.apply(tx, tables, stored, event).await?,
-                _ => {}
-            }
-        }
-        let calls = tables.name("calls");
-        for (id, (count, position)) in segments {
-            sqlx::query(&format!(
-                "UPDATE {calls} SET segment_count = segment_count + $1, last_position = \
-                 CASE WHEN last_position > $2 THEN last_position ELSE $2 END WHERE id = $3"
-            ))
-            .bind(count)
-            .bind(position)
-            .bind(id.to_string())
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
+        fold::apply_batch(tx, tables, events).await
     }
 }
