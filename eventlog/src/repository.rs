@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -19,6 +20,17 @@ use crate::{EventStore, StoreError, Upcasters};
 
 /// How many aggregates the in-memory cache keeps before it is thinned out.
 const CACHE_CAPACITY: usize = 10_000;
+
+/// How long `execute` decides on a cached state without reading the stream's tail first.
+const DEFAULT_TRUST: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Cached<A> {
+    state: A,
+    version: i64,
+    /// When the stream's tail was last read (or written) through this repository.
+    checked: Instant,
+}
 
 /// How often a conflicting command is retried on fresh state before giving up (→ 409).
 const MAX_ATTEMPTS: usize = 5;
@@ -48,9 +60,12 @@ pub struct AggregateRepository<A: Aggregate> {
     upcasters: Upcasters,
     snapshot_every: i64,
     schema_version: i32,
-    /// Recently used states by id. Only a starting point: every load still reads the stream's
-    /// tail after the cached version, so a state written by another process is never missed.
-    cache: Arc<Mutex<HashMap<String, (A, i64)>>>,
+    /// Recently used states by id, with when the stream's tail was last read. `load` still
+    /// reads the tail after the cached version, so a state written by another process is never
+    /// missed; `execute` may decide on a recent entry without reading (see there).
+    cache: Arc<Mutex<HashMap<String, Cached<A>>>>,
+    /// How long `execute` trusts a cache entry without reading the stream's tail.
+    trust_cache_for: Duration,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -63,6 +78,7 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             snapshot_every: self.snapshot_every,
             schema_version: self.schema_version,
             cache: self.cache.clone(),
+            trust_cache_for: self.trust_cache_for,
             _aggregate: PhantomData,
         }
     }
@@ -81,6 +97,7 @@ where
             snapshot_every: 50,
             schema_version: 1,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            trust_cache_for: DEFAULT_TRUST,
             _aggregate: PhantomData,
         }
     }
@@ -111,12 +128,19 @@ where
         Ok(serde_json::from_value(payload)?)
     }
 
+    /// How long `execute` may decide on a cached state without reading the stream's tail
+    /// (0 = always read it).
+    pub fn trust_cache_for(mut self, age: Duration) -> Self {
+        self.trust_cache_for = age;
+        self
+    }
+
     /// The current state and version: from the cache or the newest usable snapshot, plus the
     /// events after it. Handling a command therefore costs the same on the 500th event of a
     /// stream as on the 1st.
     pub async fn load(&self, id: &str) -> Result<(A, i64), StoreError> {
         let start = match self.cached(id) {
-            Some(hit) => Some(hit),
+            Some(hit) => Some((hit.state, hit.version)),
             None => self.usable_snapshot(id).await?,
         };
         let (mut aggregate, mut version) = start.unwrap_or_default();
@@ -130,7 +154,17 @@ where
         Ok((aggregate, version))
     }
 
-    fn cached(&self, id: &str) -> Option<(A, i64)> {
+    /// Like [`load`](Self::load), but a cached state whose tail was read less than `max_age`
+    /// ago is returned as is: for readers that accept that much staleness from other
+    /// processes (this process's own writes are always in the cache).
+    pub async fn load_within(&self, id: &str, max_age: Duration) -> Result<(A, i64), StoreError> {
+        match self.cached(id) {
+            Some(hit) if hit.checked.elapsed() < max_age => Ok((hit.state, hit.version)),
+            _ => self.load(id).await,
+        }
+    }
+
+    fn cached(&self, id: &str) -> Option<Cached<A>> {
         let cache = self
             .cache
             .lock()
@@ -150,10 +184,18 @@ where
                 cache.remove(&key);
             }
         }
-        match cache.get(id) {
-            Some((_, cached)) if *cached >= version => {}
+        match cache.get_mut(id) {
+            Some(hit) if hit.version > version => {}
+            Some(hit) if hit.version == version => hit.checked = Instant::now(),
             _ => {
-                cache.insert(id.to_string(), (aggregate.clone(), version));
+                cache.insert(
+                    id.to_string(),
+                    Cached {
+                        state: aggregate.clone(),
+                        version,
+                        checked: Instant::now(),
+                    },
+                );
             }
         }
     }
@@ -197,15 +239,35 @@ where
     ) -> Result<Executed<A>, ExecuteError<A::Error>> {
         // A repeated idempotency key is not looked up first (a round trip on every command):
         // the append's unique key catches it, and the rarer paths below check for it.
+        //
+        // The first attempt may decide on a recently cached state without reading the
+        // stream's tail: if another process appended meanwhile, the append conflicts on the
+        // sequence and the command is decided again on fresh state. A refusal or a no-op
+        // decided on cached state is also re-decided fresh before it is believed.
         let mut attempt = 0;
+        let mut trusted = !self.trust_cache_for.is_zero();
         loop {
             attempt += 1;
-            let (mut aggregate, version) = self.load(id).await?;
+            let cached = if trusted {
+                self.cached(id)
+                    .filter(|hit| hit.checked.elapsed() < self.trust_cache_for)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let (mut aggregate, version) = match cached {
+                Some(hit) => (hit.state, hit.version),
+                None => self.load(id).await?,
+            };
+            trusted = false;
             let sink: EventSink<A> = EventSink::default();
             let decided = aggregate
                 .handle(command.clone(), &self.services, &sink)
                 .await;
             if let Err(err) = decided {
+                if from_cache {
+                    continue;
+                }
                 // The command may be refused only because it already happened.
                 return match self.earlier_result(id, meta).await? {
                     Some(previous) => Ok(previous),
@@ -214,6 +276,9 @@ where
             }
             let events = sink.collect().await;
             if events.is_empty() {
+                if from_cache {
+                    continue;
+                }
                 if let Some(previous) = self.earlier_result(id, meta).await? {
                     return Ok(previous);
                 }
@@ -238,7 +303,9 @@ where
                         state: aggregate,
                     });
                 }
-                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS || from_cache => {
+                    continue
+                }
                 Err(err) => return Err(err.into()),
             }
         }

@@ -6,7 +6,6 @@ use aggregates::subscription::SubscriptionEvent;
 use aggregates::user::UserEvent;
 use async_trait::async_trait;
 use eventlog::{StoreError, StoredEvent};
-use serde::Deserialize;
 use sqlx::{Any, Transaction};
 use thiserror::Error;
 
@@ -39,22 +38,27 @@ pub enum DomainEvent {
 }
 
 impl DomainEvent {
+    /// Decodes a stored event's JSON payload.
     pub fn decode(event: &StoredEvent) -> Result<Self, ProjectionError> {
+        Self::decode_payload(event, &event.payload.to_string())
+    }
+
+    /// Decodes `payload` (the event's JSON text) straight into the aggregate's event type,
+    /// with no JSON tree in between (what rebuilds spend most of their reading time on).
+    pub fn decode_payload(event: &StoredEvent, payload: &str) -> Result<Self, ProjectionError> {
         let wrap = |source| ProjectionError::Decode {
             position: event.position,
             source,
         };
-        // Deserialize from the borrowed JSON tree: no copy of the payload.
-        let payload = &event.payload;
         Ok(match event.aggregate_type.as_str() {
-            "call" => DomainEvent::Call(CallEvent::deserialize(payload).map_err(wrap)?),
+            "call" => DomainEvent::Call(serde_json::from_str(payload).map_err(wrap)?),
             "organization" => {
-                DomainEvent::Organization(OrganizationEvent::deserialize(payload).map_err(wrap)?)
+                DomainEvent::Organization(serde_json::from_str(payload).map_err(wrap)?)
             }
             "subscription" => {
-                DomainEvent::Subscription(SubscriptionEvent::deserialize(payload).map_err(wrap)?)
+                DomainEvent::Subscription(serde_json::from_str(payload).map_err(wrap)?)
             }
-            "user" => DomainEvent::User(UserEvent::deserialize(payload).map_err(wrap)?),
+            "user" => DomainEvent::User(serde_json::from_str(payload).map_err(wrap)?),
             _ => DomainEvent::Other,
         })
     }

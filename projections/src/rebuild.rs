@@ -13,7 +13,7 @@ use sqlx::{Any, Executor, Row, Transaction};
 use tokio::sync::mpsc;
 
 use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
-use crate::runner::{apply_batch, decode_batch, ProjectorHandle};
+use crate::runner::{apply_batch, read_decoded, ProjectorHandle};
 
 const REBUILD_BATCH: i64 = 5_000;
 
@@ -102,11 +102,7 @@ async fn catch_up(
     let reader = tokio::spawn(async move {
         let mut from = from;
         loop {
-            let read = reader_store
-                .read_all(from, REBUILD_BATCH)
-                .await
-                .map_err(ProjectionError::from)
-                .and_then(decode_batch);
+            let read = read_decoded(&reader_store, from, REBUILD_BATCH).await;
             let batch = match read {
                 Ok(batch) if batch.is_empty() => return,
                 Ok(batch) => batch,

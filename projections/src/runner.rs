@@ -174,21 +174,20 @@ impl ProjectorRunner {
         let _guard = self.batch_lock.lock().await;
         let name = self.projector.name();
         let from = checkpoint::load(self.store.pool(), name).await?;
-        let events = self.store.read_all(from, self.batch_size).await?;
-        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+        let events = read_decoded(&self.store, from, self.batch_size).await?;
+        let Some(last) = events.last().map(|(stored, _)| stored.checkpoint()) else {
             self.status
                 .send_modify(|s| s.checkpoint = s.checkpoint.max(from));
             return Ok(0);
         };
         let count = events.len();
-        let decoded = decode_batch(events)?;
         let applied = apply_batch(
             &self.store,
             self.projector.as_ref(),
             Tables::LIVE,
             name,
             from,
-            &decoded,
+            &events,
         )
         .await?;
         if !applied {
@@ -206,17 +205,15 @@ impl ProjectorRunner {
     }
 }
 
-/// Decodes a batch read from the log, keeping each stored event beside its domain event.
-pub fn decode_batch(
-    events: Vec<StoredEvent>,
+/// Reads up to `limit` events after `from`, each decoded into the domain event it is.
+pub async fn read_decoded(
+    store: &EventStore,
+    from: Checkpoint,
+    limit: i64,
 ) -> Result<Vec<(StoredEvent, DomainEvent)>, ProjectionError> {
-    events
-        .into_iter()
-        .map(|stored| {
-            let event = DomainEvent::decode(&stored)?;
-            Ok((stored, event))
-        })
-        .collect()
+    store
+        .read_all_with(from, limit, DomainEvent::decode_payload)
+        .await
 }
 
 /// Applies `events` (read after checkpoint `from`) and moves checkpoint `checkpoint_name` to

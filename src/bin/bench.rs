@@ -16,7 +16,8 @@
 //!   concurrent calls; throughput, p50/p99 (tool calls separately) and peak RSS.
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
-//!   projected through the log (timed), the rest bulk-loaded into the read-model tables.
+//!   through the live service, the rest decided by the Call aggregate, written to the log with
+//!   COPY and projected by `rebuild_all` (timed).
 //!
 //! The table goes to stdout; the same figures go to `target/bench-report.json`.
 
@@ -28,6 +29,8 @@ mod command;
 mod ingest;
 #[path = "bench/query.rs"]
 mod query;
+#[path = "bench/query_load.rs"]
+mod query_load;
 #[path = "bench/rebuild.rs"]
 mod rebuild;
 #[path = "bench/report.rs"]

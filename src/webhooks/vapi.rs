@@ -28,6 +28,10 @@ pub fn call_id(organization_id: Uuid, vapi_call_id: &str) -> String {
     .to_string()
 }
 
+/// How stale the organization (webhook credentials, transfer numbers) may be on this path when
+/// it was changed by ANOTHER process; this process's own changes are seen at once.
+const ORGANIZATION_STALENESS: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Request headers VAPI authenticates with.
 #[derive(Debug, Default, Clone)]
 pub struct AuthHeaders {
@@ -99,7 +103,9 @@ pub async fn ingest(
     // Both reads at once: this path answers tool calls while a caller waits on the line.
     let org_key = org_id.to_string();
     let (org, previous) = tokio::join!(
-        state.organizations.load(&org_key),
+        state
+            .organizations
+            .load_within(&org_key, ORGANIZATION_STALENESS),
         deliveries::find(&state.store, "vapi", &key)
     );
     let (org, _) = org?;

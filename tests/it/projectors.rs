@@ -133,7 +133,10 @@ async fn catch_up(store: &EventStore, runner: &ProjectorRunner) {
         if store.count_after(at).await.unwrap() == 0 {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "projector never caught up");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "projector never caught up"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

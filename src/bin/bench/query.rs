@@ -4,11 +4,10 @@
 //! - A small part of the data goes through the real path: calls decided by the `Call`
 //!   aggregate (`state.calls.execute`), appended to the log and projected by the live
 //!   projectors; the section reports how fast that part was appended and projected.
-//! - The rest is bulk-loaded straight into `calls`, `transcripts`, `transcript_search` and
-//!   `call_actions` with `INSERT ... SELECT generate_series(...)` (labelled "bulk-loaded, not
-//!   projected"): projecting a million calls through the log does not fit in a bench run here.
-//! - The signed-up organization owns 10,000 calls; the others belong to random organization
-//!   ids so the tables and indexes have the full size. Every query goes through the
+//! - The rest (the million) is decided by the same aggregate, written to the log with COPY and
+//!   projected into every read model by `rebuild_all`, timed: see [`crate::query_load`].
+//! - The signed-up organization owns 10,000 calls; the others belong to organizations that
+//!   have calls but no organization aggregate, so the log and tables have the full size. Every query goes through the
 //!   signed-up owner's bearer token.
 //!
 //! Latencies are client-observed over loopback HTTP, one request at a time; the baseline is
@@ -48,7 +47,7 @@ const MIN_SAMPLES: usize = 30;
 
 /// Transcript lines; each call draws some of them. "trucking" is in every call (common),
 /// "invoice" in about a quarter of them, "refrigerator" in about 0.3% (selective).
-const SENTENCES: [&str; 24] = [
+pub(crate) const SENTENCES: [&str; 24] = [
     "Hi, this is Sam, I drive route 12 and I won't make it in tomorrow.",
     "I'm sorry to hear that. Can I get your full name and route number?",
     "I need to leave a message for the billing department about an invoice.",
@@ -74,9 +73,9 @@ const SENTENCES: [&str; 24] = [
     "I'm feeling sick today and I need to call out for my shift.",
     "The gate code at the yard isn't working this morning.",
 ];
-const GREETING: &str = "Thanks for calling Acme Trucking, this is the dispatch line.";
-const RARE: &str = "The refrigerator unit on trailer 4471 stopped cooling overnight.";
-const ENDED_REASONS: [&str; 10] = [
+pub(crate) const GREETING: &str = "Thanks for calling Acme Trucking, this is the dispatch line.";
+pub(crate) const RARE: &str = "The refrigerator unit on trailer 4471 stopped cooling overnight.";
+pub(crate) const ENDED_REASONS: [&str; 10] = [
     "customer-ended-call",
     "customer-ended-call",
     "customer-ended-call",
@@ -89,160 +88,11 @@ const ENDED_REASONS: [&str; 10] = [
     "twilio-failed-to-connect-call",
 ];
 
-fn sql_text_array(items: &[&str]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|s| format!("'{}'", s.replace('\'', "''")))
-        .collect();
-    format!("(ARRAY[{}])", quoted.join(", "))
-}
-
 fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-/// Bulk-loads `n` calls (with transcripts, search rows and actions) for `org`; started_at
-/// spread over the 90 days before `now_ms`. Returns the rows inserted per table.
-async fn bulk_org(
-    conn: &mut sqlx::postgres::PgConnection,
-    org: &str,
-    org_index: usize,
-    n: usize,
-    now_ms: i64,
-) -> anyhow::Result<[u64; 4]> {
-    if n == 0 {
-        return Ok([0; 4]);
-    }
-    let reasons = sql_text_array(&ENDED_REASONS);
-    let calls_sql = format!(
-        "INSERT INTO calls (id, organization_id, vapi_call_id, provider_call_id, direction, \
-         status, from_number, to_number, phone_number_id, assistant_id, started_at, ended_at, \
-         duration_seconds, ended_reason, cost, cost_breakdown, summary, success_evaluation, \
-         structured_data, call_type, sentiment, caller_name, action_items, recording_url, \
-         stereo_recording_url, has_recording, hung_up, processed, segment_count, action_count, \
-         action_types, last_position) \
-         SELECT id, $1, vapi, 'CA' || substr(md5(vapi), 1, 30), \
-           CASE WHEN r6 < 0.9 THEN 'inbound' WHEN r6 < 0.97 THEN 'outbound' ELSE 'web' END, \
-           status, from_n, '+15559990000', 'pn-' || (g % 3), 'asst-bench', started, \
-           CASE WHEN status = 'ended' THEN started + (dur * 1000)::bigint END, \
-           CASE WHEN status = 'ended' THEN dur END, \
-           CASE WHEN status = 'ended' THEN {reasons}[1 + floor(r4 * 10)::int] END, \
-           CASE WHEN status = 'ended' THEN round((0.02 + dur / 60.0 * 0.11)::numeric, 4)::float8 END, \
-           CASE WHEN status = 'ended' THEN '{{\"llm\":0.02,\"stt\":0.01,\"tts\":0.015}}' END, \
-           CASE WHEN status = 'ended' THEN 'Caller left a message for dispatch.' END, \
-           CASE WHEN status = 'ended' THEN (CASE WHEN r7 < 0.8 THEN 'true' ELSE 'false' END) END, \
-           CASE WHEN status = 'ended' THEN '{{\"route\":\"12\"}}' END, \
-           CASE WHEN status = 'ended' THEN (ARRAY['driver_callout','billing','dispatch','general'])[1 + floor(r8 * 4)::int] END, \
-           CASE WHEN status = 'ended' THEN (ARRAY['positive','neutral','neutral','negative'])[1 + floor(r9 * 4)::int] END, \
-           CASE WHEN r9 < 0.5 THEN 'Driver ' || (g % 97) END, \
-           NULL, \
-           CASE WHEN status = 'ended' THEN 'https://storage.vapi.test/' || vapi || '.wav' END, \
-           NULL, \
-           CASE WHEN status = 'ended' THEN 1 ELSE 0 END, \
-           CASE WHEN r7 < 0.3 THEN 1 ELSE 0 END, \
-           CASE WHEN status = 'ended' THEN 1 ELSE 0 END, \
-           8 + (started % 3), \
-           CASE act WHEN 0 THEN 1 WHEN 1 THEN 1 WHEN 2 THEN 1 WHEN 3 THEN 2 ELSE 0 END, \
-           CASE act WHEN 0 THEN ',message_taken,' WHEN 1 THEN ',transfer,' \
-             WHEN 2 THEN ',driver_callout,' WHEN 3 THEN ',message_taken,,transfer,' ELSE '' END, \
-           0 \
-         FROM (SELECT g, md5($1 || ':' || g)::uuid::text AS id, \
-                 'bulk-' || $3 || '-' || g AS vapi, \
-                 $4::bigint - floor(random() * {span})::bigint AS started, \
-                 CASE WHEN r2 < 0.96 THEN 'ended' WHEN r2 < 0.98 THEN 'in-progress' \
-                   WHEN r2 < 0.99 THEN 'ringing' ELSE 'queued' END AS status, \
-                 round((15 + 600 * r3 * r3)::numeric, 1)::float8 AS dur, \
-                 '+1' || (2000000000 + $3::bigint * 1000 + floor(r5 * 1000)::bigint)::text AS from_n, \
-                 floor(r10 * 5)::int AS act, r4, r6, r7, r8, r9 \
-               FROM (SELECT g, random() AS r2, random() AS r3, random() AS r4, random() AS r5, \
-                       random() AS r6, random() AS r7, random() AS r8, random() AS r9, \
-                       random() AS r10 \
-                     FROM generate_series(1, $2::bigint) g) r) s",
-        span = 90 * DAY_MS,
-    );
-    let calls = sqlx::query(&calls_sql)
-        .bind(org)
-        .bind(n as i64)
-        .bind(org_index as i64)
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-
-    let sentences = sql_text_array(&SENTENCES);
-    let transcripts_sql = format!(
-        "INSERT INTO transcripts (call_id, organization_id, full_text, final_text, messages, \
-         segment_count, updated_at) \
-         SELECT c.id, c.organization_id, \
-           'assistant: {greeting}' || E'\\n' || t.txt || E'\\n' || \
-           CASE WHEN random() < 0.003 THEN 'user: {rare}' || E'\\n' ELSE '' END, \
-           NULL, NULL, c.segment_count, c.started_at \
-         FROM calls c CROSS JOIN LATERAL ( \
-           SELECT string_agg(CASE WHEN k % 2 = 1 THEN 'user: ' ELSE 'assistant: ' END || \
-             {sentences}[1 + floor(random() * {len})::int], E'\\n' ORDER BY k) AS txt \
-           FROM generate_series(1, c.segment_count - 1) k) t \
-         WHERE c.organization_id = $1 AND c.vapi_call_id LIKE 'bulk-%'",
-        greeting = GREETING.replace('\'', "''"),
-        rare = RARE.replace('\'', "''"),
-        len = SENTENCES.len(),
-    );
-    let transcripts = sqlx::query(&transcripts_sql)
-        .bind(org)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    let search = sqlx::query(
-        "INSERT INTO transcript_search (call_id, organization_id, body) \
-         SELECT t.call_id, t.organization_id, COALESCE(NULLIF(t.final_text, ''), t.full_text) \
-         FROM transcripts t JOIN calls c ON c.id = t.call_id \
-         WHERE t.organization_id = $1 AND c.vapi_call_id LIKE 'bulk-%'",
-    )
-    .bind(org)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let mut actions = 0;
-    for (kind, name, action, args) in [
-        (
-            "message_taken",
-            "takeMessage",
-            r#"{"type":"message_taken","caller_name":"Pat","message":"Please call back"}"#,
-            r#"{"callerName":"Pat","message":"Please call back","urgent":false}"#,
-        ),
-        (
-            "transfer",
-            "transferCall",
-            r#"{"type":"transfer","destination":"dispatch","number":"+15550002222"}"#,
-            r#"{"destination":"dispatch","reason":"load question"}"#,
-        ),
-        (
-            "driver_callout",
-            "logDriverCallout",
-            r#"{"type":"driver_callout","driver_name":"Sam Miller","route_number":"12"}"#,
-            r#"{"driverName":"Sam Miller","reason":"sick","routeNumber":"12"}"#,
-        ),
-    ] {
-        actions += sqlx::query(
-            "INSERT INTO call_actions (call_id, tool_call_id, organization_id, name, \
-             action_type, action_data, arguments, reply, status, at) \
-             SELECT id, 'tc-' || $2 || '-' || vapi_call_id, organization_id, $3, $2, $4, $5, \
-               'Done, I have passed that on.', 'completed', started_at + 30000 \
-             FROM calls WHERE organization_id = $1 AND vapi_call_id LIKE 'bulk-%' \
-               AND action_types LIKE '%,' || $2 || ',%'",
-        )
-        .bind(org)
-        .bind(kind)
-        .bind(name)
-        .bind(action)
-        .bind(args)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    }
-    Ok([calls, transcripts, search, actions])
-}
-
-fn org_settings() -> OrganizationSettings {
+pub(crate) fn org_settings() -> OrganizationSettings {
     OrganizationSettings {
         notifications: NotificationSettings {
             sms_enabled: true,
@@ -430,7 +280,7 @@ pub async fn run(ctx: &Ctx, calls_flag: Option<usize>) -> anyhow::Result<Section
         listen: "127.0.0.1:0".parse()?,
         ..Config::default()
     };
-    let app = Application::build(config).await?;
+    let app = Application::build(config.clone()).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
 
     // Sign up the owner with an organization, as a customer does.
@@ -465,46 +315,68 @@ pub async fn run(ctx: &Ctx, calls_flag: Option<usize>) -> anyhow::Result<Section
         .tcp_nodelay(true)
         .build()?;
 
-    // Bulk load: the signed-up org gets PER_ORG - REAL_CALLS rows, the others random ids.
+    // The big part goes through the log: the service stops while it is loaded and projected
+    // (as an analyst's rebuild would), then starts again on the result.
+    app.stop().await;
     let now_ms = Utc::now().timestamp_millis();
     let real_calls = REAL_CALLS.min(total);
+    let plan: Vec<(Uuid, usize)> = (0..orgs)
+        .map(|i| {
+            let n = if i + 1 == orgs {
+                total - PER_ORG * (orgs - 1)
+            } else {
+                PER_ORG
+            };
+            if i == 0 {
+                (org, PER_ORG.min(total) - real_calls)
+            } else {
+                (Uuid::new_v4(), n)
+            }
+        })
+        .collect();
+    let loaded = crate::query_load::load_and_project(&url, &plan, now_ms).await?;
     let mut conn = sqlx::postgres::PgConnection::connect(&url).await?;
-    let t = Instant::now();
-    let mut loaded = [0u64; 4];
-    for i in 0..orgs {
-        let n = if i + 1 == orgs {
-            total - PER_ORG * (orgs - 1)
-        } else {
-            PER_ORG
-        };
-        let (org_id, n) = if i == 0 {
-            (org.to_string(), PER_ORG.min(total) - real_calls)
-        } else {
-            (Uuid::new_v4().to_string(), n)
-        };
-        let rows = bulk_org(&mut conn, &org_id, i, n, now_ms).await?;
-        for (a, b) in loaded.iter_mut().zip(rows) {
-            *a += b;
-        }
-    }
-    let load_time = t.elapsed();
     let t = Instant::now();
     conn.execute("ANALYZE calls, transcripts, transcript_search, call_actions")
         .await?;
     let analyze_time = t.elapsed();
-    let bulk_rows: u64 = loaded.iter().sum();
     section.row(
         Row::num(
-            "bulk-loaded, not projected: rows/s (4 tables)",
-            bulk_rows as f64 / load_time.as_secs_f64().max(1e-9),
-            "rows/s",
+            format!(
+                "log load: {} calls' events decided by the Call aggregate, COPY",
+                loaded.calls
+            ),
+            loaded.events as f64 / loaded.load_time.as_secs_f64().max(1e-9),
+            "ev/s",
         )
-        .detail(json!({
-            "calls": loaded[0], "transcripts": loaded[1], "transcript_search": loaded[2],
-            "call_actions": loaded[3], "seconds": load_time.as_secs_f64(),
-            "analyze_seconds": analyze_time.as_secs_f64(),
-        })),
+        .detail(json!({"calls": loaded.calls, "events": loaded.events,
+                       "seconds": loaded.load_time.as_secs_f64()})),
     );
+    let per: serde_json::Map<String, Value> = loaded
+        .apply_times
+        .iter()
+        .map(|(name, took)| {
+            (
+                (*name).to_string(),
+                json!({"apply_seconds": took.as_secs_f64()}),
+            )
+        })
+        .collect();
+    section.row(
+        Row::num(
+            format!(
+                "time to project them: rebuild_all over {} events ({} calls)",
+                loaded.events, loaded.calls
+            ),
+            loaded.project_time.as_secs_f64(),
+            "s",
+        )
+        .detail(json!({"events_per_s": loaded.events as f64 / loaded.project_time.as_secs_f64().max(1e-9),
+                       "projectors": Value::Object(per),
+                       "analyze_seconds": analyze_time.as_secs_f64()})),
+    );
+    let app = Application::build(config.clone()).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
 
     // The real path: REAL_CALLS calls decided by the Call aggregate, appended, projected.
     let state = app.state().clone();
@@ -795,23 +667,22 @@ pub async fn run(ctx: &Ctx, calls_flag: Option<usize>) -> anyhow::Result<Section
 
     section.note(format!(
         "data: {total} calls in {orgs} organizations; the signed-up organization owns \
-         {org_rows} ({real_calls} through the real path, the rest bulk-loaded); the other \
-         organizations are random ids holding rows only (not aggregates)"
+         {org_rows} ({real_calls} through the real path, the rest through the log load); the \
+         other organizations have calls but no organization aggregate"
     ));
     section.note(format!(
-        "bulk-loaded, not projected: {} calls, {} transcripts, {} transcript_search, {} \
-         call_actions rows via INSERT ... SELECT generate_series in {:.1} s (+ ANALYZE {:.1} s, \
-         {:.1} s after the real path); started_at uniform over 90 days, 96% ended, 10 ended \
-         reasons, ~1,000 callers per org, durations 15-615 s, 8-10 transcript lines drawn from \
-         {} sentences",
-        loaded[0],
-        loaded[1],
-        loaded[2],
-        loaded[3],
-        load_time.as_secs_f64(),
+        "log load: {} calls decided by the Call aggregate (96% ended with an analysis, 10 \
+         ended reasons, ~1,000 callers per org, durations 15-615 s, 4-6 transcript lines drawn \
+         from {} sentences, 0-2 tool calls) = {} events, written with COPY in {:.1} s; \
+         projected into every read model by rebuild_all in {:.1} s (+ ANALYZE {:.1} s, {:.1} s \
+         after the real path)",
+        loaded.calls,
+        SENTENCES.len(),
+        loaded.events,
+        loaded.load_time.as_secs_f64(),
+        loaded.project_time.as_secs_f64(),
         analyze_time.as_secs_f64(),
         analyze2.as_secs_f64(),
-        SENTENCES.len()
     ));
     section.note(format!(
         "real path: {real_calls} calls x {} commands = {events} events through \

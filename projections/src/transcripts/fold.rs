@@ -1,0 +1,258 @@
+//! The transcripts read models folded in memory: a batch loads the transcript rows of the
+//! calls it touches, applies every event in log order, and writes the rows, the new segments
+//! and the search rows of the touched calls with one multi-row statement each. Same results
+//! as the per-event SQL in the parent module (a test compares them).
+
+use std::collections::{HashMap, HashSet};
+
+use aggregates::call::CallEvent;
+use eventlog::StoredEvent;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::batch::{fetch_in, insert_rows, replace_all, Cell};
+use crate::projector::{DomainEvent, ProjectionError, Tables};
+use crate::sql::{json_text, ms};
+
+const COLUMNS: [&str; 7] = [
+    "call_id",
+    "organization_id",
+    "full_text",
+    "final_text",
+    "messages",
+    "segment_count",
+    "updated_at",
+];
+
+const SEGMENT_COLUMNS: [&str; 8] = [
+    "call_id",
+    "segment_key",
+    "organization_id",
+    "seq",
+    "role",
+    "text",
+    "at",
+    "seconds_from_start",
+];
+
+/// One `transcripts` row.
+struct TranscriptRow {
+    call_id: String,
+    organization_id: String,
+    full_text: String,
+    final_text: Option<String>,
+    messages: Option<String>,
+    segment_count: i64,
+    updated_at: i64,
+}
+
+impl TranscriptRow {
+    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            call_id: row.try_get(0)?,
+            organization_id: row.try_get(1)?,
+            full_text: row.try_get(2)?,
+            final_text: row.try_get(3)?,
+            messages: row.try_get(4)?,
+            segment_count: row.try_get(5)?,
+            updated_at: row.try_get(6)?,
+        })
+    }
+
+    /// What search indexes: the final transcript when known, else the running text.
+    fn searchable(&self) -> String {
+        match self.final_text.as_deref() {
+            Some(text) if !text.is_empty() => text.to_string(),
+            _ => self.full_text.clone(),
+        }
+    }
+
+    fn cells(&self) -> Vec<Cell> {
+        vec![
+            self.call_id.clone().into(),
+            self.organization_id.clone().into(),
+            self.full_text.clone().into(),
+            self.final_text.clone().into(),
+            self.messages.clone().into(),
+            self.segment_count.into(),
+            self.updated_at.into(),
+        ]
+    }
+}
+
+/// Folds `events` into the transcripts tables.
+pub async fn apply_batch(
+    tx: &mut Transaction<'static, Any>,
+    tables: Tables,
+    events: &[(StoredEvent, DomainEvent)],
+) -> Result<(), ProjectionError> {
+    let transcripts = tables.name("transcripts");
+    let mut ids: Vec<String> = events
+        .iter()
+        .filter(|(_, event)| {
+            matches!(
+                event,
+                DomainEvent::Call(
+                    CallEvent::CallStarted { .. }
+                        | CallEvent::TranscriptSegmentAdded { .. }
+                        | CallEvent::CallEnded { .. }
+                )
+            )
+        })
+        .map(|(stored, _)| stored.aggregate_id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let select = format!(
+        "SELECT {} FROM {transcripts} WHERE call_id IN ",
+        COLUMNS.join(", ")
+    );
+    let mut rows: HashMap<String, TranscriptRow> = HashMap::new();
+    for row in fetch_in(tx, &select, &ids).await? {
+        let row = TranscriptRow::from_row(&row)?;
+        rows.insert(row.call_id.clone(), row);
+    }
+
+    let mut dirty: HashSet<String> = HashSet::new();
+    let mut reindex: HashSet<String> = HashSet::new();
+    let mut segments: Vec<Vec<Cell>> = Vec::new();
+    let mut segment_keys: HashSet<(String, String)> = HashSet::new();
+    for (stored, event) in events {
+        let DomainEvent::Call(event) = event else {
+            continue;
+        };
+        let id = &stored.aggregate_id;
+        match event {
+            CallEvent::CallStarted {
+                organization_id, ..
+            } => {
+                if !rows.contains_key(id) {
+                    rows.insert(
+                        id.clone(),
+                        TranscriptRow {
+                            call_id: id.clone(),
+                            organization_id: organization_id.to_string(),
+                            full_text: String::new(),
+                            final_text: None,
+                            messages: None,
+                            segment_count: 0,
+                            updated_at: stored.recorded_at,
+                        },
+                    );
+                    dirty.insert(id.clone());
+                }
+            }
+            CallEvent::TranscriptSegmentAdded { segment } => {
+                // Without a transcript row the per-event SQL changes nothing either.
+                let Some(row) = rows.get_mut(id) else {
+                    continue;
+                };
+                // First write wins, as `ON CONFLICT DO NOTHING` would within one batch.
+                if segment_keys.insert((id.clone(), segment.key.clone())) {
+                    segments.push(vec![
+                        id.clone().into(),
+                        segment.key.clone().into(),
+                        row.organization_id.clone().into(),
+                        stored.sequence.into(),
+                        segment.role.clone().into(),
+                        segment.text.clone().into(),
+                        ms(&segment.at).into(),
+                        segment.seconds_from_start.into(),
+                    ]);
+                }
+                row.full_text
+                    .push_str(&format!("{}: {}\n", segment.role, segment.text));
+                row.segment_count += 1;
+                row.updated_at = stored.recorded_at;
+                dirty.insert(id.clone());
+                reindex.insert(id.clone());
+            }
+            CallEvent::CallEnded { report } => {
+                let Some(row) = rows.get_mut(id) else {
+                    continue;
+                };
+                if report.transcript.is_some() {
+                    row.final_text.clone_from(&report.transcript);
+                }
+                if let Some(messages) = json_text(&report.messages) {
+                    row.messages = Some(messages);
+                }
+                row.updated_at = stored.recorded_at;
+                dirty.insert(id.clone());
+                reindex.insert(id.clone());
+            }
+            _ => {}
+        }
+    }
+
+    let mut dirty: Vec<String> = dirty.into_iter().collect();
+    dirty.sort_unstable();
+    let written: Vec<Vec<Cell>> = dirty
+        .iter()
+        .filter_map(|id| rows.get(id))
+        .map(TranscriptRow::cells)
+        .collect();
+    insert_rows(
+        tx,
+        &transcripts,
+        &COLUMNS,
+        written,
+        &replace_all(&COLUMNS, &["call_id"]),
+    )
+    .await?;
+    let segments_table = tables.name("transcript_segments");
+    insert_rows(
+        tx,
+        &segments_table,
+        &SEGMENT_COLUMNS,
+        segments,
+        "ON CONFLICT (call_id, segment_key) DO NOTHING",
+    )
+    .await?;
+
+    // Search rows are replaced (delete + insert: SQLite's FTS5 table has no key to upsert on).
+    let mut reindex: Vec<String> = reindex.into_iter().collect();
+    reindex.sort_unstable();
+    let search = tables.name("transcript_search");
+    delete_in(tx, &search, &reindex).await?;
+    let bodies: Vec<Vec<Cell>> = reindex
+        .iter()
+        .filter_map(|id| rows.get(id))
+        .map(|row| {
+            vec![
+                row.call_id.clone().into(),
+                row.organization_id.clone().into(),
+                row.searchable().into(),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        &search,
+        &["call_id", "organization_id", "body"],
+        bodies,
+        "",
+    )
+    .await?;
+    Ok(())
+}
+
+async fn delete_in(
+    tx: &mut Transaction<'static, Any>,
+    table: &str,
+    call_ids: &[String],
+) -> Result<(), ProjectionError> {
+    for chunk in call_ids.chunks(10_000) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "DELETE FROM {table} WHERE call_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.clone());
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
