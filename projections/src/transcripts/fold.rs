@@ -125,22 +125,20 @@ pub async fn apply_batch(
         match event {
             CallEvent::CallStarted {
                 organization_id, ..
-            } => {
-                if !rows.contains_key(id) {
-                    rows.insert(
-                        id.clone(),
-                        TranscriptRow {
-                            call_id: id.clone(),
-                            organization_id: organization_id.to_string(),
-                            full_text: String::new(),
-                            final_text: None,
-                            messages: None,
-                            segment_count: 0,
-                            updated_at: stored.recorded_at,
-                        },
-                    );
-                    dirty.insert(id.clone());
-                }
+            } if !rows.contains_key(id) => {
+                rows.insert(
+                    id.clone(),
+                    TranscriptRow {
+                        call_id: id.clone(),
+                        organization_id: organization_id.to_string(),
+                        full_text: String::new(),
+                        final_text: None,
+                        messages: None,
+                        segment_count: 0,
+                        updated_at: stored.recorded_at,
+                    },
+                );
+                dirty.insert(id.clone());
             }
             CallEvent::TranscriptSegmentAdded { segment } => {
                 // Without a transcript row the per-event SQL changes nothing either.
