@@ -69,6 +69,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `SESSION_TTL_HOURS`: how long a session token stays valid (default 14 days).
     pub session_ttl_hours: i64,
+    /// `PROVISIONING_TIMEOUT_SECS`: a phone number purchase or an assistant sync still "in
+    /// progress" after this long is taken to have crashed, and a retry may take it over
+    /// (default 120).
+    pub provisioning_timeout_secs: i64,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             },
             redis_url: None,
             session_ttl_hours: 24 * 14,
+            provisioning_timeout_secs: 120,
         }
     }
 }
@@ -193,6 +198,14 @@ impl Config {
             c.session_ttl_hours = n.parse().ok().filter(|h: &i64| *h > 0).ok_or_else(|| {
                 ConfigError(format!("SESSION_TTL_HOURS={n} is not a positive number"))
             })?;
+        }
+        if let Some(n) = get("PROVISIONING_TIMEOUT_SECS") {
+            c.provisioning_timeout_secs =
+                n.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(|| {
+                    ConfigError(format!(
+                        "PROVISIONING_TIMEOUT_SECS={n} is not a number of seconds"
+                    ))
+                })?;
         }
         Ok(c)
     }
