@@ -35,6 +35,31 @@ impl ProviderConfig {
     }
 }
 
+/// An OAuth integration's client (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`,
+/// `GOOGLE_TOKEN_URL`; the same with `HUBSPOT_`). Without an id and a secret it runs in
+/// sandbox mode: the code exchange is recorded, not sent, and answered with fake tokens.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// Where authorization codes are exchanged for tokens.
+    pub token_url: String,
+}
+
+impl OAuthConfig {
+    pub fn sandbox(&self) -> bool {
+        self.client_id.is_none() || self.client_secret.is_none()
+    }
+
+    /// The token endpoint as an outbound provider (sandbox unless both credentials are set).
+    pub fn provider(&self) -> ProviderConfig {
+        ProviderConfig {
+            base_url: self.token_url.clone(),
+            api_key: self.client_secret.clone().filter(|_| !self.sandbox()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `sqlite://path` (default `sqlite://data/callflex.db`) or `postgres://...`.
@@ -58,9 +83,9 @@ pub struct Config {
     /// Where Twilio sends a bought number's calls (`VAPI_PHONE_NUMBER_URL`; VAPI's inbound
     /// Twilio endpoint by default). A bare host gets `https://`.
     pub vapi_phone_number_url: String,
-    /// OAuth client ids of integrations (`GOOGLE_CLIENT_ID`, `HUBSPOT_CLIENT_ID`).
-    pub google_client_id: Option<String>,
-    pub hubspot_client_id: Option<String>,
+    /// OAuth clients of the `google_calendar` and `hubspot` integrations.
+    pub google: OAuthConfig,
+    pub hubspot: OAuthConfig,
     pub stripe: ProviderConfig,
     pub resend: ProviderConfig,
     pub llm: ProviderConfig,
@@ -98,8 +123,14 @@ impl Default for Config {
             },
             twilio_account_sid: None,
             vapi_phone_number_url: "https://api.vapi.ai/twilio/inbound_call".into(),
-            google_client_id: None,
-            hubspot_client_id: None,
+            google: OAuthConfig {
+                token_url: "https://oauth2.googleapis.com/token".into(),
+                ..OAuthConfig::default()
+            },
+            hubspot: OAuthConfig {
+                token_url: "https://api.hubapi.com/oauth/v1/token".into(),
+                ..OAuthConfig::default()
+            },
             stripe: ProviderConfig {
                 base_url: "https://api.stripe.com".into(),
                 api_key: None,
@@ -188,8 +219,13 @@ impl Config {
                 format!("https://{url}")
             };
         }
-        c.google_client_id = get("GOOGLE_CLIENT_ID");
-        c.hubspot_client_id = get("HUBSPOT_CLIENT_ID");
+        for (prefix, oauth) in [("GOOGLE", &mut c.google), ("HUBSPOT", &mut c.hubspot)] {
+            oauth.client_id = get(&format!("{prefix}_CLIENT_ID"));
+            oauth.client_secret = secret(&format!("{prefix}_CLIENT_SECRET"));
+            if let Some(url) = get(&format!("{prefix}_TOKEN_URL")) {
+                oauth.token_url = url;
+            }
+        }
         c.stripe = provider("STRIPE_BASE_URL", "STRIPE_SECRET_KEY", &c.stripe);
         c.resend = provider("RESEND_BASE_URL", "RESEND_API_KEY", &c.resend);
         c.llm = provider("LLM_BASE_URL", "LLM_API_KEY", &c.llm);

@@ -168,6 +168,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// How many events of this type the log holds.
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        let sql = "SELECT COUNT(*) FROM events WHERE event_type = $1";
+        sqlx::query(sql)
+            .bind(event_type.to_string())
+            .fetch_one(self.app.state().store.pool())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
+    }
+
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         sqlx::query(sql)
             .fetch_all(self.app.state().store.pool())

@@ -12,6 +12,7 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::*;
 
+mod oauth;
 mod recovery;
 
 const VAPI_KEY: &str = "vapi-test-key";

@@ -38,13 +38,6 @@ async fn crashed_intent(app: &TestApp, key: &str, number: Option<&str>, age_secs
         .expect("intent recorded");
 }
 
-async fn count_events(app: &TestApp, event_type: &str) -> i64 {
-    app.scalar_i64(&format!(
-        "SELECT COUNT(*) FROM events WHERE event_type = '{event_type}'"
-    ))
-    .await
-}
-
 /// Buying with `key` for `number`.
 async fn buy(app: &TestApp, key: &str, number: &str) -> (u16, serde_json::Value) {
     app.call(
@@ -106,9 +99,9 @@ async fn a_purchase_left_by_a_crash_is_found_in_twilio_and_never_bought_twice(ba
         "PNdddddddddddddddddddddddddddddddd"
     );
     assert_eq!(done["data"]["vapi_phone_number_id"], "vapi-pn-r");
-    assert_eq!(count_events(&app, "PhoneNumberPurchaseResumed").await, 1);
-    assert_eq!(count_events(&app, "PhoneNumberPurchaseAbandoned").await, 0);
-    assert_eq!(count_events(&app, "PhoneNumberProvisioned").await, 1);
+    assert_eq!(app.count_events("PhoneNumberPurchaseResumed").await, 1);
+    assert_eq!(app.count_events("PhoneNumberPurchaseAbandoned").await, 0);
+    assert_eq!(app.count_events("PhoneNumberProvisioned").await, 1);
     // And the next retry gets the recorded number.
     let (status, again) = buy(&app, "k-crash", "+14155550123").await;
     assert_eq!(status, 201);
@@ -156,8 +149,8 @@ async fn a_stale_purchase_twilio_never_made_is_abandoned_and_bought_once(backend
         "PNeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
     );
     assert_eq!(lookups.0.load(Ordering::SeqCst), 1, "Twilio is asked first");
-    assert_eq!(count_events(&app, "PhoneNumberPurchaseAbandoned").await, 1);
-    assert_eq!(count_events(&app, "PhoneNumberProvisioned").await, 1);
+    assert_eq!(app.count_events("PhoneNumberPurchaseAbandoned").await, 1);
+    assert_eq!(app.count_events("PhoneNumberProvisioned").await, 1);
 
     // An area-code purchase that crashed before choosing a number bought nothing: it is
     // abandoned without asking Twilio, then bought afresh (the search picks the number).
@@ -191,11 +184,8 @@ async fn a_stale_purchase_twilio_never_made_is_abandoned_and_bought_once(backend
     assert_eq!(status, 201, "{done}");
     assert_eq!(done["data"]["number"], "+14155550188");
     assert_eq!(lookups.0.load(Ordering::SeqCst), 1, "nothing to look up");
-    assert_eq!(count_events(&app, "PhoneNumberPurchaseAbandoned").await, 2);
-    assert_eq!(
-        count_events(&app, "PhoneNumberPurchaseNumberChosen").await,
-        1
-    );
+    assert_eq!(app.count_events("PhoneNumberPurchaseAbandoned").await, 2);
+    assert_eq!(app.count_events("PhoneNumberPurchaseNumberChosen").await, 1);
     app.app.stop().await;
     drop(p);
 }
@@ -260,7 +250,7 @@ async fn a_failed_sync_releases_its_claim(backend: &str) {
     let sync = format!("/assistants/{id}/sync");
     let (status, err) = app.post(&sync, json!({})).await;
     assert_eq!(status, 502, "{err}");
-    assert_eq!(count_events(&app, "AssistantSyncFailed").await, 1);
+    assert_eq!(app.count_events("AssistantSyncFailed").await, 1);
     let (status, ok) = app.post(&sync, json!({})).await;
     assert_eq!(status, 200, "{ok}");
     assert_eq!(ok["vapi_assistant_id"], "vapi-asst-2");
