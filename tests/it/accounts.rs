@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use aggregates::user::UserCommand;
-use eventlog::CommandMeta;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -918,26 +916,7 @@ async fn an_expired_a_malformed_or_a_missing_token_answers_401(backend: &str) {
     let app = spawn_app(backend).await;
     // A session that expired a second ago (issued straight to the aggregate).
     let token = "expired-session-token-expired-session-token";
-    let done = app
-        .app
-        .state()
-        .users
-        .execute(
-            &app.user_id,
-            UserCommand::SignIn {
-                session_id: "old-session".into(),
-                token_hash: callflex::auth::token_hash(token),
-                expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
-            },
-            &CommandMeta::new("system:test"),
-        )
-        .await
-        .expect("session");
-    app.app
-        .state()
-        .wait_for_position(done.result.last_position, Duration::from_secs(10))
-        .await
-        .expect("caught up");
+    app.expired_session(token).await;
     for client in [
         authed_client(token),
         authed_client("nonsense"),

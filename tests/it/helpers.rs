@@ -119,6 +119,71 @@ pub fn authed_client(token: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Invites `email` with `role` (as the owner), signs the address up and accepts; returns
+    /// a client for the new member.
+    pub async fn join_as(&self, email: &str, role: &str) -> reqwest::Client {
+        let members = format!("{}/api/v1/organizations/{}/members", self.base, self.org);
+        let res = self
+            .client
+            .post(&members)
+            .json(&serde_json::json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .expect("invite");
+        assert_eq!(res.status(), 201, "invite {email}");
+        let signed_up = sign_up(&self.base, email, None).await;
+        let client = authed_client(signed_up["token"].as_str().expect("token"));
+        let res = client
+            .post(format!("{members}/accept"))
+            .send()
+            .await
+            .expect("accept");
+        assert_eq!(res.status(), 200, "accept {email}");
+        client
+    }
+
+    /// An API key of the organization with these scopes (created by the owner); returns a
+    /// client that sends it.
+    pub async fn key_client(&self, scopes: &[&str]) -> reqwest::Client {
+        let res = self
+            .client
+            .post(format!(
+                "{}/api/v1/organizations/{}/api-keys",
+                self.base, self.org
+            ))
+            .json(&serde_json::json!({ "name": "test key", "scopes": scopes }))
+            .send()
+            .await
+            .expect("create key");
+        assert_eq!(res.status(), 201, "create key");
+        let body: serde_json::Value = res.json().await.expect("key answer");
+        authed_client(body["secret"].as_str().expect("secret"))
+    }
+
+    /// Opens a session for the owner that expired a second ago (straight on the aggregate)
+    /// and waits until the read models know it.
+    pub async fn expired_session(&self, token: &str) {
+        let state = self.app.state();
+        let done = state
+            .users
+            .execute(
+                &self.user_id,
+                aggregates::user::UserCommand::SignIn {
+                    session_id: format!("expired-{}", Uuid::new_v4()),
+                    token_hash: callflex::auth::token_hash(token),
+                    expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+                },
+                &CommandMeta::new("system:test"),
+            )
+            .await
+            .expect("session");
+        let caught_up = state
+            .wait_for_position(done.result.last_position, Duration::from_secs(10))
+            .await
+            .expect("caught up");
+        assert!(caught_up, "read models caught up");
+    }
+
     pub async fn post_vapi(&self, body: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/webhooks/vapi/{}", self.base, self.org))

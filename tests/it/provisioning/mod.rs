@@ -14,6 +14,7 @@ use crate::helpers::*;
 
 mod oauth;
 mod recovery;
+mod roles;
 
 const VAPI_KEY: &str = "vapi-test-key";
 const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
