@@ -98,6 +98,9 @@ pub struct Config {
     /// progress" after this long is taken to have crashed, and a retry may take it over
     /// (default 120).
     pub provisioning_timeout_secs: i64,
+    /// `CALLFLEX_TRUSTED_PROXIES`: comma-separated IPs or CIDRs of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default none: the peer address is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -146,6 +149,7 @@ impl Default for Config {
             redis_url: None,
             session_ttl_hours: 24 * 14,
             provisioning_timeout_secs: 120,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -243,8 +247,35 @@ impl Config {
                     ))
                 })?;
         }
+        if let Some(list) = get("CALLFLEX_TRUSTED_PROXIES") {
+            c.trusted_proxies = parse_networks(&list).map_err(|bad| {
+                ConfigError(format!(
+                    "CALLFLEX_TRUSTED_PROXIES: `{bad}` is not an IP address or CIDR"
+                ))
+            })?;
+        }
         Ok(c)
     }
+
+    /// True when `ip` is one of the trusted reverse proxies.
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `10.0.0.0/8, 127.0.0.1, ::1`: a bare address is a single-host network. Err names the
+/// first entry that is neither.
+pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| entry.to_string())
+        })
+        .collect()
 }
 
 /// Parses `KEY=value` lines; `#` starts a comment; values may be quoted.
@@ -294,6 +325,25 @@ mod tests {
         let c = Config::from_lookup(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| "whsec_x".into()))
             .unwrap();
         assert!(!format!("{c:?}").contains("whsec_x"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_ips_or_cidrs_and_none_by_default() {
+        let none = Config::from_lookup(|_| None).unwrap();
+        assert!(!none.is_trusted_proxy("127.0.0.1".parse().unwrap()));
+        let c = Config::from_lookup(|k| {
+            (k == "CALLFLEX_TRUSTED_PROXIES").then(|| "10.0.0.0/8, 127.0.0.1 ,::1".into())
+        })
+        .unwrap();
+        for ip in ["10.1.2.3", "127.0.0.1", "::1"] {
+            assert!(c.is_trusted_proxy(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!c.is_trusted_proxy("11.0.0.1".parse().unwrap()));
+        let err = Config::from_lookup(|k| {
+            (k == "CALLFLEX_TRUSTED_PROXIES").then(|| "10.0.0.0/8, proxy.local".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("proxy.local"), "{err}");
     }
 
     #[test]

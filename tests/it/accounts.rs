@@ -987,7 +987,74 @@ async fn sign_in_limits_are_shared_between_instances_through_redis(backend: &str
     let _ = redis.kill().await;
 }
 
+/// `forgot-password` from `forwarded_for` (as a proxy would send it); returns the status.
+async fn forgot_from(app: &TestApp, email: &str, forwarded_for: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/forgot-password", app.base))
+        .header("X-Forwarded-For", forwarded_for)
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// The per-IP budget (30) follows `X-Forwarded-For` only behind a trusted proxy: without
+/// `CALLFLEX_TRUSTED_PROXIES` every forged address shares the peer's budget; with the peer
+/// trusted each forwarded client has its own, for sign-in and password resets alike.
+async fn x_forwarded_for_counts_only_from_trusted_proxies(backend: &str) {
+    let untrusted = spawn_app(backend).await;
+    for i in 0..30 {
+        let status = forgot_from(
+            &untrusted,
+            &format!("u{i}@x.test"),
+            &format!("198.51.100.{i}"),
+        )
+        .await;
+        assert_eq!(status, 202, "attempt {i}");
+    }
+    let status = forgot_from(&untrusted, "u31@x.test", "203.0.113.77").await;
+    assert_eq!(status, 429, "a forged header does not open a new budget");
+    untrusted.app.stop().await;
+
+    let proxied = spawn_app_with(backend, |c| {
+        c.trusted_proxies = callflex::config::parse_networks("127.0.0.1/32, ::1").expect("cidrs");
+    })
+    .await;
+    for i in 0..30 {
+        let status = forgot_from(&proxied, &format!("p{i}@x.test"), "198.51.100.1").await;
+        assert_eq!(status, 202, "attempt {i}");
+    }
+    assert_eq!(
+        forgot_from(&proxied, "p31@x.test", "198.51.100.1").await,
+        429
+    );
+    // Another client behind the same proxy has its own budget (sign-in shares the limiter).
+    assert_eq!(
+        forgot_from(&proxied, "p32@x.test", "198.51.100.2").await,
+        202
+    );
+    let signin = |forwarded_for: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/signin", proxied.base))
+            .header("X-Forwarded-For", forwarded_for)
+            .json(&json!({ "email": "owner@acme.test", "password": "Wrong password 1" }))
+            .send()
+    };
+    let limited = signin("10.9.9.9, 198.51.100.1").await.expect("signin");
+    assert_eq!(
+        limited.status(),
+        429,
+        "the rightmost untrusted hop is the client"
+    );
+    let fresh = signin("198.51.100.3").await.expect("signin");
+    assert_eq!(fresh.status(), 401);
+    proxied.app.stop().await;
+}
+
 crate::both_backends!(
+    x_forwarded_for_counts_only_from_trusted_proxies,
     sign_in_limits_are_shared_between_instances_through_redis,
     a_user_signs_up_signs_in_sees_themselves_and_signing_out_revokes_the_token_at_once,
     a_wrong_password_and_an_unknown_email_get_the_same_401,

@@ -189,11 +189,45 @@ fn user_view(user_id: &str, user: &User) -> UserView {
     }
 }
 
-fn client_ip(req: &Request) -> String {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address for rate limits. The peer address, unless the peer is a trusted
+/// proxy (`CALLFLEX_TRUSTED_PROXIES`): then `X-Forwarded-For` is read from the right, skipping
+/// trusted proxies, and the first address that is not one is the client. A header from an
+/// untrusted peer is ignored, so a client cannot pick its own rate-limit bucket.
+fn client_ip(state: &AppState, req: &Request) -> String {
+    let Some(peer) = req.remote_addr().as_socket_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    forwarded_client(peer, req.headers().get_all("x-forwarded-for"), |ip| {
+        state.config.is_trusted_proxy(ip)
+    })
+    .to_string()
+}
+
+/// The client behind `peer` per the `X-Forwarded-For` values (see [`client_ip`]).
+fn forwarded_client<'a>(
+    peer: std::net::IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a poem::http::HeaderValue>,
+    trusted: impl Fn(std::net::IpAddr) -> bool,
+) -> std::net::IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = forwarded_for
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim().parse().ok())
+        .collect::<Option<Vec<_>>>()
+        // A malformed header is not evidence of anything: the proxy is the client.
+        .unwrap_or_default();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        client = hop;
+        if !trusted(hop) {
+            break;
+        }
+    }
+    client
 }
 
 /// Opens a session for a registered user; returns (token, expiry, position).
@@ -365,7 +399,11 @@ impl AuthApi {
     ) -> Result<SignInResponse, ApiError> {
         let body = body.0;
         let email = aggregates::user::normalize_email(&body.email);
-        if let Err(wait) = state.sign_in_limiter.check(&email, &client_ip(req)).await {
+        if let Err(wait) = state
+            .sign_in_limiter
+            .check(&email, &client_ip(&state, req))
+            .await
+        {
             let (body, seconds) = rate_limited(wait, "sign-in attempts");
             return Ok(SignInResponse::TooManyRequests(body, seconds));
         }
@@ -381,7 +419,7 @@ impl AuthApi {
         };
         if !valid {
             let failure = UserCommand::RecordSignInFailure { at: Utc::now() };
-            let actor = format!("anonymous:{}", client_ip(req));
+            let actor = format!("anonymous:{}", client_ip(&state, req));
             // Recorded in the background: the answer must not take longer for an existing
             // account than for an unknown address.
             let state = state.0.clone();
@@ -454,7 +492,7 @@ impl AuthApi {
         // A budget per address (separate from sign-in's) and the per-client one.
         if let Err(wait) = state
             .sign_in_limiter
-            .check(&format!("reset:{email}"), &client_ip(req))
+            .check(&format!("reset:{email}"), &client_ip(&state, req))
             .await
         {
             let (body, seconds) = rate_limited(wait, "password reset requests");
@@ -616,4 +654,45 @@ async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
         .await
         .map_err(ApiError::internal)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use poem::http::HeaderValue;
+
+    use super::forwarded_client;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn client(peer: &str, header: &[&str]) -> IpAddr {
+        let values: Vec<HeaderValue> = header
+            .iter()
+            .map(|h| HeaderValue::from_str(h).expect("header value"))
+            .collect();
+        let trusted = |ip: IpAddr| ip.is_loopback() || ip.to_string().starts_with("10.");
+        forwarded_client(self::ip(peer), &values, trusted)
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6, 198.51.100.7, 10.0.0.2"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6", "198.51.100.8"]),
+            ip("198.51.100.8")
+        );
+        assert_eq!(client("127.0.0.1", &[]), ip("127.0.0.1"));
+        assert_eq!(client("127.0.0.1", &["not-an-ip"]), ip("127.0.0.1"));
+    }
 }
