@@ -86,9 +86,15 @@ pub async fn spawn_app(backend: &str) -> TestApp {
 /// The password every test account signs up with.
 pub const PASSWORD: &str = "correct horse battery 9";
 
-/// Signs up `email` over HTTP (with an organization when `organization` is given); returns
-/// the answer (`token`, `user.id`, `organization.id`, ...).
-pub async fn sign_up(base: &str, email: &str, organization: Option<&str>) -> serde_json::Value {
+/// Signs up `email` over HTTP (with an organization when `organization` is given), takes the
+/// verification token from the (sandboxed) email and verifies the address; returns the
+/// verification answer (`token`, `user.id`, `organization.id`, ...).
+pub async fn sign_up(
+    app: &Application,
+    email: &str,
+    organization: Option<&str>,
+) -> serde_json::Value {
+    let base = format!("http://127.0.0.1:{}", app.port());
     let res = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/signup"))
         .json(&serde_json::json!({
@@ -102,8 +108,50 @@ pub async fn sign_up(base: &str, email: &str, organization: Option<&str>) -> ser
         .expect("signup request");
     let status = res.status();
     let body: serde_json::Value = res.json().await.expect("signup answer");
-    assert_eq!(status, 201, "signup refused: {body}");
+    assert_eq!(status, 202, "signup refused: {body}");
+    let token = token_from_email(app, email, "Verification token: ").await;
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/verify-email"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .expect("verify request");
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.expect("verify answer");
+    assert_eq!(status, 200, "verification refused: {body}");
     body
+}
+
+/// The emails (sandboxed Resend requests) sent to `email`, oldest first, as JSON.
+pub async fn emails_to(app: &Application, email: &str) -> Vec<serde_json::Value> {
+    let rows = sqlx::query(
+        "SELECT body FROM outbound_requests WHERE provider = 'resend' ORDER BY created_at, id",
+    )
+    .fetch_all(app.state().store.pool())
+    .await
+    .expect("emails");
+    rows.iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .filter(|m| m["to"][0] == email)
+        .collect()
+}
+
+/// The token after `marker` in the latest email to `email` that has one (waits for it: the
+/// emails go out in the background).
+pub async fn token_from_email(app: &Application, email: &str, marker: &str) -> String {
+    for _ in 0..200 {
+        let token = emails_to(app, email).await.iter().rev().find_map(|m| {
+            let text = m["text"].as_str()?;
+            let rest = text.split(marker).nth(1)?;
+            rest.split_whitespace().next().map(str::to_string)
+        });
+        if let Some(token) = token {
+            return token;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no email with `{marker}` for {email}");
 }
 
 /// A client that sends `Authorization: Bearer <token>` with every request.
@@ -131,7 +179,7 @@ impl TestApp {
             .await
             .expect("invite");
         assert_eq!(res.status(), 201, "invite {email}");
-        let signed_up = sign_up(&self.base, email, None).await;
+        let signed_up = sign_up(&self.app, email, None).await;
         let client = authed_client(signed_up["token"].as_str().expect("token"));
         let res = client
             .post(format!("{members}/accept"))
@@ -300,7 +348,7 @@ pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) 
     configure(&mut config);
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let signed_up = sign_up(&base, "owner@acme.test", Some("Acme Trucking")).await;
+    let signed_up = sign_up(&app, "owner@acme.test", Some("Acme Trucking")).await;
     let org = signed_up["organization"]["id"]
         .as_str()
         .and_then(|id| Uuid::parse_str(id).ok())

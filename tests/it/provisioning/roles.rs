@@ -381,7 +381,7 @@ async fn phone_number_and_integration_routes_answer_bad_input_as_documented(back
 
     // Another organization's number is not found, even by its id; B's organization header
     // does not open B's numbers to A.
-    let other = sign_up(&app.base, "bea@other.test", Some("Other Co")).await;
+    let other = sign_up(&app.app, "bea@other.test", Some("Other Co")).await;
     let b = authed_client(other["token"].as_str().unwrap_or_default());
     let b_org = other["organization"]["id"]
         .as_str()
