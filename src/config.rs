@@ -35,6 +35,31 @@ impl ProviderConfig {
     }
 }
 
+/// An OAuth integration's client (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`,
+/// `GOOGLE_TOKEN_URL`; the same with `HUBSPOT_`). Without an id and a secret it runs in
+/// sandbox mode: the code exchange is recorded, not sent, and answered with fake tokens.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthConfig {
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// Where authorization codes are exchanged for tokens.
+    pub token_url: String,
+}
+
+impl OAuthConfig {
+    pub fn sandbox(&self) -> bool {
+        self.client_id.is_none() || self.client_secret.is_none()
+    }
+
+    /// The token endpoint as an outbound provider (sandbox unless both credentials are set).
+    pub fn provider(&self) -> ProviderConfig {
+        ProviderConfig {
+            base_url: self.token_url.clone(),
+            api_key: self.client_secret.clone().filter(|_| !self.sandbox()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// `sqlite://path` (default `sqlite://data/callflex.db`) or `postgres://...`.
@@ -58,9 +83,9 @@ pub struct Config {
     /// Where Twilio sends a bought number's calls (`VAPI_PHONE_NUMBER_URL`; VAPI's inbound
     /// Twilio endpoint by default). A bare host gets `https://`.
     pub vapi_phone_number_url: String,
-    /// OAuth client ids of integrations (`GOOGLE_CLIENT_ID`, `HUBSPOT_CLIENT_ID`).
-    pub google_client_id: Option<String>,
-    pub hubspot_client_id: Option<String>,
+    /// OAuth clients of the `google_calendar` and `hubspot` integrations.
+    pub google: OAuthConfig,
+    pub hubspot: OAuthConfig,
     pub stripe: ProviderConfig,
     pub resend: ProviderConfig,
     pub llm: ProviderConfig,
@@ -69,6 +94,13 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// `SESSION_TTL_HOURS`: how long a session token stays valid (default 14 days).
     pub session_ttl_hours: i64,
+    /// `PROVISIONING_TIMEOUT_SECS`: a phone number purchase or an assistant sync still "in
+    /// progress" after this long is taken to have crashed, and a retry may take it over
+    /// (default 120).
+    pub provisioning_timeout_secs: i64,
+    /// `CALLFLEX_TRUSTED_PROXIES`: comma-separated IPs or CIDRs of reverse proxies whose
+    /// `X-Forwarded-For` is believed (default none: the peer address is the client).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Config {
@@ -94,8 +126,14 @@ impl Default for Config {
             },
             twilio_account_sid: None,
             vapi_phone_number_url: "https://api.vapi.ai/twilio/inbound_call".into(),
-            google_client_id: None,
-            hubspot_client_id: None,
+            google: OAuthConfig {
+                token_url: "https://oauth2.googleapis.com/token".into(),
+                ..OAuthConfig::default()
+            },
+            hubspot: OAuthConfig {
+                token_url: "https://api.hubapi.com/oauth/v1/token".into(),
+                ..OAuthConfig::default()
+            },
             stripe: ProviderConfig {
                 base_url: "https://api.stripe.com".into(),
                 api_key: None,
@@ -110,6 +148,8 @@ impl Default for Config {
             },
             redis_url: None,
             session_ttl_hours: 24 * 14,
+            provisioning_timeout_secs: 120,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -183,8 +223,13 @@ impl Config {
                 format!("https://{url}")
             };
         }
-        c.google_client_id = get("GOOGLE_CLIENT_ID");
-        c.hubspot_client_id = get("HUBSPOT_CLIENT_ID");
+        for (prefix, oauth) in [("GOOGLE", &mut c.google), ("HUBSPOT", &mut c.hubspot)] {
+            oauth.client_id = get(&format!("{prefix}_CLIENT_ID"));
+            oauth.client_secret = secret(&format!("{prefix}_CLIENT_SECRET"));
+            if let Some(url) = get(&format!("{prefix}_TOKEN_URL")) {
+                oauth.token_url = url;
+            }
+        }
         c.stripe = provider("STRIPE_BASE_URL", "STRIPE_SECRET_KEY", &c.stripe);
         c.resend = provider("RESEND_BASE_URL", "RESEND_API_KEY", &c.resend);
         c.llm = provider("LLM_BASE_URL", "LLM_API_KEY", &c.llm);
@@ -194,8 +239,43 @@ impl Config {
                 ConfigError(format!("SESSION_TTL_HOURS={n} is not a positive number"))
             })?;
         }
+        if let Some(n) = get("PROVISIONING_TIMEOUT_SECS") {
+            c.provisioning_timeout_secs =
+                n.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(|| {
+                    ConfigError(format!(
+                        "PROVISIONING_TIMEOUT_SECS={n} is not a number of seconds"
+                    ))
+                })?;
+        }
+        if let Some(list) = get("CALLFLEX_TRUSTED_PROXIES") {
+            c.trusted_proxies = parse_networks(&list).map_err(|bad| {
+                ConfigError(format!(
+                    "CALLFLEX_TRUSTED_PROXIES: `{bad}` is not an IP address or CIDR"
+                ))
+            })?;
+        }
         Ok(c)
     }
+
+    /// True when `ip` is one of the trusted reverse proxies.
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// `10.0.0.0/8, 127.0.0.1, ::1`: a bare address is a single-host network. Err names the
+/// first entry that is neither.
+pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| entry.to_string())
+        })
+        .collect()
 }
 
 /// Parses `KEY=value` lines; `#` starts a comment; values may be quoted.
@@ -245,6 +325,25 @@ mod tests {
         let c = Config::from_lookup(|k| (k == "STRIPE_WEBHOOK_SECRET").then(|| "whsec_x".into()))
             .unwrap();
         assert!(!format!("{c:?}").contains("whsec_x"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_ips_or_cidrs_and_none_by_default() {
+        let none = Config::from_lookup(|_| None).unwrap();
+        assert!(!none.is_trusted_proxy("127.0.0.1".parse().unwrap()));
+        let c = Config::from_lookup(|k| {
+            (k == "CALLFLEX_TRUSTED_PROXIES").then(|| "10.0.0.0/8, 127.0.0.1 ,::1".into())
+        })
+        .unwrap();
+        for ip in ["10.1.2.3", "127.0.0.1", "::1"] {
+            assert!(c.is_trusted_proxy(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!c.is_trusted_proxy("11.0.0.1".parse().unwrap()));
+        let err = Config::from_lookup(|k| {
+            (k == "CALLFLEX_TRUSTED_PROXIES").then(|| "10.0.0.0/8, proxy.local".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("proxy.local"), "{err}");
     }
 
     #[test]

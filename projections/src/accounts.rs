@@ -107,7 +107,10 @@ impl AccountsProjector {
                 .execute(&mut **tx)
                 .await?;
             }
-            UserEvent::SignInFailed { .. } | UserEvent::PasswordResetRequested { .. } => {}
+            UserEvent::SignInFailed { .. }
+            | UserEvent::PasswordResetRequested { .. }
+            | UserEvent::EmailVerificationRequested { .. }
+            | UserEvent::EmailVerified { .. } => {}
         }
         Ok(())
     }

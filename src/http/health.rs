@@ -66,16 +66,18 @@ impl HealthApi {
         }
         let c = &state.config;
         let providers = [
-            ("vapi", &c.vapi),
-            ("twilio", &c.twilio),
-            ("stripe", &c.stripe),
-            ("resend", &c.resend),
-            ("llm", &c.llm),
+            ("vapi", c.vapi.sandbox()),
+            ("twilio", c.twilio.sandbox()),
+            ("stripe", c.stripe.sandbox()),
+            ("resend", c.resend.sandbox()),
+            ("llm", c.llm.sandbox()),
+            ("google_calendar", c.google.sandbox()),
+            ("hubspot", c.hubspot.sandbox()),
         ]
         .into_iter()
-        .map(|(name, p)| ProviderMode {
+        .map(|(name, sandbox)| ProviderMode {
             name: name.to_string(),
-            sandbox: p.sandbox(),
+            sandbox,
         })
         .collect();
         let degraded = projectors.iter().any(|p| p.last_error.is_some());

@@ -6,6 +6,7 @@
 //! sandbox mode: the request is recorded (visibly, `sandbox = 1`) and a realistic fake answer
 //! is returned by the caller instead of sending anything.
 
+pub mod oauth;
 pub mod resend;
 pub mod twilio;
 pub mod vapi;
@@ -80,6 +81,21 @@ pub struct Answer {
     pub body: Value,
 }
 
+/// `value` with every string replaced by `***` (keys, numbers and flags stay).
+fn mask(value: &Value) -> String {
+    fn walk(value: &Value) -> Value {
+        match value {
+            Value::String(_) => Value::String("***".into()),
+            Value::Array(items) => Value::Array(items.iter().map(walk).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), walk(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    walk(value).to_string()
+}
+
 #[derive(Clone)]
 pub struct HttpClient {
     provider: &'static str,
@@ -140,6 +156,26 @@ impl HttpClient {
         request: Request,
         recorded: Option<Body>,
     ) -> Result<Option<Answer>, ProviderError> {
+        self.send_inner(request, recorded, false).await
+    }
+
+    /// Like [`HttpClient::send_recording`], and the answer is recorded with every string
+    /// field of its JSON replaced by `***` (for answers that carry credentials, such as OAuth
+    /// tokens). The caller still gets the real answer.
+    pub async fn send_confidential(
+        &self,
+        request: Request,
+        recorded: Body,
+    ) -> Result<Option<Answer>, ProviderError> {
+        self.send_inner(request, Some(recorded), true).await
+    }
+
+    async fn send_inner(
+        &self,
+        request: Request,
+        recorded: Option<Body>,
+        mask_answer: bool,
+    ) -> Result<Option<Answer>, ProviderError> {
         let url = format!("{}{}", self.config.base_url, request.path);
         let id = uuid::Uuid::new_v4().to_string();
         let shown = match recorded {
@@ -168,6 +204,7 @@ impl HttpClient {
             tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
         };
         let (status, response) = match &outcome {
+            Ok(answer) if mask_answer => (Some(i64::from(answer.status)), mask(&answer.body)),
             Ok(answer) => (Some(i64::from(answer.status)), answer.body.to_string()),
             Err(err) => (None, err.to_string()),
         };

@@ -241,6 +241,41 @@ impl Twilio {
         Self::incoming(answer, number, config.friendly_name.as_deref())
     }
 
+    /// `GET IncomingPhoneNumbers.json?PhoneNumber=..`: the account's number `number`, if it
+    /// owns it (how a retry learns whether a crashed purchase went through). In sandbox mode
+    /// nothing was ever bought, so nothing is found.
+    pub async fn find_incoming(
+        &self,
+        number: &str,
+        org: &str,
+    ) -> Result<Option<IncomingNumber>, ProviderError> {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("PhoneNumber", number)
+            .finish();
+        let path = self.path(&format!("IncomingPhoneNumbers.json?{query}"));
+        let answer = self
+            .client
+            .send(self.request(reqwest::Method::GET, path, Body::Empty, org))
+            .await?;
+        let Some(answer) = answer else {
+            return Ok(None);
+        };
+        let found = answer.body["incoming_phone_numbers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| text(n, "phone_number").as_deref() == Some(number))
+            .and_then(|n| {
+                Some(IncomingNumber {
+                    sid: text(n, "sid").filter(|s| !s.is_empty())?,
+                    phone_number: number.to_string(),
+                    friendly_name: text(n, "friendly_name"),
+                    sandbox: false,
+                })
+            });
+        Ok(found)
+    }
+
     /// `POST IncomingPhoneNumbers/{sid}.json`: changes the given fields.
     pub async fn update(
         &self,

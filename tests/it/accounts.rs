@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use aggregates::user::UserCommand;
-use eventlog::CommandMeta;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -65,7 +63,7 @@ fn s(v: &Value) -> String {
 
 /// A second account with its own organization; returns (client, org id, user id).
 async fn other_tenant(app: &TestApp, email: &str) -> (reqwest::Client, String, String) {
-    let answer = sign_up(&app.base, email, Some("Other Co")).await;
+    let answer = sign_up(&app.app, email, Some("Other Co")).await;
     (
         authed_client(&s(&answer["token"])),
         s(&answer["organization"]["id"]),
@@ -153,7 +151,14 @@ async fn a_user_signs_up_signs_in_sees_themselves_and_signing_out_revokes_the_to
         .await;
     assert_eq!(
         events,
-        ["UserRegistered", "SignedIn", "SignedIn", "SignedOut"]
+        [
+            "UserRegistered",
+            "EmailVerificationRequested",
+            "EmailVerified",
+            "SignedIn",
+            "SignedIn",
+            "SignedOut"
+        ]
     );
     app.app.stop().await;
 }
@@ -194,7 +199,7 @@ async fn repeated_sign_in_attempts_are_rate_limited_with_retry_after(backend: &s
     let retry: u64 = retry.and_then(|r| r.parse().ok()).expect("Retry-After");
     assert!(retry >= 1);
     // Another account from the same address still gets through (the per-IP budget is larger).
-    sign_up(&app.base, "second@acme.test", None).await;
+    sign_up(&app.app, "second@acme.test", None).await;
     let (status, _, _) = sign_in(&app, "second@acme.test", PASSWORD).await;
     assert_eq!(status, 200);
     app.app.stop().await;
@@ -253,7 +258,10 @@ async fn a_password_reset_token_arrives_by_email_works_once_and_revokes_every_se
     let sandboxed = app
         .scalar_i64("SELECT COUNT(*) FROM outbound_requests WHERE sandbox = 1")
         .await;
-    assert_eq!(sandboxed, 1, "only the known address got an email");
+    assert_eq!(
+        sandboxed, 2,
+        "only the known address got an email (after its verification email)"
+    );
 
     let reset = |token: String, password: &'static str| {
         let app = &app;
@@ -295,7 +303,7 @@ async fn a_password_reset_token_arrives_by_email_works_once_and_revokes_every_se
     app.app.stop().await;
 }
 
-async fn sign_up_refuses_weak_passwords_naming_the_rule_and_a_taken_email(backend: &str) {
+async fn sign_up_refuses_weak_passwords_naming_the_rule(backend: &str) {
     let app = spawn_app(backend).await;
     let cases = [
         ("Short1!", "password_too_short"),
@@ -315,15 +323,6 @@ async fn sign_up_refuses_weak_passwords_naming_the_rule_and_a_taken_email(backen
         assert_eq!(body["error"]["details"]["rule"], rule);
         assert!(s(&body["error"]["message"]).starts_with(rule));
     }
-    let (status, body) = anonymous(
-        &app,
-        Method::POST,
-        "/api/v1/auth/signup",
-        json!({ "email": "Owner@Acme.test", "password": PASSWORD, "name": "Again" }),
-    )
-    .await;
-    assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"]["code"], "email_taken");
     let (status, _) = anonymous(
         &app,
         Method::POST,
@@ -348,13 +347,13 @@ async fn two_concurrent_sign_ups_with_one_email_cannot_both_win(backend: &str) {
         )
     };
     let (a, b) = tokio::join!(attempt(), attempt());
-    let mut statuses = [a.0, b.0];
-    statuses.sort();
-    assert_eq!(statuses, [201, 409], "{a:?} {b:?}");
-    let users = app
-        .scalar_i64("SELECT COUNT(*) FROM events WHERE event_type = 'UserRegistered'")
-        .await;
-    assert_eq!(users, 2, "the owner and one racer");
+    assert_eq!((a.0, b.0), (202, 202), "{a:?} {b:?}");
+    assert_eq!(a.1, b.1, "the same answer for the winner and the loser");
+    assert_eq!(
+        app.count_events("UserRegistered").await,
+        2,
+        "the owner and one racer"
+    );
     app.app.stop().await;
 }
 
@@ -444,7 +443,7 @@ async fn an_invited_address_signs_up_accepts_and_is_promoted_then_removed(backen
     let dana_id = s(&invited["data"]["user_id"]);
 
     // Dana signs up later: the invitation already names her account.
-    let dana = sign_up(&app.base, "dana@acme.test", None).await;
+    let dana = sign_up(&app.app, "dana@acme.test", None).await;
     assert_eq!(dana["user"]["id"], dana_id.as_str());
     let dana_client = authed_client(&s(&dana["token"]));
     let (_, me, _) = call(
@@ -589,7 +588,7 @@ async fn a_viewer_and_a_read_only_key_can_read_but_not_write(backend: &str) {
     )
     .await;
     assert_eq!(status, 201);
-    let vic = authed_client(&s(&sign_up(&app.base, "vic@acme.test", None).await["token"]));
+    let vic = authed_client(&s(&sign_up(&app.app, "vic@acme.test", None).await["token"]));
     let (status, _, _) = call(
         &vic,
         &app,
@@ -918,26 +917,7 @@ async fn an_expired_a_malformed_or_a_missing_token_answers_401(backend: &str) {
     let app = spawn_app(backend).await;
     // A session that expired a second ago (issued straight to the aggregate).
     let token = "expired-session-token-expired-session-token";
-    let done = app
-        .app
-        .state()
-        .users
-        .execute(
-            &app.user_id,
-            UserCommand::SignIn {
-                session_id: "old-session".into(),
-                token_hash: callflex::auth::token_hash(token),
-                expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
-            },
-            &CommandMeta::new("system:test"),
-        )
-        .await
-        .expect("session");
-    app.app
-        .state()
-        .wait_for_position(done.result.last_position, Duration::from_secs(10))
-        .await
-        .expect("caught up");
+    app.expired_session(token).await;
     for client in [
         authed_client(token),
         authed_client("nonsense"),
@@ -1008,13 +988,205 @@ async fn sign_in_limits_are_shared_between_instances_through_redis(backend: &str
     let _ = redis.kill().await;
 }
 
+/// `forgot-password` from `forwarded_for` (as a proxy would send it); returns the status.
+async fn forgot_from(app: &TestApp, email: &str, forwarded_for: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/forgot-password", app.base))
+        .header("X-Forwarded-For", forwarded_for)
+        .json(&json!({ "email": email }))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// The per-IP budget (30) follows `X-Forwarded-For` only behind a trusted proxy: without
+/// `CALLFLEX_TRUSTED_PROXIES` every forged address shares the peer's budget; with the peer
+/// trusted each forwarded client has its own, for sign-in and password resets alike.
+async fn x_forwarded_for_counts_only_from_trusted_proxies(backend: &str) {
+    let untrusted = spawn_app(backend).await;
+    // The owner's sign-up spent one of the 30 (sign-up, sign-in and resets share it).
+    for i in 0..29 {
+        let status = forgot_from(
+            &untrusted,
+            &format!("u{i}@x.test"),
+            &format!("198.51.100.{i}"),
+        )
+        .await;
+        assert_eq!(status, 202, "attempt {i}");
+    }
+    let status = forgot_from(&untrusted, "u31@x.test", "203.0.113.77").await;
+    assert_eq!(status, 429, "a forged header does not open a new budget");
+    untrusted.app.stop().await;
+
+    let proxied = spawn_app_with(backend, |c| {
+        c.trusted_proxies = callflex::config::parse_networks("127.0.0.1/32, ::1").expect("cidrs");
+    })
+    .await;
+    for i in 0..30 {
+        let status = forgot_from(&proxied, &format!("p{i}@x.test"), "198.51.100.1").await;
+        assert_eq!(status, 202, "attempt {i}");
+    }
+    assert_eq!(
+        forgot_from(&proxied, "p31@x.test", "198.51.100.1").await,
+        429
+    );
+    // Another client behind the same proxy has its own budget (sign-in shares the limiter).
+    assert_eq!(
+        forgot_from(&proxied, "p32@x.test", "198.51.100.2").await,
+        202
+    );
+    let signin = |forwarded_for: &'static str| {
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/signin", proxied.base))
+            .header("X-Forwarded-For", forwarded_for)
+            .json(&json!({ "email": "owner@acme.test", "password": "Wrong password 1" }))
+            .send()
+    };
+    let limited = signin("10.9.9.9, 198.51.100.1").await.expect("signin");
+    assert_eq!(
+        limited.status(),
+        429,
+        "the rightmost untrusted hop is the client"
+    );
+    let fresh = signin("198.51.100.3").await.expect("signin");
+    assert_eq!(fresh.status(), 401);
+    proxied.app.stop().await;
+}
+
+/// Signing up with a registered address answers exactly like a new sign-up (202, same body)
+/// and mails the owner instead; nothing about the account changes.
+async fn sign_up_with_a_registered_address_reveals_nothing_and_mails_the_owner(backend: &str) {
+    let app = spawn_app(backend).await;
+    let attempt = |email: &'static str| {
+        anonymous(
+            &app,
+            Method::POST,
+            "/api/v1/auth/signup",
+            json!({ "email": email, "password": "Another secret 77", "name": "Again",
+                    "organization_name": "Shadow Co" }),
+        )
+    };
+    let (status_new, body_new) = attempt("fresh@acme.test").await;
+    let (status_taken, body_taken) = attempt("Owner@Acme.test").await;
+    assert_eq!((status_new, status_taken), (202, 202));
+    assert_eq!(body_new, body_taken);
+    assert_eq!(body_taken, json!({ "accepted": true }));
+    // The owner is told; the new address gets a verification email.
+    let mut told = false;
+    for _ in 0..200 {
+        told = emails_to(&app.app, "owner@acme.test")
+            .await
+            .iter()
+            .any(|m| s(&m["subject"]) == "You already have a CallFlex account");
+        if told {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(told, "no already-registered email");
+    token_from_email(&app.app, "fresh@acme.test", "Verification token: ").await;
+    // Nothing changed: the old password works, no organization was created for the caller.
+    let (status, _, _) = sign_in(&app, "owner@acme.test", PASSWORD).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = sign_in(&app, "owner@acme.test", "Another secret 77").await;
+    assert_eq!(status, 401);
+    assert_eq!(app.count_events("UserRegistered").await, 2, "owner + fresh");
+    assert_eq!(
+        app.count_events("OrganizationCreated").await,
+        2,
+        "Acme + fresh's"
+    );
+    app.app.stop().await;
+}
+
+/// A new account cannot sign in before its address is verified (the same 401 as a wrong
+/// password); the emailed token verifies it once and signs in.
+async fn the_emailed_token_verifies_the_address_once(backend: &str) {
+    let app = spawn_app(backend).await;
+    let (status, _) = anonymous(
+        &app,
+        Method::POST,
+        "/api/v1/auth/signup",
+        json!({ "email": "Vera@Acme.test", "password": PASSWORD, "name": "Vera",
+                "organization_name": "Vera Freight" }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let (status, body, _) = sign_in(&app, "vera@acme.test", PASSWORD).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+    let token = token_from_email(&app.app, "vera@acme.test", "Verification token: ").await;
+    let verify = |token: String| {
+        anonymous(
+            &app,
+            Method::POST,
+            "/api/v1/auth/verify-email",
+            json!({ "token": token }),
+        )
+    };
+    let (status, session) = verify(token.clone()).await;
+    assert_eq!(status, 200, "{session}");
+    assert_eq!(session["user"]["email"], "vera@acme.test");
+    assert_eq!(session["organization"]["name"], "Vera Freight");
+    assert_eq!(session["organization"]["role"], "owner");
+    let client = authed_client(&s(&session["token"]));
+    let (status, _, _) = call(&client, &app, Method::GET, "/api/v1/auth/me", None, None).await;
+    assert_eq!(status, 200);
+    for bad in [token, "garbage".to_string(), format!("{}.x", app.user_id)] {
+        let (status, body) = verify(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_verification_token");
+    }
+    let (status, _, _) = sign_in(&app, "vera@acme.test", PASSWORD).await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        anonymous(&app, Method::POST, "/api/v1/auth/verify-email", json!({})).await;
+    assert_eq!(status, 400, "missing token: {body}");
+
+    // Signing up again with an unverified address sends a fresh verification token.
+    let (status, _) = anonymous(
+        &app,
+        Method::POST,
+        "/api/v1/auth/signup",
+        json!({ "email": "late@acme.test", "password": PASSWORD, "name": "Late" }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let first = token_from_email(&app.app, "late@acme.test", "Verification token: ").await;
+    let (status, _) = anonymous(
+        &app,
+        Method::POST,
+        "/api/v1/auth/signup",
+        json!({ "email": "late@acme.test", "password": PASSWORD, "name": "Late" }),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let mut second = first.clone();
+    for _ in 0..200 {
+        second = token_from_email(&app.app, "late@acme.test", "Verification token: ").await;
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_ne!(second, first, "a fresh token");
+    let (status, _) = verify(second).await;
+    assert_eq!(status, 200);
+    app.app.stop().await;
+}
+
 crate::both_backends!(
+    sign_up_with_a_registered_address_reveals_nothing_and_mails_the_owner,
+    the_emailed_token_verifies_the_address_once,
+    x_forwarded_for_counts_only_from_trusted_proxies,
     sign_in_limits_are_shared_between_instances_through_redis,
     a_user_signs_up_signs_in_sees_themselves_and_signing_out_revokes_the_token_at_once,
     a_wrong_password_and_an_unknown_email_get_the_same_401,
     repeated_sign_in_attempts_are_rate_limited_with_retry_after,
     a_password_reset_token_arrives_by_email_works_once_and_revokes_every_session,
-    sign_up_refuses_weak_passwords_naming_the_rule_and_a_taken_email,
+    sign_up_refuses_weak_passwords_naming_the_rule,
     two_concurrent_sign_ups_with_one_email_cannot_both_win,
     api_keys_are_created_shown_once_listed_used_and_revoked,
     an_invited_address_signs_up_accepts_and_is_promoted_then_removed,

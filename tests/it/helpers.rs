@@ -86,9 +86,15 @@ pub async fn spawn_app(backend: &str) -> TestApp {
 /// The password every test account signs up with.
 pub const PASSWORD: &str = "correct horse battery 9";
 
-/// Signs up `email` over HTTP (with an organization when `organization` is given); returns
-/// the answer (`token`, `user.id`, `organization.id`, ...).
-pub async fn sign_up(base: &str, email: &str, organization: Option<&str>) -> serde_json::Value {
+/// Signs up `email` over HTTP (with an organization when `organization` is given), takes the
+/// verification token from the (sandboxed) email and verifies the address; returns the
+/// verification answer (`token`, `user.id`, `organization.id`, ...).
+pub async fn sign_up(
+    app: &Application,
+    email: &str,
+    organization: Option<&str>,
+) -> serde_json::Value {
+    let base = format!("http://127.0.0.1:{}", app.port());
     let res = reqwest::Client::new()
         .post(format!("{base}/api/v1/auth/signup"))
         .json(&serde_json::json!({
@@ -102,8 +108,50 @@ pub async fn sign_up(base: &str, email: &str, organization: Option<&str>) -> ser
         .expect("signup request");
     let status = res.status();
     let body: serde_json::Value = res.json().await.expect("signup answer");
-    assert_eq!(status, 201, "signup refused: {body}");
+    assert_eq!(status, 202, "signup refused: {body}");
+    let token = token_from_email(app, email, "Verification token: ").await;
+    let res = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/verify-email"))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .expect("verify request");
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.expect("verify answer");
+    assert_eq!(status, 200, "verification refused: {body}");
     body
+}
+
+/// The emails (sandboxed Resend requests) sent to `email`, oldest first, as JSON.
+pub async fn emails_to(app: &Application, email: &str) -> Vec<serde_json::Value> {
+    let rows = sqlx::query(
+        "SELECT body FROM outbound_requests WHERE provider = 'resend' ORDER BY created_at, id",
+    )
+    .fetch_all(app.state().store.pool())
+    .await
+    .expect("emails");
+    rows.iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .filter(|m| m["to"][0] == email)
+        .collect()
+}
+
+/// The token after `marker` in the latest email to `email` that has one (waits for it: the
+/// emails go out in the background).
+pub async fn token_from_email(app: &Application, email: &str, marker: &str) -> String {
+    for _ in 0..200 {
+        let token = emails_to(app, email).await.iter().rev().find_map(|m| {
+            let text = m["text"].as_str()?;
+            let rest = text.split(marker).nth(1)?;
+            rest.split_whitespace().next().map(str::to_string)
+        });
+        if let Some(token) = token {
+            return token;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no email with `{marker}` for {email}");
 }
 
 /// A client that sends `Authorization: Bearer <token>` with every request.
@@ -119,6 +167,71 @@ pub fn authed_client(token: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Invites `email` with `role` (as the owner), signs the address up and accepts; returns
+    /// a client for the new member.
+    pub async fn join_as(&self, email: &str, role: &str) -> reqwest::Client {
+        let members = format!("{}/api/v1/organizations/{}/members", self.base, self.org);
+        let res = self
+            .client
+            .post(&members)
+            .json(&serde_json::json!({ "email": email, "role": role }))
+            .send()
+            .await
+            .expect("invite");
+        assert_eq!(res.status(), 201, "invite {email}");
+        let signed_up = sign_up(&self.app, email, None).await;
+        let client = authed_client(signed_up["token"].as_str().expect("token"));
+        let res = client
+            .post(format!("{members}/accept"))
+            .send()
+            .await
+            .expect("accept");
+        assert_eq!(res.status(), 200, "accept {email}");
+        client
+    }
+
+    /// An API key of the organization with these scopes (created by the owner); returns a
+    /// client that sends it.
+    pub async fn key_client(&self, scopes: &[&str]) -> reqwest::Client {
+        let res = self
+            .client
+            .post(format!(
+                "{}/api/v1/organizations/{}/api-keys",
+                self.base, self.org
+            ))
+            .json(&serde_json::json!({ "name": "test key", "scopes": scopes }))
+            .send()
+            .await
+            .expect("create key");
+        assert_eq!(res.status(), 201, "create key");
+        let body: serde_json::Value = res.json().await.expect("key answer");
+        authed_client(body["secret"].as_str().expect("secret"))
+    }
+
+    /// Opens a session for the owner that expired a second ago (straight on the aggregate)
+    /// and waits until the read models know it.
+    pub async fn expired_session(&self, token: &str) {
+        let state = self.app.state();
+        let done = state
+            .users
+            .execute(
+                &self.user_id,
+                aggregates::user::UserCommand::SignIn {
+                    session_id: format!("expired-{}", Uuid::new_v4()),
+                    token_hash: callflex::auth::token_hash(token),
+                    expires_at: chrono::Utc::now() - chrono::TimeDelta::seconds(1),
+                },
+                &CommandMeta::new("system:test"),
+            )
+            .await
+            .expect("session");
+        let caught_up = state
+            .wait_for_position(done.result.last_position, Duration::from_secs(10))
+            .await
+            .expect("caught up");
+        assert!(caught_up, "read models caught up");
+    }
+
     pub async fn post_vapi(&self, body: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/webhooks/vapi/{}", self.base, self.org))
@@ -161,6 +274,18 @@ impl TestApp {
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         sqlx::query(sql)
+            .fetch_one(self.app.state().store.pool())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
+    }
+
+    /// How many events of this type the log holds.
+    pub async fn count_events(&self, event_type: &str) -> i64 {
+        let sql = "SELECT COUNT(*) FROM events WHERE event_type = $1";
+        sqlx::query(sql)
+            .bind(event_type.to_string())
             .fetch_one(self.app.state().store.pool())
             .await
             .unwrap()
@@ -223,7 +348,7 @@ pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) 
     configure(&mut config);
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
-    let signed_up = sign_up(&base, "owner@acme.test", Some("Acme Trucking")).await;
+    let signed_up = sign_up(&app, "owner@acme.test", Some("Acme Trucking")).await;
     let org = signed_up["organization"]["id"]
         .as_str()
         .and_then(|id| Uuid::parse_str(id).ok())

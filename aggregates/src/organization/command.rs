@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::common::Timestamp;
+
 /// Member role, highest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -133,6 +135,30 @@ pub enum OrganizationCommand {
         /// ... or any number in this area code.
         area_code: Option<String>,
         assistant_id: Option<String>,
+        /// When the intent is recorded (a retry after `stale_after_secs` may resume it).
+        at: Timestamp,
+        actor: String,
+    },
+    /// The number an area-code purchase is about to buy, recorded BEFORE Twilio is asked to
+    /// buy it, so a retry after a crash knows which number to look for in Twilio.
+    ChoosePurchaseNumber {
+        purchase_id: String,
+        number: String,
+        actor: String,
+    },
+    /// Takes over a purchase whose intent is older than `stale_after_secs` (its request
+    /// crashed or hung). Only one retry wins the take-over (optimistic concurrency); it then
+    /// checks Twilio for the number and either records it or abandons the purchase.
+    ResumePhoneNumberPurchase {
+        purchase_id: String,
+        at: Timestamp,
+        stale_after_secs: i64,
+        actor: String,
+    },
+    /// A taken-over purchase bought nothing: it is closed and may be requested again.
+    AbandonPhoneNumberPurchase {
+        purchase_id: String,
+        reason: String,
         actor: String,
     },
     /// The provider refused or failed; nothing is provisioned. `provider_sid` names a number
@@ -180,6 +206,22 @@ pub enum OrganizationCommand {
         variables: Option<BTreeMap<String, String>>,
         actor: String,
     },
+    /// Claims the assistant's sync BEFORE VAPI is called: a second sync while one runs (and
+    /// is younger than `stale_after_secs`) is refused, so two syncs never create two VAPI
+    /// assistants. Ends with `MarkAssistantSynced` or `FailAssistantSync`.
+    BeginAssistantSync {
+        assistant_id: String,
+        sync_id: String,
+        at: Timestamp,
+        stale_after_secs: i64,
+        actor: String,
+    },
+    FailAssistantSync {
+        assistant_id: String,
+        sync_id: String,
+        reason: String,
+        actor: String,
+    },
     MarkAssistantSynced {
         assistant_id: String,
         vapi_assistant_id: String,
@@ -208,6 +250,22 @@ pub enum OrganizationCommand {
     },
     DeleteContact {
         contact_id: String,
+        actor: String,
+    },
+    /// An OAuth authorization began: the SHA-256 of the `state` sent to the provider, valid
+    /// until `expires_at` and usable once.
+    StartIntegrationAuthorization {
+        provider: String,
+        state_hash: String,
+        expires_at: Timestamp,
+        actor: String,
+    },
+    /// The OAuth callback presents its `state`: unknown, used, other provider's or expired
+    /// states are refused; a good one is used up (before the code is exchanged).
+    UseIntegrationAuthorization {
+        provider: String,
+        state_hash: String,
+        at: Timestamp,
         actor: String,
     },
     ConnectIntegration {
@@ -278,16 +336,23 @@ impl OrganizationCommand {
             | RemoveMember { actor, .. }
             | ProvisionPhoneNumber { actor, .. }
             | RequestPhoneNumberPurchase { actor, .. }
+            | ChoosePurchaseNumber { actor, .. }
+            | ResumePhoneNumberPurchase { actor, .. }
+            | AbandonPhoneNumberPurchase { actor, .. }
             | FailPhoneNumberPurchase { actor, .. }
             | ConfigurePhoneNumber { actor, .. }
             | ReleasePhoneNumber { actor, .. }
             | CreateAssistant { actor, .. }
             | UpdateAssistant { actor, .. }
+            | BeginAssistantSync { actor, .. }
+            | FailAssistantSync { actor, .. }
             | MarkAssistantSynced { actor, .. }
             | DeleteAssistant { actor, .. }
             | CreateContact { actor, .. }
             | UpdateContact { actor, .. }
             | DeleteContact { actor, .. }
+            | StartIntegrationAuthorization { actor, .. }
+            | UseIntegrationAuthorization { actor, .. }
             | ConnectIntegration { actor, .. }
             | ConfigureIntegration { actor, .. }
             | DisconnectIntegration { actor, .. }
@@ -305,6 +370,8 @@ impl OrganizationCommand {
         match self {
             CreateAssistant { .. }
             | UpdateAssistant { .. }
+            | BeginAssistantSync { .. }
+            | FailAssistantSync { .. }
             | MarkAssistantSynced { .. }
             | DeleteAssistant { .. }
             | CreateContact { .. }

@@ -2,8 +2,8 @@
 
 use super::command::Permission;
 use super::{
-    ApiKeyScope, MemberStatus, Organization, OrganizationCommand as C, OrganizationError as E,
-    OrganizationEvent as Ev, PurchaseStatus, Role,
+    is_stale, ApiKeyScope, MemberStatus, Organization, OrganizationCommand as C,
+    OrganizationError as E, OrganizationEvent as Ev, PurchaseStatus, Role,
 };
 use crate::common::{emit, Actor};
 
@@ -236,6 +236,7 @@ impl Organization {
                 number,
                 area_code,
                 assistant_id,
+                at,
                 ..
             } => {
                 require(
@@ -273,6 +274,61 @@ impl Organization {
                         number,
                         area_code,
                         assistant_id,
+                        requested_at: Some(at),
+                    },
+                );
+            }
+            C::ChoosePurchaseNumber {
+                purchase_id,
+                number,
+                ..
+            } => {
+                self.require_pending_purchase(&purchase_id)?;
+                require(
+                    !number.trim().is_empty(),
+                    invalid("number must not be empty"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberPurchaseNumberChosen {
+                        purchase_id,
+                        number,
+                    },
+                );
+            }
+            C::ResumePhoneNumberPurchase {
+                purchase_id,
+                at,
+                stale_after_secs,
+                ..
+            } => {
+                let purchase = self.require_pending_purchase(&purchase_id)?;
+                require(
+                    is_stale(purchase.requested_at, at, stale_after_secs),
+                    E::PurchaseInProgress,
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberPurchaseResumed {
+                        purchase_id,
+                        resumed_at: at,
+                    },
+                );
+            }
+            C::AbandonPhoneNumberPurchase {
+                purchase_id,
+                reason,
+                ..
+            } => {
+                self.require_pending_purchase(&purchase_id)?;
+                emit(
+                    self,
+                    out,
+                    Ev::PhoneNumberPurchaseAbandoned {
+                        purchase_id,
+                        reason,
                     },
                 );
             }
@@ -283,11 +339,7 @@ impl Organization {
                 provider_sid,
                 ..
             } => {
-                let pending = self
-                    .purchases
-                    .get(&purchase_id)
-                    .is_some_and(|p| p.status == PurchaseStatus::Pending);
-                require(pending, invalid("no purchase in progress with this id"))?;
+                self.require_pending_purchase(&purchase_id)?;
                 emit(
                     self,
                     out,
@@ -406,6 +458,62 @@ impl Organization {
                     );
                 }
             }
+            C::BeginAssistantSync {
+                assistant_id,
+                sync_id,
+                at,
+                stale_after_secs,
+                ..
+            } => {
+                let assistant = self
+                    .live_assistant(&assistant_id)
+                    .ok_or(E::AssistantNotFound)?;
+                require(
+                    !sync_id.trim().is_empty(),
+                    invalid("sync_id must not be empty"),
+                )?;
+                if let Some(claim) = &assistant.sync_in_progress {
+                    require(
+                        is_stale(Some(claim.started_at), at, stale_after_secs),
+                        E::SyncInProgress,
+                    )?;
+                }
+                emit(
+                    self,
+                    out,
+                    Ev::AssistantSyncStarted {
+                        assistant_id,
+                        sync_id,
+                        started_at: at,
+                    },
+                );
+            }
+            C::FailAssistantSync {
+                assistant_id,
+                sync_id,
+                reason,
+                ..
+            } => {
+                let assistant = self
+                    .live_assistant(&assistant_id)
+                    .ok_or(E::AssistantNotFound)?;
+                // Only the sync that holds the claim releases it (a stale one was taken over).
+                let holds = assistant
+                    .sync_in_progress
+                    .as_ref()
+                    .is_some_and(|c| c.sync_id == sync_id);
+                if holds {
+                    emit(
+                        self,
+                        out,
+                        Ev::AssistantSyncFailed {
+                            assistant_id,
+                            sync_id,
+                            reason,
+                        },
+                    );
+                }
+            }
             C::MarkAssistantSynced {
                 assistant_id,
                 vapi_assistant_id,
@@ -488,6 +596,52 @@ impl Organization {
             C::DeleteContact { contact_id, .. } => {
                 require(self.contacts.contains(&contact_id), E::ContactNotFound)?;
                 emit(self, out, Ev::ContactDeleted { contact_id });
+            }
+            C::StartIntegrationAuthorization {
+                provider,
+                state_hash,
+                expires_at,
+                ..
+            } => {
+                require(
+                    !provider.trim().is_empty(),
+                    invalid("provider must not be empty"),
+                )?;
+                require(
+                    !state_hash.is_empty()
+                        && !self.pending_authorizations.contains_key(&state_hash),
+                    invalid("state_hash must be new"),
+                )?;
+                emit(
+                    self,
+                    out,
+                    Ev::IntegrationAuthorizationStarted {
+                        provider,
+                        state_hash,
+                        expires_at,
+                    },
+                );
+            }
+            C::UseIntegrationAuthorization {
+                provider,
+                state_hash,
+                at,
+                ..
+            } => {
+                let pending = self
+                    .pending_authorizations
+                    .get(&state_hash)
+                    .filter(|p| p.provider == provider)
+                    .ok_or(E::InvalidAuthorizationState)?;
+                require(pending.expires_at > at, E::AuthorizationStateExpired)?;
+                emit(
+                    self,
+                    out,
+                    Ev::IntegrationAuthorizationUsed {
+                        provider,
+                        state_hash,
+                    },
+                );
             }
             C::ConnectIntegration {
                 provider, config, ..
@@ -576,6 +730,16 @@ impl Organization {
             C::Delete { .. } => emit(self, out, Ev::OrganizationDeleted {}),
         }
         Ok(())
+    }
+
+    fn require_pending_purchase(
+        &self,
+        purchase_id: &str,
+    ) -> Result<&super::PhoneNumberPurchase, E> {
+        self.purchases
+            .get(purchase_id)
+            .filter(|p| p.status == PurchaseStatus::Pending)
+            .ok_or_else(|| invalid("no purchase in progress with this id"))
     }
 
     fn is_connected(&self, provider: &str) -> bool {

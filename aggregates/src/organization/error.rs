@@ -23,6 +23,12 @@ pub enum OrganizationError {
     NumberAlreadyProvisioned,
     #[error("a purchase with this idempotency key is still in progress")]
     PurchaseInProgress,
+    #[error("a sync of this assistant is still in progress")]
+    SyncInProgress,
+    #[error("the authorization state is unknown or was already used; start again")]
+    InvalidAuthorizationState,
+    #[error("the authorization state expired; start again")]
+    AuthorizationStateExpired,
     #[error("assistant not found")]
     AssistantNotFound,
     #[error("a contact with this phone number already exists: {0}")]
@@ -53,6 +59,9 @@ impl OrganizationError {
             PhoneNumberNotFound => "phone_number_not_found",
             NumberAlreadyProvisioned => "number_already_provisioned",
             PurchaseInProgress => "purchase_in_progress",
+            SyncInProgress => "sync_in_progress",
+            InvalidAuthorizationState => "invalid_state",
+            AuthorizationStateExpired => "expired_state",
             AssistantNotFound => "assistant_not_found",
             ContactExists(_) => "contact_exists",
             ContactNotFound => "contact_not_found",

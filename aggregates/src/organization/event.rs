@@ -6,6 +6,8 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::common::Timestamp;
+
 use super::command::{ApiKeyScope, ContactSource, OrganizationSettings, Role, WebhookAuth};
 
 /// Events of the [`super::Organization`] aggregate.
@@ -57,6 +59,21 @@ pub enum OrganizationEvent {
         number: Option<String>,
         area_code: Option<String>,
         assistant_id: Option<String>,
+        /// Added later: absent in older payloads (such an intent counts as stale).
+        #[serde(default)]
+        requested_at: Option<Timestamp>,
+    },
+    PhoneNumberPurchaseNumberChosen {
+        purchase_id: String,
+        number: String,
+    },
+    PhoneNumberPurchaseResumed {
+        purchase_id: String,
+        resumed_at: Timestamp,
+    },
+    PhoneNumberPurchaseAbandoned {
+        purchase_id: String,
+        reason: String,
     },
     PhoneNumberPurchaseFailed {
         purchase_id: String,
@@ -95,6 +112,16 @@ pub enum OrganizationEvent {
         functions: Option<Vec<String>>,
         variables: Option<BTreeMap<String, String>>,
     },
+    AssistantSyncStarted {
+        assistant_id: String,
+        sync_id: String,
+        started_at: Timestamp,
+    },
+    AssistantSyncFailed {
+        assistant_id: String,
+        sync_id: String,
+        reason: String,
+    },
     AssistantSynced {
         assistant_id: String,
         vapi_assistant_id: String,
@@ -119,6 +146,15 @@ pub enum OrganizationEvent {
     },
     ContactDeleted {
         contact_id: String,
+    },
+    IntegrationAuthorizationStarted {
+        provider: String,
+        state_hash: String,
+        expires_at: Timestamp,
+    },
+    IntegrationAuthorizationUsed {
+        provider: String,
+        state_hash: String,
     },
     IntegrationConnected {
         provider: String,
@@ -167,16 +203,23 @@ impl OrganizationEvent {
             MemberRemoved { .. } => "MemberRemoved",
             PhoneNumberProvisioned { .. } => "PhoneNumberProvisioned",
             PhoneNumberPurchaseRequested { .. } => "PhoneNumberPurchaseRequested",
+            PhoneNumberPurchaseNumberChosen { .. } => "PhoneNumberPurchaseNumberChosen",
+            PhoneNumberPurchaseResumed { .. } => "PhoneNumberPurchaseResumed",
+            PhoneNumberPurchaseAbandoned { .. } => "PhoneNumberPurchaseAbandoned",
             PhoneNumberPurchaseFailed { .. } => "PhoneNumberPurchaseFailed",
             PhoneNumberConfigured { .. } => "PhoneNumberConfigured",
             PhoneNumberReleased { .. } => "PhoneNumberReleased",
             AssistantCreated { .. } => "AssistantCreated",
             AssistantUpdated { .. } => "AssistantUpdated",
+            AssistantSyncStarted { .. } => "AssistantSyncStarted",
+            AssistantSyncFailed { .. } => "AssistantSyncFailed",
             AssistantSynced { .. } => "AssistantSynced",
             AssistantDeleted { .. } => "AssistantDeleted",
             ContactCreated { .. } => "ContactCreated",
             ContactUpdated { .. } => "ContactUpdated",
             ContactDeleted { .. } => "ContactDeleted",
+            IntegrationAuthorizationStarted { .. } => "IntegrationAuthorizationStarted",
+            IntegrationAuthorizationUsed { .. } => "IntegrationAuthorizationUsed",
             IntegrationConnected { .. } => "IntegrationConnected",
             IntegrationConfigured { .. } => "IntegrationConfigured",
             IntegrationDisconnected { .. } => "IntegrationDisconnected",

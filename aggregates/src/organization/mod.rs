@@ -39,7 +39,7 @@ pub use command::{
 pub use error::OrganizationError;
 pub use event::OrganizationEvent;
 
-use crate::common::write_all;
+use crate::common::{write_all, Timestamp};
 
 /// A member (or invitee) of the organization.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +86,29 @@ pub struct AssistantState {
     /// Changed since the last sync to VAPI (or never synced).
     #[serde(default)]
     pub needs_sync: bool,
+    /// A sync to VAPI that began and has not ended (claimed before VAPI is called).
+    #[serde(default)]
+    pub sync_in_progress: Option<SyncClaim>,
+}
+
+/// A sync (or purchase) claimed at `started_at` by request `sync_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncClaim {
+    pub sync_id: String,
+    pub started_at: Timestamp,
+}
+
+/// An OAuth authorization that began and whose `state` was not used yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub provider: String,
+    pub expires_at: Timestamp,
+}
+
+/// True when a claim made at `started_at` (unknown: an old event) is at least
+/// `stale_after_secs` old at `at`.
+pub fn is_stale(started_at: Option<Timestamp>, at: Timestamp, stale_after_secs: i64) -> bool {
+    started_at.is_none_or(|t| at - t >= chrono::TimeDelta::seconds(stale_after_secs))
 }
 
 /// Where a phone number purchase stands.
@@ -106,6 +129,9 @@ pub struct PhoneNumberPurchase {
     pub assistant_id: Option<String>,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// When the current attempt was requested (or taken over); `None` in older events.
+    #[serde(default)]
+    pub requested_at: Option<Timestamp>,
 }
 
 /// A registered outbound webhook endpoint.
@@ -160,6 +186,9 @@ pub struct Organization {
     /// endpoint id → endpoint (url, signing secret, event types).
     #[serde(default)]
     pub webhook_endpoint_details: BTreeMap<String, WebhookEndpointState>,
+    /// SHA-256 of an OAuth `state` → the authorization it belongs to (until used).
+    #[serde(default)]
+    pub pending_authorizations: BTreeMap<String, PendingAuthorization>,
 }
 
 impl Organization {
@@ -297,6 +326,7 @@ impl Aggregate for Organization {
                 number,
                 area_code,
                 assistant_id,
+                requested_at,
             } => {
                 let attempts = self.purchases.get(&purchase_id).map_or(0, |p| p.attempts);
                 let purchase = PhoneNumberPurchase {
@@ -306,8 +336,34 @@ impl Aggregate for Organization {
                     assistant_id,
                     attempts: attempts + 1,
                     last_error: None,
+                    requested_at,
                 };
                 self.purchases.insert(purchase_id, purchase);
+            }
+            PhoneNumberPurchaseNumberChosen {
+                purchase_id,
+                number,
+            } => {
+                if let Some(purchase) = self.purchases.get_mut(&purchase_id) {
+                    purchase.number = Some(number);
+                }
+            }
+            PhoneNumberPurchaseResumed {
+                purchase_id,
+                resumed_at,
+            } => {
+                if let Some(purchase) = self.purchases.get_mut(&purchase_id) {
+                    purchase.requested_at = Some(resumed_at);
+                }
+            }
+            PhoneNumberPurchaseAbandoned {
+                purchase_id,
+                reason,
+            } => {
+                if let Some(purchase) = self.purchases.get_mut(&purchase_id) {
+                    purchase.status = PurchaseStatus::Failed;
+                    purchase.last_error = Some(format!("abandoned: {reason}"));
+                }
             }
             PhoneNumberPurchaseFailed {
                 purchase_id,
@@ -360,6 +416,7 @@ impl Aggregate for Organization {
                     functions,
                     variables,
                     needs_sync: true,
+                    sync_in_progress: None,
                 };
                 self.assistants.insert(assistant_id, state);
             }
@@ -402,6 +459,23 @@ impl Aggregate for Organization {
                     a.needs_sync = true;
                 }
             }
+            AssistantSyncStarted {
+                assistant_id,
+                sync_id,
+                started_at,
+            } => {
+                if let Some(a) = self.assistants.get_mut(&assistant_id) {
+                    a.sync_in_progress = Some(SyncClaim {
+                        sync_id,
+                        started_at,
+                    });
+                }
+            }
+            AssistantSyncFailed { assistant_id, .. } => {
+                if let Some(a) = self.assistants.get_mut(&assistant_id) {
+                    a.sync_in_progress = None;
+                }
+            }
             AssistantSynced {
                 assistant_id,
                 vapi_assistant_id,
@@ -409,6 +483,7 @@ impl Aggregate for Organization {
                 if let Some(a) = self.assistants.get_mut(&assistant_id) {
                     a.vapi_assistant_id = Some(vapi_assistant_id);
                     a.needs_sync = false;
+                    a.sync_in_progress = None;
                 }
             }
             AssistantDeleted { assistant_id } => {
@@ -428,6 +503,24 @@ impl Aggregate for Organization {
             ContactDeleted { contact_id } => {
                 self.contacts.remove(&contact_id);
                 self.contact_phones.retain(|_, id| *id != contact_id);
+            }
+            IntegrationAuthorizationStarted {
+                provider,
+                state_hash,
+                expires_at,
+            } => {
+                // States that expired a day before this one began are dead weight.
+                let horizon = expires_at - chrono::TimeDelta::days(1);
+                self.pending_authorizations
+                    .retain(|_, p| p.expires_at > horizon);
+                let pending = PendingAuthorization {
+                    provider,
+                    expires_at,
+                };
+                self.pending_authorizations.insert(state_hash, pending);
+            }
+            IntegrationAuthorizationUsed { state_hash, .. } => {
+                self.pending_authorizations.remove(&state_hash);
             }
             IntegrationConnected { provider, config } => {
                 self.integration_configs.insert(provider.clone(), config);

@@ -677,8 +677,14 @@ fn request_purchase(id: &str) -> C {
         number: None,
         area_code: Some(s("415")),
         assistant_id: None,
+        at: t(0),
         actor: s(ADMIN),
     }
+}
+
+/// A time `secs` seconds after a fixed instant.
+fn t(secs: i64) -> crate::common::Timestamp {
+    chrono::DateTime::from_timestamp(1_750_000_000 + secs, 0).expect("valid time")
 }
 
 fn purchase_requested(id: &str) -> Ev {
@@ -687,6 +693,7 @@ fn purchase_requested(id: &str) -> Ev {
         number: None,
         area_code: Some(s("415")),
         assistant_id: None,
+        requested_at: Some(t(0)),
     }
 }
 
@@ -1300,16 +1307,23 @@ fn organization_event_types_are_pinned() {
         "MemberRemoved",
         "PhoneNumberProvisioned",
         "PhoneNumberPurchaseRequested",
+        "PhoneNumberPurchaseNumberChosen",
+        "PhoneNumberPurchaseResumed",
+        "PhoneNumberPurchaseAbandoned",
         "PhoneNumberPurchaseFailed",
         "PhoneNumberConfigured",
         "PhoneNumberReleased",
         "AssistantCreated",
         "AssistantUpdated",
+        "AssistantSyncStarted",
+        "AssistantSyncFailed",
         "AssistantSynced",
         "AssistantDeleted",
         "ContactCreated",
         "ContactUpdated",
         "ContactDeleted",
+        "IntegrationAuthorizationStarted",
+        "IntegrationAuthorizationUsed",
         "IntegrationConnected",
         "IntegrationConfigured",
         "IntegrationDisconnected",
@@ -1343,6 +1357,19 @@ fn organization_event_types_are_pinned() {
             number: None,
             area_code: Some(s("415")),
             assistant_id: None,
+            requested_at: Some(t(0)),
+        },
+        Ev::PhoneNumberPurchaseNumberChosen {
+            purchase_id: s("p"),
+            number: s("+1415"),
+        },
+        Ev::PhoneNumberPurchaseResumed {
+            purchase_id: s("p"),
+            resumed_at: t(1),
+        },
+        Ev::PhoneNumberPurchaseAbandoned {
+            purchase_id: s("p"),
+            reason: s("r"),
         },
         Ev::PhoneNumberPurchaseFailed {
             purchase_id: s("p"),
@@ -1370,6 +1397,16 @@ fn organization_event_types_are_pinned() {
             functions: None,
             variables: None,
         },
+        Ev::AssistantSyncStarted {
+            assistant_id: s("a"),
+            sync_id: s("s"),
+            started_at: t(0),
+        },
+        Ev::AssistantSyncFailed {
+            assistant_id: s("a"),
+            sync_id: s("s"),
+            reason: s("r"),
+        },
         Ev::AssistantSynced {
             assistant_id: s("a"),
             vapi_assistant_id: s("v"),
@@ -1385,6 +1422,15 @@ fn organization_event_types_are_pinned() {
             notes: None,
         },
         Ev::ContactDeleted { contact_id: s("c") },
+        Ev::IntegrationAuthorizationStarted {
+            provider: s("x"),
+            state_hash: s("h"),
+            expires_at: t(600),
+        },
+        Ev::IntegrationAuthorizationUsed {
+            provider: s("x"),
+            state_hash: s("h"),
+        },
         Ev::IntegrationConnected {
             provider: s("x"),
             config: json!({}),
@@ -1577,4 +1623,276 @@ fn an_api_key_cannot_manage_members_or_keys() {
             actor: s("api_key:k1"),
         })
         .then_expect_error(E::Forbidden);
+}
+
+// ---- Stale purchases (a request that crashed mid-purchase) ----
+
+fn resume(id: &str, at: i64) -> C {
+    C::ResumePhoneNumberPurchase {
+        purchase_id: s(id),
+        at: t(at),
+        stale_after_secs: 120,
+        actor: s(ADMIN),
+    }
+}
+
+#[test]
+fn a_purchase_younger_than_the_timeout_cannot_be_taken_over() {
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(resume("pn1", 119))
+        .then_expect_error(E::PurchaseInProgress);
+}
+
+#[test]
+fn a_stale_purchase_is_taken_over_once() {
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(resume("pn1", 120))
+        .then_expect_events(vec![Ev::PhoneNumberPurchaseResumed {
+            purchase_id: s("pn1"),
+            resumed_at: t(120),
+        }]);
+    // The second retry sees the fresh take-over and is refused.
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![
+                purchase_requested("pn1"),
+                Ev::PhoneNumberPurchaseResumed {
+                    purchase_id: s("pn1"),
+                    resumed_at: t(120),
+                },
+            ],
+        ))
+        .when(resume("pn1", 121))
+        .then_expect_error(E::PurchaseInProgress);
+}
+
+#[test]
+fn an_intent_from_before_timestamps_counts_as_stale() {
+    let old: Ev = serde_json::from_value(json!({"PhoneNumberPurchaseRequested": {
+        "purchase_id": "pn1", "number": null, "area_code": "415", "assistant_id": null}}))
+    .expect("old payload decodes");
+    OrgTest::with(())
+        .given(with(team(), vec![old]))
+        .when(resume("pn1", 0))
+        .then_expect_events(vec![Ev::PhoneNumberPurchaseResumed {
+            purchase_id: s("pn1"),
+            resumed_at: t(0),
+        }]);
+}
+
+#[test]
+fn an_abandoned_purchase_may_be_requested_again() {
+    let abandoned = Ev::PhoneNumberPurchaseAbandoned {
+        purchase_id: s("pn1"),
+        reason: s("not bought"),
+    };
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(C::AbandonPhoneNumberPurchase {
+            purchase_id: s("pn1"),
+            reason: s("not bought"),
+            actor: s(ADMIN),
+        })
+        .then_expect_events(vec![abandoned.clone()]);
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1"), abandoned]))
+        .when(request_purchase("pn1"))
+        .then_expect_events(vec![purchase_requested("pn1")]);
+    OrgTest::with(())
+        .given(team())
+        .when(C::AbandonPhoneNumberPurchase {
+            purchase_id: s("pn1"),
+            reason: s("x"),
+            actor: s(ADMIN),
+        })
+        .then_expect_error(E::InvalidInput(s("no purchase in progress with this id")));
+}
+
+#[test]
+fn the_chosen_number_is_recorded_on_a_pending_purchase_only() {
+    let choose = C::ChoosePurchaseNumber {
+        purchase_id: s("pn1"),
+        number: s("+14155550100"),
+        actor: s(ADMIN),
+    };
+    OrgTest::with(())
+        .given(with(team(), vec![purchase_requested("pn1")]))
+        .when(choose.clone())
+        .then_expect_events(vec![Ev::PhoneNumberPurchaseNumberChosen {
+            purchase_id: s("pn1"),
+            number: s("+14155550100"),
+        }]);
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![purchase_requested("pn1"), purchase_failed("pn1")],
+        ))
+        .when(choose)
+        .then_expect_error(E::InvalidInput(s("no purchase in progress with this id")));
+}
+
+// ---- Assistant sync claims ----
+
+fn begin_sync(actor: &str, sync_id: &str, at: i64) -> C {
+    C::BeginAssistantSync {
+        assistant_id: s("a1"),
+        sync_id: s(sync_id),
+        at: t(at),
+        stale_after_secs: 120,
+        actor: s(actor),
+    }
+}
+
+fn sync_started(sync_id: &str, at: i64) -> Ev {
+    Ev::AssistantSyncStarted {
+        assistant_id: s("a1"),
+        sync_id: s(sync_id),
+        started_at: t(at),
+    }
+}
+
+#[test]
+fn a_sync_is_claimed_and_a_second_one_is_refused_while_it_runs() {
+    OrgTest::with(())
+        .given(with(team(), vec![assistant_created("a1")]))
+        .when(begin_sync(MEMBER, "s1", 0))
+        .then_expect_events(vec![sync_started("s1", 0)]);
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![assistant_created("a1"), sync_started("s1", 0)],
+        ))
+        .when(begin_sync(MEMBER, "s2", 5))
+        .then_expect_error(E::SyncInProgress);
+}
+
+#[test]
+fn a_finished_failed_or_stale_sync_lets_the_next_one_begin() {
+    let synced = Ev::AssistantSynced {
+        assistant_id: s("a1"),
+        vapi_assistant_id: s("v1"),
+    };
+    let failed = Ev::AssistantSyncFailed {
+        assistant_id: s("a1"),
+        sync_id: s("s1"),
+        reason: s("vapi refused"),
+    };
+    for ending in [synced, failed] {
+        OrgTest::with(())
+            .given(with(
+                team(),
+                vec![assistant_created("a1"), sync_started("s1", 0), ending],
+            ))
+            .when(begin_sync(MEMBER, "s2", 5))
+            .then_expect_events(vec![sync_started("s2", 5)]);
+    }
+    OrgTest::with(())
+        .given(with(
+            team(),
+            vec![assistant_created("a1"), sync_started("s1", 0)],
+        ))
+        .when(begin_sync(MEMBER, "s2", 120))
+        .then_expect_events(vec![sync_started("s2", 120)]);
+}
+
+#[test]
+fn only_the_claiming_sync_releases_its_claim_and_viewers_cannot_sync() {
+    let fail = |sync_id: &str| C::FailAssistantSync {
+        assistant_id: s("a1"),
+        sync_id: s(sync_id),
+        reason: s("refused"),
+        actor: s(MEMBER),
+    };
+    let given = with(team(), vec![assistant_created("a1"), sync_started("s2", 0)]);
+    OrgTest::with(())
+        .given(given.clone())
+        .when(fail("s1"))
+        .then_expect_events(vec![]);
+    OrgTest::with(())
+        .given(given)
+        .when(fail("s2"))
+        .then_expect_events(vec![Ev::AssistantSyncFailed {
+            assistant_id: s("a1"),
+            sync_id: s("s2"),
+            reason: s("refused"),
+        }]);
+    OrgTest::with(())
+        .given(with(team(), vec![assistant_created("a1")]))
+        .when(begin_sync(VIEWER, "s1", 0))
+        .then_expect_error(E::Forbidden);
+    OrgTest::with(())
+        .given(team())
+        .when(begin_sync(MEMBER, "s1", 0))
+        .then_expect_error(E::AssistantNotFound);
+}
+
+// ---- OAuth authorization states ----
+
+fn start_authorization(actor: &str) -> C {
+    C::StartIntegrationAuthorization {
+        provider: s("hubspot"),
+        state_hash: s("h1"),
+        expires_at: t(600),
+        actor: s(actor),
+    }
+}
+
+fn authorization_started() -> Ev {
+    Ev::IntegrationAuthorizationStarted {
+        provider: s("hubspot"),
+        state_hash: s("h1"),
+        expires_at: t(600),
+    }
+}
+
+fn use_authorization(provider: &str, hash: &str, at: i64) -> C {
+    C::UseIntegrationAuthorization {
+        provider: s(provider),
+        state_hash: s(hash),
+        at: t(at),
+        actor: s(SYSTEM),
+    }
+}
+
+#[test]
+fn an_admin_starts_an_authorization_and_members_may_not() {
+    OrgTest::with(())
+        .given(team())
+        .when(start_authorization(ADMIN))
+        .then_expect_events(vec![authorization_started()]);
+    OrgTest::with(())
+        .given(team())
+        .when(start_authorization(MEMBER))
+        .then_expect_error(E::Forbidden);
+}
+
+#[test]
+fn an_authorization_state_is_used_once_before_it_expires() {
+    let used = Ev::IntegrationAuthorizationUsed {
+        provider: s("hubspot"),
+        state_hash: s("h1"),
+    };
+    OrgTest::with(())
+        .given(with(team(), vec![authorization_started()]))
+        .when(use_authorization("hubspot", "h1", 599))
+        .then_expect_events(vec![used.clone()]);
+    OrgTest::with(())
+        .given(with(team(), vec![authorization_started(), used]))
+        .when(use_authorization("hubspot", "h1", 10))
+        .then_expect_error(E::InvalidAuthorizationState);
+    OrgTest::with(())
+        .given(with(team(), vec![authorization_started()]))
+        .when(use_authorization("hubspot", "h1", 600))
+        .then_expect_error(E::AuthorizationStateExpired);
+    OrgTest::with(())
+        .given(with(team(), vec![authorization_started()]))
+        .when(use_authorization("google_calendar", "h1", 10))
+        .then_expect_error(E::InvalidAuthorizationState);
+    OrgTest::with(())
+        .given(with(team(), vec![authorization_started()]))
+        .when(use_authorization("hubspot", "other", 10))
+        .then_expect_error(E::InvalidAuthorizationState);
 }

@@ -32,6 +32,14 @@ pub enum UserCommand {
         token_hash: String,
         expires_at: Timestamp,
     },
+    /// Issues a single-use email verification token (a no-op refusal once verified).
+    RequestEmailVerification {
+        verification_id: String,
+        token_hash: String,
+        expires_at: Timestamp,
+    },
+    /// Proves the address with a verification token; every outstanding one is used up.
+    VerifyEmail { token_hash: String, at: Timestamp },
     /// Sets a new password with a reset token; every session and reset token is revoked.
     ResetPassword {
         token_hash: String,

@@ -13,6 +13,10 @@ pub enum UserError {
     EmailTaken,
     #[error("the reset token is invalid, used or expired")]
     InvalidResetToken,
+    #[error("the verification token is invalid, used or expired")]
+    InvalidVerificationToken,
+    #[error("the email address is already verified")]
+    AlreadyVerified,
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }
@@ -26,6 +30,8 @@ impl UserError {
             AlreadyRegistered => "user_already_registered",
             EmailTaken => "email_taken",
             InvalidResetToken => "invalid_reset_token",
+            InvalidVerificationToken => "invalid_verification_token",
+            AlreadyVerified => "already_verified",
             InvalidInput(_) => "invalid_input",
         }
     }

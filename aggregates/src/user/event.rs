@@ -15,6 +15,18 @@ pub enum UserEvent {
         email: String,
         password_hash: String,
         name: String,
+        /// True since email verification exists: the address must be verified before the
+        /// account signs in. Absent (false) in older events, whose accounts count as verified.
+        #[serde(default)]
+        verification_required: bool,
+    },
+    EmailVerificationRequested {
+        verification_id: String,
+        token_hash: String,
+        expires_at: Timestamp,
+    },
+    EmailVerified {
+        verification_id: String,
     },
     SignedIn {
         session_id: String,
@@ -45,6 +57,8 @@ impl UserEvent {
         use UserEvent::*;
         match self {
             UserRegistered { .. } => "UserRegistered",
+            EmailVerificationRequested { .. } => "EmailVerificationRequested",
+            EmailVerified { .. } => "EmailVerified",
             SignedIn { .. } => "SignedIn",
             SignInFailed { .. } => "SignInFailed",
             SignedOut { .. } => "SignedOut",

@@ -64,6 +64,17 @@ pub struct User {
     /// reset id → pending reset. Used (and, on a reset, all) tokens are dropped.
     pub resets: BTreeMap<String, PendingReset>,
     pub failed_sign_ins: u64,
+    /// True once the address is verified (and for accounts from before verification).
+    #[serde(default = "verified_by_default")]
+    pub email_verified: bool,
+    /// verification id → outstanding email verification token.
+    #[serde(default)]
+    pub verifications: BTreeMap<String, PendingReset>,
+}
+
+/// Snapshots from before verification existed hold accounts that count as verified.
+fn verified_by_default() -> bool {
+    true
 }
 
 fn require(condition: bool, error: UserError) -> Result<(), UserError> {
@@ -124,6 +135,7 @@ impl User {
                     email,
                     password_hash,
                     name,
+                    verification_required: true,
                 };
                 emit(&mut scratch, &mut out, registered);
             }
@@ -177,6 +189,40 @@ impl User {
                 };
                 emit(&mut scratch, &mut out, requested);
             }
+            C::RequestEmailVerification {
+                verification_id,
+                token_hash,
+                expires_at,
+            } => {
+                require(!self.email_verified, UserError::AlreadyVerified)?;
+                require(
+                    !token_hash.is_empty(),
+                    invalid("token_hash must not be empty"),
+                )?;
+                require(
+                    !self.verifications.contains_key(&verification_id),
+                    invalid("verification_id is already used"),
+                )?;
+                let requested = Ev::EmailVerificationRequested {
+                    verification_id,
+                    token_hash,
+                    expires_at,
+                };
+                emit(&mut scratch, &mut out, requested);
+            }
+            C::VerifyEmail { token_hash, at } => {
+                let verification_id = self
+                    .verifications
+                    .iter()
+                    .find(|(_, v)| v.token_hash == token_hash && v.expires_at > at)
+                    .map(|(id, _)| id.clone())
+                    .ok_or(UserError::InvalidVerificationToken)?;
+                emit(
+                    &mut scratch,
+                    &mut out,
+                    Ev::EmailVerified { verification_id },
+                );
+            }
             C::ResetPassword {
                 token_hash,
                 password_hash,
@@ -229,12 +275,29 @@ impl Aggregate for User {
                 email,
                 password_hash,
                 name,
+                verification_required,
             } => {
                 self.id = Some(user_id);
                 self.registered = true;
+                self.email_verified = !verification_required;
                 self.email = email;
                 self.password_hash = password_hash;
                 self.name = name;
+            }
+            EmailVerificationRequested {
+                verification_id,
+                token_hash,
+                expires_at,
+            } => {
+                let pending = PendingReset {
+                    token_hash,
+                    expires_at,
+                };
+                self.verifications.insert(verification_id, pending);
+            }
+            EmailVerified { .. } => {
+                self.email_verified = true;
+                self.verifications.clear();
             }
             SignedIn {
                 session_id,

@@ -24,6 +24,7 @@ fn registered() -> Vec<Ev> {
         email: "ann@acme.test".into(),
         password_hash: "argon-hash-1".into(),
         name: "Ann".into(),
+        verification_required: true,
     }]
 }
 
@@ -257,6 +258,96 @@ fn error_codes_are_stable() {
     assert_eq!(UserError::EmailTaken.code(), "email_taken");
     assert_eq!(UserError::InvalidResetToken.code(), "invalid_reset_token");
     assert_eq!(UserError::NotFound.code(), "user_not_found");
+    assert_eq!(
+        UserError::InvalidVerificationToken.code(),
+        "invalid_verification_token"
+    );
+}
+
+// ---- Email verification ----
+
+fn verification_requested(id: &str, hash: &str, expires: u32) -> Ev {
+    Ev::EmailVerificationRequested {
+        verification_id: id.into(),
+        token_hash: hash.into(),
+        expires_at: t(expires),
+    }
+}
+
+fn verify(hash: &str, at: u32) -> C {
+    C::VerifyEmail {
+        token_hash: hash.into(),
+        at: t(at),
+    }
+}
+
+#[test]
+fn a_new_account_is_unverified_until_its_token_comes_back_once() {
+    let mut user = User::default();
+    for event in registered() {
+        user.apply(event);
+    }
+    assert!(!user.email_verified, "sign-up does not verify");
+    UserTest::with(())
+        .given(registered())
+        .when(C::RequestEmailVerification {
+            verification_id: "v1".into(),
+            token_hash: "h1".into(),
+            expires_at: t(20),
+        })
+        .then_expect_events(vec![verification_requested("v1", "h1", 20)]);
+    let given = with(registered(), vec![verification_requested("v1", "h1", 20)]);
+    UserTest::with(())
+        .given(given.clone())
+        .when(verify("h1", 19))
+        .then_expect_events(vec![Ev::EmailVerified {
+            verification_id: "v1".into(),
+        }]);
+    let used = with(
+        given,
+        vec![Ev::EmailVerified {
+            verification_id: "v1".into(),
+        }],
+    );
+    UserTest::with(())
+        .given(used.clone())
+        .when(verify("h1", 19))
+        .then_expect_error(UserError::InvalidVerificationToken);
+    UserTest::with(())
+        .given(used)
+        .when(C::RequestEmailVerification {
+            verification_id: "v2".into(),
+            token_hash: "h2".into(),
+            expires_at: t(20),
+        })
+        .then_expect_error(UserError::AlreadyVerified);
+}
+
+#[test]
+fn an_expired_or_unknown_verification_token_is_refused() {
+    let given = with(registered(), vec![verification_requested("v1", "h1", 20)]);
+    UserTest::with(())
+        .given(given.clone())
+        .when(verify("h1", 20))
+        .then_expect_error(UserError::InvalidVerificationToken);
+    UserTest::with(())
+        .given(given)
+        .when(verify("other", 1))
+        .then_expect_error(UserError::InvalidVerificationToken);
+}
+
+#[test]
+fn accounts_registered_before_verification_existed_count_as_verified() {
+    let old: Ev = serde_json::from_value(serde_json::json!({"UserRegistered": {
+        "user_id": ID, "email": "ann@acme.test", "password_hash": "h", "name": "Ann"}}))
+    .expect("old payload decodes");
+    let mut user = User::default();
+    user.apply(old);
+    assert!(user.email_verified);
+    let snapshot = serde_json::json!({"id": ID, "registered": true, "email": "a@b.c",
+        "name": "A", "password_hash": "h", "sessions": {}, "resets": {}, "failed_sign_ins": 0});
+    let state: User = serde_json::from_value(snapshot).expect("old snapshot decodes");
+    assert!(state.email_verified);
 }
 
 // ---- UserEmail ----

@@ -81,6 +81,12 @@ pub struct ForgotPassword {
 }
 
 #[derive(Debug, Object)]
+pub struct VerifyEmail {
+    /// The token from the verification email.
+    pub token: String,
+}
+
+#[derive(Debug, Object)]
 pub struct ResetPassword {
     /// The token from the reset email.
     pub token: String,
@@ -108,13 +114,6 @@ pub struct Me {
 }
 
 #[derive(Debug, ApiResponse)]
-pub enum SignUpResponse {
-    /// Signed up and signed in.
-    #[oai(status = 201)]
-    Created(Json<SessionCreated>),
-}
-
-#[derive(Debug, ApiResponse)]
 pub enum SignInResponse {
     /// Signed in.
     #[oai(status = 200)]
@@ -134,7 +133,7 @@ pub enum NoContent {
 
 #[derive(Debug, ApiResponse)]
 pub enum AcceptedResponse {
-    /// Accepted; an email is sent if the address has an account.
+    /// Accepted; the email that fits the address is on its way.
     #[oai(status = 202)]
     Accepted(Json<Accepted>),
     /// Too many requests for this address or from this client; retry after `Retry-After`
@@ -189,11 +188,45 @@ fn user_view(user_id: &str, user: &User) -> UserView {
     }
 }
 
-fn client_ip(req: &Request) -> String {
-    req.remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address for rate limits. The peer address, unless the peer is a trusted
+/// proxy (`CALLFLEX_TRUSTED_PROXIES`): then `X-Forwarded-For` is read from the right, skipping
+/// trusted proxies, and the first address that is not one is the client. A header from an
+/// untrusted peer is ignored, so a client cannot pick its own rate-limit bucket.
+fn client_ip(state: &AppState, req: &Request) -> String {
+    let Some(peer) = req.remote_addr().as_socket_addr().map(|a| a.ip()) else {
+        return "unknown".into();
+    };
+    forwarded_client(peer, req.headers().get_all("x-forwarded-for"), |ip| {
+        state.config.is_trusted_proxy(ip)
+    })
+    .to_string()
+}
+
+/// The client behind `peer` per the `X-Forwarded-For` values (see [`client_ip`]).
+fn forwarded_client<'a>(
+    peer: std::net::IpAddr,
+    forwarded_for: impl IntoIterator<Item = &'a poem::http::HeaderValue>,
+    trusted: impl Fn(std::net::IpAddr) -> bool,
+) -> std::net::IpAddr {
+    if !trusted(peer) {
+        return peer;
+    }
+    let hops: Vec<std::net::IpAddr> = forwarded_for
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|hop| hop.trim().parse().ok())
+        .collect::<Option<Vec<_>>>()
+        // A malformed header is not evidence of anything: the proxy is the client.
+        .unwrap_or_default();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        client = hop;
+        if !trusted(hop) {
+            break;
+        }
+    }
+    client
 }
 
 /// Opens a session for a registered user; returns (token, expiry, position).
@@ -233,18 +266,22 @@ pub struct AuthApi;
 
 #[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
 impl AuthApi {
-    /// Create an account (and, with `organization_name`, an organization it owns); signs in.
+    /// Create an account (and, with `organization_name`, an organization it owns) and email a
+    /// verification token; `POST /api/v1/auth/verify-email` with it signs in.
     ///
-    /// 409 `email_taken` when the address has an account; 422 `weak_password` naming the
-    /// rule (`details.rule`). An address that was invited keeps the invitation: accept it with
-    /// `POST /api/v1/organizations/{id}/members/accept`.
+    /// Always 202 `{"accepted": true}` for a valid request, whether or not the address already
+    /// has an account (its owner gets a "you already have an account" email instead, or a new
+    /// verification email while unverified), so the answer never tells who is registered.
+    /// 422 `weak_password` naming the rule (`details.rule`); 429 when asked too often for one
+    /// address or from one client. An address that was invited keeps the invitation: accept
+    /// it with `POST /api/v1/organizations/{id}/members/accept` once signed in.
     #[oai(path = "/signup", method = "post", operation_id = "sign_up")]
     async fn sign_up(
         &self,
         state: Data<&Arc<AppState>>,
         req: &Request,
         body: Json<SignUp>,
-    ) -> Result<SignUpResponse, ApiError> {
+    ) -> Result<AcceptedResponse, ApiError> {
         let body = body.0;
         let email = email_address(&body.email)?;
         let name = body.name.trim().to_string();
@@ -265,30 +302,46 @@ impl AuthApi {
             ));
         }
         check_password(&body.password, &email)?;
+        if let Err(wait) = state
+            .sign_in_limiter
+            .check(&format!("signup:{email}"), &client_ip(&state, req))
+            .await
+        {
+            let (body, seconds) = rate_limited(wait, "sign-up requests");
+            return Ok(AcceptedResponse::TooManyRequests(body, seconds));
+        }
         let password_hash = auth::hash_password(body.password)
             .await
             .map_err(ApiError::internal)?;
+        let accepted = || {
+            Ok(AcceptedResponse::Accepted(Json(Accepted {
+                accepted: true,
+            })))
+        };
         // Claim the address: one stream per address, so concurrent sign-ups cannot both win.
         let fresh = Uuid::new_v4().to_string();
         let system = eventlog::CommandMeta::new("system:signup");
-        let user_id = match state
+        let claimed = match state
             .user_emails
             .execute(&email, UserEmailCommand::Claim { user_id: fresh }, &system)
             .await
         {
-            Ok(done) => done.state.user_id.unwrap_or_default(),
+            Ok(done) => Some(done.state.user_id.unwrap_or_default()),
             Err(ExecuteError::Domain(UserError::EmailTaken)) => {
                 // Claimed but never registered (a sign-up that failed half-way) may finish;
                 // the user stream's concurrency check still lets only one sign-up win.
                 let (owner, _) = state.user_emails.load(&email).await?;
                 let id = owner.user_id.unwrap_or_default();
                 let (user, _) = state.users.load(&id).await?;
-                if user.registered || id.is_empty() {
-                    return Err(user_error(ExecuteError::Domain(UserError::EmailTaken)));
-                }
-                id
+                (!user.registered && !id.is_empty()).then_some(id)
             }
             Err(err) => return Err(user_error(err)),
+        };
+        let Some(user_id) = claimed else {
+            // The address has an account: answer exactly as for a new one, and tell the
+            // owner by email instead.
+            notify_existing_in_background(&state, email);
+            return accepted();
         };
         let uid = Uuid::parse_str(&user_id).map_err(ApiError::internal)?;
         let actor = format!("user:{user_id}");
@@ -304,52 +357,99 @@ impl AuthApi {
                 },
                 &meta(req, &actor, None, "signup"),
             )
-            .await
-            .map_err(|e| match e {
-                ExecuteError::Domain(UserError::AlreadyRegistered) => {
-                    user_error(ExecuteError::Domain(UserError::EmailTaken))
-                }
-                other => user_error(other),
-            })?;
-        let user = registered.state;
-        let mut position = registered.result.last_position;
-        let organization = match org_name {
-            Some(org_name) => {
-                let id = Uuid::new_v4();
-                let done = state
-                    .organizations
-                    .execute(
-                        &id.to_string(),
-                        OrganizationCommand::Create {
-                            id,
-                            name: org_name.clone(),
-                            owner_user_id: user_id.clone(),
-                            owner_email: email.clone(),
-                            actor: actor.clone(),
-                        },
-                        &eventlog::CommandMeta::new(actor.clone()).tenant(id),
-                    )
-                    .await
-                    .map_err(organization_error)?;
-                position = position.max(done.result.last_position);
-                Some(OrganizationRef {
-                    id: id.to_string(),
-                    name: org_name,
-                    role: RoleName::Owner,
-                })
+            .await;
+        let registered = match registered {
+            Ok(done) => done,
+            Err(ExecuteError::Domain(UserError::AlreadyRegistered)) => {
+                // A concurrent sign-up with the same address won.
+                notify_existing_in_background(&state, email);
+                return accepted();
             }
-            None => None,
+            Err(other) => return Err(user_error(other)),
         };
-        let (token, expires_at, signed_in) = open_session(&state, &user_id).await?;
-        position = position.max(signed_in);
+        let mut position = registered.result.last_position;
+        if let Some(org_name) = org_name {
+            let id = Uuid::new_v4();
+            let done = state
+                .organizations
+                .execute(
+                    &id.to_string(),
+                    OrganizationCommand::Create {
+                        id,
+                        name: org_name,
+                        owner_user_id: user_id.clone(),
+                        owner_email: email.clone(),
+                        actor: actor.clone(),
+                    },
+                    &eventlog::CommandMeta::new(actor.clone()).tenant(id),
+                )
+                .await
+                .map_err(organization_error)?;
+            position = position.max(done.result.last_position);
+        }
+        let token = request_verification(&state, &user_id).await?;
+        position = position.max(token.1);
+        let mail = state.0.clone();
+        tokio::spawn(async move {
+            if let Err(err) = send_verification(&mail, &email, &token.0).await {
+                tracing::warn!(error = ?err.detail(), "verification email failed");
+            }
+        });
         settle(&state, position).await?;
-        Ok(SignUpResponse::Created(Json(SessionCreated {
-            token,
+        accepted()
+    }
+
+    /// Verify the email address with the emailed token (single-use, valid 24 hours); signs
+    /// in. 400 `invalid_verification_token` for an unknown, used or expired token.
+    #[oai(path = "/verify-email", method = "post", operation_id = "verify_email")]
+    async fn verify_email(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        body: Json<VerifyEmail>,
+    ) -> Result<Json<SessionCreated>, ApiError> {
+        let invalid = || user_error(ExecuteError::Domain(UserError::InvalidVerificationToken));
+        let token = body.0.token.trim().to_string();
+        let user_id = token
+            .split_once('.')
+            .map(|(id, _)| id.to_string())
+            .filter(|id| Uuid::parse_str(id).is_ok())
+            .ok_or_else(invalid)?;
+        let (user, _) = state.users.load(&user_id).await?;
+        if !user.registered {
+            return Err(invalid());
+        }
+        let actor = format!("user:{user_id}");
+        let verified = state
+            .users
+            .execute(
+                &user_id,
+                UserCommand::VerifyEmail {
+                    token_hash: token_hash(&token),
+                    at: Utc::now(),
+                },
+                &meta(req, &actor, None, "verify-email"),
+            )
+            .await
+            .map_err(user_error)?;
+        let (session, expires_at, position) = open_session(&state, &user_id).await?;
+        settle(&state, position).await?;
+        let organization = memberships(&state, &user_id)
+            .await?
+            .into_iter()
+            .find(|m| m.status == "active")
+            .map(|m| OrganizationRef {
+                id: m.organization_id,
+                name: m.organization_name,
+                role: m.role,
+            });
+        Ok(Json(SessionCreated {
+            token: session,
             expires_at,
-            user: user_view(&user_id, &user),
+            user: user_view(&user_id, &verified.state),
             organization,
             position,
-        })))
+        }))
     }
 
     /// Sign in with email and password; returns a session token.
@@ -365,7 +465,11 @@ impl AuthApi {
     ) -> Result<SignInResponse, ApiError> {
         let body = body.0;
         let email = aggregates::user::normalize_email(&body.email);
-        if let Err(wait) = state.sign_in_limiter.check(&email, &client_ip(req)).await {
+        if let Err(wait) = state
+            .sign_in_limiter
+            .check(&email, &client_ip(&state, req))
+            .await
+        {
             let (body, seconds) = rate_limited(wait, "sign-in attempts");
             return Ok(SignInResponse::TooManyRequests(body, seconds));
         }
@@ -379,9 +483,14 @@ impl AuthApi {
         let Some((user_id, user)) = found else {
             return Err(invalid_credentials());
         };
+        // An unverified account answers like a wrong password: otherwise signing up with
+        // someone's address and then signing in would tell whether it had an account.
+        if valid && !user.email_verified {
+            return Err(invalid_credentials());
+        }
         if !valid {
             let failure = UserCommand::RecordSignInFailure { at: Utc::now() };
-            let actor = format!("anonymous:{}", client_ip(req));
+            let actor = format!("anonymous:{}", client_ip(&state, req));
             // Recorded in the background: the answer must not take longer for an existing
             // account than for an unknown address.
             let state = state.0.clone();
@@ -454,7 +563,7 @@ impl AuthApi {
         // A budget per address (separate from sign-in's) and the per-client one.
         if let Err(wait) = state
             .sign_in_limiter
-            .check(&format!("reset:{email}"), &client_ip(req))
+            .check(&format!("reset:{email}"), &client_ip(&state, req))
             .await
         {
             let (body, seconds) = rate_limited(wait, "password reset requests");
@@ -540,29 +649,34 @@ impl AuthApi {
         let identity = authenticate(&state, &auth.0).await?;
         let user_id = identity.user_id()?.to_string();
         let (user, _) = state.users.load(&user_id).await?;
-        let rows = sqlx::query(
-            "SELECT m.organization_id, o.name, m.role, m.status FROM memberships m \
-             JOIN organizations_list o ON o.id = m.organization_id \
-             WHERE m.user_id = $1 AND o.deleted = 0 ORDER BY o.name, m.organization_id",
-        )
-        .bind(user_id.clone())
-        .fetch_all(state.store.pool())
-        .await?;
-        let mut memberships = Vec::with_capacity(rows.len());
-        for row in rows {
-            let role: String = row.try_get("role")?;
-            memberships.push(Membership {
-                organization_id: row.try_get("organization_id")?,
-                organization_name: row.try_get("name")?,
-                role: parse_role(&role).into(),
-                status: row.try_get("status")?,
-            });
-        }
         Ok(Json(Me {
             user: user_view(&user_id, &user),
-            memberships,
+            memberships: memberships(&state, &user_id).await?,
         }))
     }
+}
+
+/// The user's organizations (read model), invitations included.
+async fn memberships(state: &AppState, user_id: &str) -> Result<Vec<Membership>, ApiError> {
+    let rows = sqlx::query(
+        "SELECT m.organization_id, o.name, m.role, m.status FROM memberships m \
+         JOIN organizations_list o ON o.id = m.organization_id \
+         WHERE m.user_id = $1 AND o.deleted = 0 ORDER BY o.name, m.organization_id",
+    )
+    .bind(user_id.to_string())
+    .fetch_all(state.store.pool())
+    .await?;
+    let mut memberships = Vec::with_capacity(rows.len());
+    for row in rows {
+        let role: String = row.try_get("role")?;
+        memberships.push(Membership {
+            organization_id: row.try_get("organization_id")?,
+            organization_name: row.try_get("name")?,
+            role: parse_role(&role).into(),
+            status: row.try_get("status")?,
+        });
+    }
+    Ok(memberships)
 }
 
 /// A role as stored in the read model.
@@ -599,21 +713,158 @@ async fn send_reset(state: &AppState, email: &str) -> Result<(), ApiError> {
         "{}/reset-password?token={token}",
         state.config.public_url.trim_end_matches('/')
     );
+    send_email(
+        state,
+        email,
+        "Reset your CallFlex password",
+        format!(
+            "Someone asked to reset the password of your CallFlex account.\n\n\
+             Reset it within one hour: {link}\n\nReset token: {token}\n\n\
+             If this was not you, ignore this email; your password stays unchanged."
+        ),
+        format!("password-reset:{reset_id}"),
+    )
+    .await
+}
+
+/// How long an email verification token is valid.
+const VERIFICATION_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Issues a verification token (`<user id>.<32 random bytes>`, stored hashed); returns it
+/// with the log position written.
+async fn request_verification(state: &AppState, user_id: &str) -> Result<(String, i64), ApiError> {
+    let token = format!("{user_id}.{}", random_token());
+    let done = state
+        .users
+        .execute(
+            user_id,
+            UserCommand::RequestEmailVerification {
+                verification_id: Uuid::new_v4().to_string(),
+                token_hash: token_hash(&token),
+                expires_at: Utc::now() + VERIFICATION_TTL,
+            },
+            &eventlog::CommandMeta::new("system:email-verification"),
+        )
+        .await
+        .map_err(user_error)?;
+    Ok((token, done.result.last_position))
+}
+
+async fn send_verification(state: &AppState, email: &str, token: &str) -> Result<(), ApiError> {
+    let link = format!(
+        "{}/verify-email?token={token}",
+        state.config.public_url.trim_end_matches('/')
+    );
+    send_email(
+        state,
+        email,
+        "Verify your CallFlex email address",
+        format!(
+            "Welcome to CallFlex. Confirm this address within 24 hours: {link}\n\n\
+             Verification token: {token}\n\n\
+             If you did not sign up, ignore this email."
+        ),
+        format!("verify-email:{}", token_hash(token)),
+    )
+    .await
+}
+
+/// Someone signed up with an address that has an account: its owner is told (or, while the
+/// account is unverified, sent a fresh verification token). In the background, so the
+/// sign-up answer does not wait for it.
+fn notify_existing_in_background(state: &Arc<AppState>, email: String) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(err) = notify_existing(&state, &email).await {
+            tracing::warn!(error = ?err.detail(), "already-registered email failed");
+        }
+    });
+}
+
+async fn notify_existing(state: &AppState, email: &str) -> Result<(), ApiError> {
+    let Some((user_id, user)) = find_user(state, email).await? else {
+        return Ok(());
+    };
+    if !user.email_verified {
+        let (token, _) = request_verification(state, &user_id).await?;
+        return send_verification(state, email, &token).await;
+    }
+    let base = state.config.public_url.trim_end_matches('/');
+    send_email(
+        state,
+        email,
+        "You already have a CallFlex account",
+        format!(
+            "Someone (perhaps you) tried to sign up for CallFlex with this address, which \
+             already has an account. Sign in at {base}/signin, or reset your password at \
+             {base}/forgot-password.\n\nIf this was not you, ignore this email; nothing \
+             changed."
+        ),
+        format!("already-registered:{}", Uuid::new_v4()),
+    )
+    .await
+}
+
+/// Sends one plain-text email through Resend (sandbox: recorded in `outbound_requests`).
+async fn send_email(
+    state: &AppState,
+    to: &str,
+    subject: &str,
+    text: String,
+    idempotency_key: String,
+) -> Result<(), ApiError> {
     let resend = Resend::new(state.config.resend.clone(), state.store.clone());
     resend
         .send(&Email {
             from: EMAIL_FROM.into(),
-            to: vec![email.to_string()],
-            subject: "Reset your CallFlex password".into(),
-            text: format!(
-                "Someone asked to reset the password of your CallFlex account.\n\n\
-                 Reset it within one hour: {link}\n\nReset token: {token}\n\n\
-                 If this was not you, ignore this email; your password stays unchanged."
-            ),
+            to: vec![to.to_string()],
+            subject: subject.into(),
+            text,
             html: None,
-            idempotency_key: Some(format!("password-reset:{reset_id}")),
+            idempotency_key: Some(idempotency_key),
         })
         .await
         .map_err(ApiError::internal)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use poem::http::HeaderValue;
+
+    use super::forwarded_client;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn client(peer: &str, header: &[&str]) -> IpAddr {
+        let values: Vec<HeaderValue> = header
+            .iter()
+            .map(|h| HeaderValue::from_str(h).expect("header value"))
+            .collect();
+        let trusted = |ip: IpAddr| ip.is_loopback() || ip.to_string().starts_with("10.");
+        forwarded_client(self::ip(peer), &values, trusted)
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client() {
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6, 198.51.100.7, 10.0.0.2"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client("127.0.0.1", &["6.6.6.6", "198.51.100.8"]),
+            ip("198.51.100.8")
+        );
+        assert_eq!(client("127.0.0.1", &[]), ip("127.0.0.1"));
+        assert_eq!(client("127.0.0.1", &["not-an-ip"]), ip("127.0.0.1"));
+    }
 }

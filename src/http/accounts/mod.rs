@@ -127,7 +127,10 @@ pub fn user_error(err: ExecuteError<UserError>) -> ApiError {
     match e {
         UserError::NotFound => ApiError::not_found(code, message),
         UserError::AlreadyRegistered | UserError::EmailTaken => ApiError::conflict(code, message),
-        UserError::InvalidResetToken => ApiError::bad_request(code, message),
+        UserError::InvalidResetToken | UserError::InvalidVerificationToken => {
+            ApiError::bad_request(code, message)
+        }
+        UserError::AlreadyVerified => ApiError::conflict(code, message),
         UserError::InvalidInput(_) => ApiError::unprocessable(code, message),
     }
 }

@@ -602,8 +602,10 @@ impl AssistantsApi {
 
     /// Create the assistant in VAPI (first time) or update it there, then record the sync.
     ///
-    /// 422 `assistant_invalid` when the configuration cannot be synced (see `/test`); 502
-    /// `provider_rejected` / 503 `provider_unavailable` when VAPI fails (nothing recorded).
+    /// 422 `assistant_invalid` when the configuration cannot be synced (see `/test`); 409
+    /// `sync_in_progress` while another sync of the assistant runs (the claim lapses after
+    /// `PROVISIONING_TIMEOUT_SECS`); 502 `provider_rejected` / 503 `provider_unavailable` when
+    /// VAPI fails (the failure is recorded, the assistant stays unsynced).
     #[oai(
         path = "/assistants/:id/sync",
         method = "post",
@@ -630,6 +632,25 @@ impl AssistantsApi {
         }
         let secret = webhook_secret(&state, &principal, &org).await?;
         let org_id = principal.org();
+        // Claim the sync before VAPI is called: a concurrent sync of the same assistant loses
+        // the append (optimistic concurrency) and answers 409 `sync_in_progress`, so two
+        // requests never create two VAPI assistants.
+        let sync_id = Uuid::new_v4().to_string();
+        let (_, claimed) = execute(
+            &state,
+            &principal,
+            OrganizationCommand::BeginAssistantSync {
+                assistant_id: id.0.clone(),
+                sync_id: sync_id.clone(),
+                at: chrono::Utc::now(),
+                stale_after_secs: state.config.provisioning_timeout_secs,
+                actor: principal.actor(),
+            },
+            None,
+        )
+        .await?;
+        // The configuration as it stands once the claim is held.
+        let assistant = claimed.live_assistant(&id.0).ok_or_else(not_found)?.clone();
         let payload = vapi_payload(&state, &org_id, &id.0, &assistant, Some(&secret));
         let client = vapi(&state);
         let (done, created) = match &assistant.vapi_assistant_id {
@@ -642,7 +663,22 @@ impl AssistantsApi {
             },
             None => (client.create_assistant(&payload, &org_id).await, true),
         };
-        let done = done.map_err(provider_error)?;
+        let done = match done {
+            Ok(done) => done,
+            Err(e) => {
+                let failed = OrganizationCommand::FailAssistantSync {
+                    assistant_id: id.0.clone(),
+                    sync_id,
+                    reason: e.to_string(),
+                    actor: principal.actor(),
+                };
+                if let Err(recorded) = execute(&state, &principal, failed, None).await {
+                    tracing::error!(assistant = %id.0, code = recorded.detail().code,
+                        "sync failure not recorded; the claim expires on its own");
+                }
+                return Err(provider_error(e));
+            }
+        };
         let (position, org) = execute(
             &state,
             &principal,

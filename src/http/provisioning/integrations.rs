@@ -5,8 +5,14 @@
 //! - `webhook` and `zapier`: connecting registers the target URL with a generated signing
 //!   secret (shown once); deliveries carry `X-CallFlex-Signature: sha256=<hex HMAC-SHA256 of
 //!   the body>`.
-//! - `google_calendar` and `hubspot` (OAuth): connecting answers the provider's authorization
-//!   URL with a `state` parameter; the integration is connected by the OAuth callback.
+//! - `google_calendar` and `hubspot` (OAuth): connecting records a `state` (its SHA-256 on
+//!   the Organization aggregate, `IntegrationAuthorizationStarted`, valid 10 minutes) and
+//!   answers the provider's authorization URL. The provider redirects the user's browser to
+//!   `GET /api/v1/integrations/{provider}/callback?code=..&state=..`, which uses the state up
+//!   (`IntegrationAuthorizationUsed`: single use holds by optimistic concurrency), exchanges
+//!   the code at the provider's token URL, keeps the tokens in `integration_credentials`
+//!   and records `IntegrationConnected` (without them). Without client credentials the
+//!   exchange runs in sandbox mode, and every answer says `sandbox: true`.
 
 use std::sync::Arc;
 
@@ -14,16 +20,18 @@ use aggregates::organization::{Organization, OrganizationCommand};
 use hmac::{Hmac, Mac};
 use poem::web::Data;
 use poem::Request;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::{begin, execute, random_secret};
+use super::{begin, command_error, execute, provider_error, random_secret};
+use crate::auth::token_hash;
 use crate::http::error::ApiError;
 use crate::http::query::principal::OrganizationHeader;
 use crate::http::ApiTags;
+use crate::providers::oauth::{self, OAuthClient};
 use crate::state::AppState;
 
 const WEBHOOK_PROVIDERS: [&str; 2] = ["webhook", "zapier"];
@@ -58,9 +66,22 @@ pub struct IntegrationConnected {
     pub data: Integration,
     /// The signing secret of a webhook integration: shown only now.
     pub signing_secret: Option<String>,
-    /// Where to send the user to authorize an OAuth integration.
+    /// Where to send the user to authorize an OAuth integration (its `state` is valid for
+    /// 10 minutes, once).
     pub authorization_url: Option<String>,
     pub position: i64,
+    /// True when the OAuth provider runs in sandbox mode (no client credentials configured:
+    /// the callback fakes the tokens instead of asking the provider).
+    pub sandbox: bool,
+}
+
+/// The OAuth callback's answer.
+#[derive(Debug, Object)]
+pub struct IntegrationAuthorized {
+    pub data: Integration,
+    pub position: i64,
+    /// True when the code was not exchanged (sandbox mode: fake tokens).
+    pub sandbox: bool,
 }
 
 #[derive(Debug, Object)]
@@ -145,20 +166,46 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-fn authorization_url(state: &AppState, provider: &str, nonce: &str) -> String {
-    let redirect = format!(
+/// How long an OAuth `state` may be used.
+const STATE_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+fn redirect_uri(state: &AppState, provider: &str) -> String {
+    format!(
         "{}/api/v1/integrations/{provider}/callback",
         state.config.public_url
-    );
-    let (base, client, scope) = match provider {
+    )
+}
+
+fn oauth_config<'a>(state: &'a AppState, provider: &str) -> &'a crate::config::OAuthConfig {
+    match provider {
+        "google_calendar" => &state.config.google,
+        _ => &state.config.hubspot,
+    }
+}
+
+fn oauth_client(state: &AppState, provider: &str) -> OAuthClient {
+    let name = if provider == "google_calendar" {
+        "google_calendar"
+    } else {
+        "hubspot"
+    };
+    OAuthClient::new(name, oauth_config(state, provider), state.store.clone())
+}
+
+fn invalid_state(message: &str) -> ApiError {
+    ApiError::bad_request("invalid_state", message)
+}
+
+fn authorization_url(state: &AppState, provider: &str, nonce: &str) -> String {
+    let redirect = redirect_uri(state, provider);
+    let client = oauth_config(state, provider).client_id.clone();
+    let (base, scope) = match provider {
         "google_calendar" => (
             "https://accounts.google.com/o/oauth2/v2/auth",
-            state.config.google_client_id.clone(),
             "https://www.googleapis.com/auth/calendar.events",
         ),
         _ => (
             "https://app.hubspot.com/oauth/authorize",
-            state.config.hubspot_client_id.clone(),
             "crm.objects.contacts.write crm.objects.contacts.read",
         ),
     };
@@ -217,17 +264,31 @@ impl IntegrationsApi {
         provider: Path<String>,
         body: Json<ConnectIntegration>,
     ) -> Result<Json<IntegrationConnected>, ApiError> {
-        let (principal, org) = begin(&state, req, &auth).await?;
+        let (principal, _) = begin(&state, req, &auth).await?;
         super::require_manage(&principal)?;
         let provider = provider.0;
         if kind(&provider)? == "oauth" {
-            let nonce = random_secret("");
-            let state_param = format!("{}.{}", principal.organization_id, &nonce[..32]);
+            // `<organization>.<64 random hex>`: the callback finds the organization from it
+            // and the aggregate knows only its hash.
+            let state_param = random_secret(&format!("{}.", principal.organization_id));
+            let (position, org) = execute(
+                &state,
+                &principal,
+                OrganizationCommand::StartIntegrationAuthorization {
+                    provider: provider.clone(),
+                    state_hash: token_hash(&state_param),
+                    expires_at: chrono::Utc::now() + STATE_TTL,
+                    actor: principal.actor(),
+                },
+                None,
+            )
+            .await?;
             return Ok(Json(IntegrationConnected {
                 data: view(&org, &provider)?,
                 signing_secret: None,
                 authorization_url: Some(authorization_url(&state, &provider, &state_param)),
-                position: 0,
+                position,
+                sandbox: oauth_config(&state, &provider).sandbox(),
             }));
         }
         let url = target_url(body.0.url.as_deref())?;
@@ -263,6 +324,113 @@ impl IntegrationsApi {
             signing_secret: Some(secret),
             authorization_url: None,
             position,
+            sandbox: false,
+        }))
+    }
+
+    /// The OAuth redirect target (`google_calendar`, `hubspot`): no bearer token, the
+    /// single-use `state` from `connect` identifies the organization.
+    ///
+    /// The state is used up first, then the code is exchanged at the provider's token URL;
+    /// the tokens are stored (never shown) and `IntegrationConnected` is recorded. 400
+    /// `invalid_state` (unknown, malformed or already used), `expired_state` (older than 10
+    /// minutes), `invalid_input` (no `code`), `authorization_denied` (the provider sent
+    /// `error`); 502 `provider_rejected` / 503 `provider_unavailable` when the exchange fails
+    /// (nothing is connected; start again with `connect`).
+    #[oai(
+        path = "/integrations/:provider/callback",
+        method = "get",
+        operation_id = "integration_oauth_callback"
+    )]
+    async fn oauth_callback(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// `google_calendar` or `hubspot`.
+        provider: Path<String>,
+        /// The authorization code.
+        code: Query<Option<String>>,
+        /// The `state` from the authorization URL.
+        #[oai(name = "state")]
+        oauth_state: Query<Option<String>>,
+        /// Set by the provider when the user refused.
+        error: Query<Option<String>>,
+    ) -> Result<Json<IntegrationAuthorized>, ApiError> {
+        let provider = provider.0;
+        if kind(&provider)? != "oauth" {
+            return Err(ApiError::not_found(
+                "unknown_integration",
+                format!("`{provider}` is not an OAuth integration"),
+            ));
+        }
+        let state_param = oauth_state
+            .0
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        let org_id = state_param
+            .split_once('.')
+            .and_then(|(org, _)| uuid::Uuid::parse_str(org).ok())
+            .filter(|_| state_param.len() <= 200)
+            .ok_or_else(|| invalid_state("the state parameter is missing or malformed"))?;
+        let code = code
+            .0
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty());
+        if error.0.is_none() && code.is_none() {
+            return Err(
+                ApiError::bad_request("invalid_input", "the code parameter is missing")
+                    .with_details(json!({ "parameter": "code" })),
+            );
+        }
+        let org = org_id.to_string();
+        let (organization, _) = state.organizations.load(&org).await?;
+        if !organization.is_live() {
+            return Err(invalid_state("the state parameter is unknown"));
+        }
+        let actor = format!("system:oauth-callback:{provider}");
+        let meta = eventlog::CommandMeta::new(actor.clone()).tenant(org_id);
+        let run = |command| {
+            let state = state.0.clone();
+            let meta = meta.clone();
+            let org = org.clone();
+            async move {
+                state
+                    .organizations
+                    .execute(&org, command, &meta)
+                    .await
+                    .map_err(command_error)
+            }
+        };
+        // Used up BEFORE the exchange: a replayed callback never reaches the provider.
+        run(OrganizationCommand::UseIntegrationAuthorization {
+            provider: provider.clone(),
+            state_hash: token_hash(&state_param),
+            at: chrono::Utc::now(),
+            actor: actor.clone(),
+        })
+        .await?;
+        if let Some(refused) = error.0 {
+            return Err(ApiError::bad_request(
+                "authorization_denied",
+                "the provider did not authorize the integration",
+            )
+            .with_details(json!({ "provider_error": refused })));
+        }
+        let code = code.unwrap_or_default();
+        let tokens = oauth_client(&state, &provider)
+            .exchange(&code, &redirect_uri(&state, &provider), &org)
+            .await
+            .map_err(provider_error)?;
+        oauth::store_tokens(&state.store, &org, &provider, &tokens).await?;
+        let done = run(OrganizationCommand::ConnectIntegration {
+            provider: provider.clone(),
+            config: oauth::describe(&tokens),
+            actor,
+        })
+        .await?;
+        Ok(Json(IntegrationAuthorized {
+            data: view(&done.state, &provider)?,
+            position: done.result.last_position,
+            sandbox: tokens.sandbox,
         }))
     }
 
@@ -366,6 +534,7 @@ impl IntegrationsApi {
             None,
         )
         .await?;
+        oauth::delete_tokens(&state.store, &principal.org(), &provider).await?;
         let endpoint = endpoint_id(&provider);
         if org.webhook_endpoints.contains_key(&endpoint) {
             position = execute(

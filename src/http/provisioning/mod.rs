@@ -112,6 +112,8 @@ pub(crate) fn command_error(err: ExecuteError<OrganizationError>) -> ApiError {
         | OrganizationError::IntegrationNotFound
         | OrganizationError::WebhookEndpointNotFound => ApiError::not_found(code, message),
         OrganizationError::Forbidden => ApiError::forbidden(code, message),
+        OrganizationError::InvalidAuthorizationState
+        | OrganizationError::AuthorizationStateExpired => ApiError::bad_request(code, message),
         OrganizationError::InvalidInput(_) => ApiError::unprocessable(code, message),
         _ => ApiError::conflict(code, message),
     }

@@ -12,11 +12,19 @@
 //! A failure at 2 or 3 records `FailPhoneNumberPurchase` (a number bought at 2 is released
 //! again first) and answers 502/503: nothing is half provisioned, and a retry with the same
 //! key starts over.
+//!
+//! An area-code purchase records the number it picked (`ChoosePurchaseNumber`) before step 2.
+//! A purchase still pending after `PROVISIONING_TIMEOUT_SECS` was left by a request that
+//! crashed or hung: a retry takes it over (`ResumePhoneNumberPurchase`, which only one retry
+//! wins), asks Twilio whether the number is on the account (`GET IncomingPhoneNumbers.json?
+//! PhoneNumber=`) and either finishes steps 3–4 with it or records the abandonment
+//! (`AbandonPhoneNumberPurchase`) and starts again. It never buys without looking first.
 
 use std::sync::Arc;
 
 use aggregates::organization::{
-    Organization, OrganizationCommand, PhoneNumberState, PurchaseStatus,
+    is_stale, Organization, OrganizationCommand, PhoneNumberPurchase, PhoneNumberState,
+    PurchaseStatus,
 };
 use poem::web::Data;
 use poem::Request;
@@ -31,7 +39,7 @@ use super::{begin, execute, idempotency_key, provider_error, twilio, vapi, Princ
 use crate::http::error::ApiError;
 use crate::http::query::principal::OrganizationHeader;
 use crate::http::ApiTags;
-use crate::providers::twilio::NumberConfig;
+use crate::providers::twilio::{IncomingNumber, NumberConfig, Twilio};
 use crate::providers::vapi::PhoneNumberImport;
 use crate::providers::ProviderError;
 use crate::state::AppState;
@@ -69,6 +77,9 @@ pub struct PhoneNumberWritten {
     pub sandbox: bool,
     /// True when this answers a retry: the number was bought by the first request.
     pub duplicate: bool,
+    /// True when this retry found in Twilio the number a crashed request had bought, and
+    /// finished the purchase without buying again.
+    pub recovered: bool,
 }
 
 #[derive(Debug, Object)]
@@ -238,6 +249,138 @@ async fn fail(
     error
 }
 
+/// What steps 3 and 4 of a purchase need besides the bought number.
+struct LinkStep<'a> {
+    id: &'a str,
+    assistant_id: Option<String>,
+    vapi_assistant: Option<String>,
+    friendly_name: Option<String>,
+}
+
+/// Steps 3 and 4: link the bought number in VAPI and record it (a VAPI failure releases the
+/// number again and records the failure).
+async fn link_and_record(
+    state: &AppState,
+    principal: &Principal,
+    twilio: &Twilio,
+    step: LinkStep<'_>,
+    bought: IncomingNumber,
+    recovered: bool,
+) -> Result<BuyResponse, ApiError> {
+    let org_id = principal.org();
+    let id = step.id;
+    let import = PhoneNumberImport {
+        number: bought.phone_number.clone(),
+        twilio_account_sid: twilio.account_sid().to_string(),
+        twilio_auth_token: twilio.auth_token().unwrap_or_default().to_string(),
+        assistant_id: step.vapi_assistant,
+        name: step.friendly_name.clone(),
+        server_url: Some(super::assistants::server_url(state, &org_id)),
+    };
+    let linked = match vapi(state).create_phone_number(&import, &org_id).await {
+        Ok(l) => l,
+        Err(e) => {
+            let reason = e.to_string();
+            let err = provider_error(e);
+            // Compensate: give the number back, so nothing is half provisioned.
+            let unreleased = match twilio.release(&bought.sid, &org_id).await {
+                Ok(()) => None,
+                Err(release) => {
+                    tracing::error!(sid = %bought.sid, error = %release,
+                        "a bought number could not be released after VAPI failed");
+                    Some(bought.sid.clone())
+                }
+            };
+            return Err(fail(state, principal, id, "vapi", reason, unreleased, err).await);
+        }
+    };
+    let (position, org) = execute(
+        state,
+        principal,
+        OrganizationCommand::ProvisionPhoneNumber {
+            phone_number_id: id.to_string(),
+            number: bought.phone_number.clone(),
+            provider_sid: bought.sid.clone(),
+            assistant_id: step.assistant_id,
+            vapi_phone_number_id: Some(linked.id),
+            actor: principal.actor(),
+        },
+        None,
+    )
+    .await?;
+    let mut data = find(&org, id)?;
+    if data.friendly_name.is_none() {
+        data.friendly_name = step.friendly_name.or(bought.friendly_name);
+    }
+    Ok(BuyResponse::Created(Json(PhoneNumberWritten {
+        data,
+        position,
+        sandbox: bought.sandbox || linked.sandbox,
+        duplicate: false,
+        recovered,
+    })))
+}
+
+/// A retry found purchase `id` still pending. Younger than `PROVISIONING_TIMEOUT_SECS`: 409
+/// `purchase_in_progress`. Older: the request that recorded it crashed or hung, so this
+/// retry takes it over (only one retry can) and asks Twilio whether the number was bought.
+/// Returns the bought number to finish with, or `None` after recording the abandonment (the
+/// caller then starts the purchase again). Never buys anything itself.
+async fn take_over(
+    state: &AppState,
+    principal: &Principal,
+    twilio: &Twilio,
+    id: &str,
+    purchase: &PhoneNumberPurchase,
+) -> Result<Option<IncomingNumber>, ApiError> {
+    let now = chrono::Utc::now();
+    let timeout = state.config.provisioning_timeout_secs;
+    if !is_stale(purchase.requested_at, now, timeout) {
+        let waited = purchase.requested_at.map_or(0, |t| (now - t).num_seconds());
+        return Err(ApiError::conflict(
+            "purchase_in_progress",
+            "a purchase with this Idempotency-Key is still in progress",
+        )
+        .with_details(json!({ "retry_after_seconds": (timeout - waited).max(1) })));
+    }
+    // Read-only, so concurrent retries may both ask; only one wins the take-over below.
+    let found = match &purchase.number {
+        Some(number) => twilio
+            .find_incoming(number, &principal.org())
+            .await
+            .map_err(provider_error)?,
+        // No number was chosen yet, so nothing was bought.
+        None => None,
+    };
+    execute(
+        state,
+        principal,
+        OrganizationCommand::ResumePhoneNumberPurchase {
+            purchase_id: id.to_string(),
+            at: now,
+            stale_after_secs: timeout,
+            actor: principal.actor(),
+        },
+        None,
+    )
+    .await?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    execute(
+        state,
+        principal,
+        OrganizationCommand::AbandonPhoneNumberPurchase {
+            purchase_id: id.to_string(),
+            reason: "the request timed out and Twilio has no such number".to_string(),
+            actor: principal.actor(),
+        },
+        None,
+    )
+    .await?;
+    Ok(None)
+}
+
 pub struct PhoneNumbersApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::PhoneNumbers")]
@@ -311,7 +454,11 @@ impl PhoneNumbersApi {
     /// Buy a number through Twilio and link it to an assistant in VAPI.
     ///
     /// Send `Idempotency-Key`: a retry with the same key never buys twice (409
-    /// `purchase_in_progress` while the first runs; the first's number once it is done).
+    /// `purchase_in_progress` while the first runs, with `details.retry_after_seconds`; the
+    /// first's number once it is done). A purchase left pending longer than
+    /// `PROVISIONING_TIMEOUT_SECS` (its request crashed) is taken over by the retry, which
+    /// looks the number up in Twilio first: found, it is linked and recorded (`recovered`);
+    /// not found, the abandonment is recorded and the purchase starts again.
     /// 409 `assistant_not_synced`, 422 `no_numbers_available`; 502 `provider_rejected` /
     /// 503 `provider_unavailable` when Twilio or VAPI fail (the failure is recorded and a
     /// number already bought is released again).
@@ -369,17 +516,30 @@ impl PhoneNumbersApi {
                 position: 0,
                 sandbox: twilio(&state).sandbox(),
                 duplicate: true,
+                recovered: false,
             })));
         }
-        if org
+        let twilio = twilio(&state);
+        let pending = org
             .purchases
             .get(&id)
-            .is_some_and(|p| p.status == PurchaseStatus::Pending)
-        {
-            return Err(ApiError::conflict(
-                "purchase_in_progress",
-                "a purchase with this Idempotency-Key is still in progress",
-            ));
+            .filter(|p| p.status == PurchaseStatus::Pending);
+        if let Some(purchase) = pending {
+            // Still running, or left behind by a request that crashed or hung?
+            if let Some(bought) = take_over(&state, &principal, &twilio, &id, purchase).await? {
+                let assistant_id = purchase.assistant_id.clone();
+                let vapi_assistant = assistant_id
+                    .as_deref()
+                    .map(|a| synced_assistant(&org, a))
+                    .transpose()?;
+                let step = LinkStep {
+                    id: &id,
+                    assistant_id,
+                    vapi_assistant,
+                    friendly_name,
+                };
+                return link_and_record(&state, &principal, &twilio, step, bought, true).await;
+            }
         }
         // 1. The intent, before any provider is called.
         execute(
@@ -390,34 +550,51 @@ impl PhoneNumbersApi {
                 number: number.clone(),
                 area_code: code.clone(),
                 assistant_id: body.assistant_id.clone(),
+                at: chrono::Utc::now(),
                 actor: principal.actor(),
             },
             None,
         )
         .await?;
-        let twilio = twilio(&state);
         let number = match (number, code) {
             (Some(n), _) => n,
-            (None, Some(code)) => match twilio.search(&code, 1, &org_id).await {
-                Ok((found, _)) => match found.into_iter().next() {
-                    Some(n) => n.phone_number,
-                    None => {
-                        let err = ApiError::unprocessable(
-                            "no_numbers_available",
-                            format!("Twilio has no numbers available in area code {code}"),
-                        );
-                        let reason = "no numbers available".to_string();
+            (None, Some(code)) => {
+                let n = match twilio.search(&code, 1, &org_id).await {
+                    Ok((found, _)) => match found.into_iter().next() {
+                        Some(n) => n.phone_number,
+                        None => {
+                            let err = ApiError::unprocessable(
+                                "no_numbers_available",
+                                format!("Twilio has no numbers available in area code {code}"),
+                            );
+                            let reason = "no numbers available".to_string();
+                            return Err(
+                                fail(&state, &principal, &id, "search", reason, None, err).await
+                            );
+                        }
+                    },
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let err = provider_error(e);
                         return Err(
                             fail(&state, &principal, &id, "search", reason, None, err).await
                         );
                     }
-                },
-                Err(e) => {
-                    let reason = e.to_string();
-                    let err = provider_error(e);
-                    return Err(fail(&state, &principal, &id, "search", reason, None, err).await);
-                }
-            },
+                };
+                // Recorded before buying, so a retry after a crash knows what to look for.
+                execute(
+                    &state,
+                    &principal,
+                    OrganizationCommand::ChoosePurchaseNumber {
+                        purchase_id: id.clone(),
+                        number: n.clone(),
+                        actor: principal.actor(),
+                    },
+                    None,
+                )
+                .await?;
+                n
+            }
             (None, None) => return Err(ApiError::internal("no number and no area code")),
         };
         // 2. Buy.
@@ -434,57 +611,13 @@ impl PhoneNumbersApi {
                 return Err(fail(&state, &principal, &id, "twilio", reason, None, err).await);
             }
         };
-        // 3. Link in VAPI.
-        let import = PhoneNumberImport {
-            number: bought.phone_number.clone(),
-            twilio_account_sid: twilio.account_sid().to_string(),
-            twilio_auth_token: twilio.auth_token().unwrap_or_default().to_string(),
-            assistant_id: vapi_assistant,
-            name: friendly_name.clone(),
-            server_url: Some(super::assistants::server_url(&state, &org_id)),
+        let step = LinkStep {
+            id: &id,
+            assistant_id: body.assistant_id,
+            vapi_assistant,
+            friendly_name,
         };
-        let linked = match vapi(&state).create_phone_number(&import, &org_id).await {
-            Ok(l) => l,
-            Err(e) => {
-                let reason = e.to_string();
-                let err = provider_error(e);
-                // Compensate: give the number back, so nothing is half provisioned.
-                let unreleased = match twilio.release(&bought.sid, &org_id).await {
-                    Ok(()) => None,
-                    Err(release) => {
-                        tracing::error!(sid = %bought.sid, error = %release,
-                            "a bought number could not be released after VAPI failed");
-                        Some(bought.sid.clone())
-                    }
-                };
-                return Err(fail(&state, &principal, &id, "vapi", reason, unreleased, err).await);
-            }
-        };
-        // 4. The outcome.
-        let (position, org) = execute(
-            &state,
-            &principal,
-            OrganizationCommand::ProvisionPhoneNumber {
-                phone_number_id: id.clone(),
-                number: bought.phone_number.clone(),
-                provider_sid: bought.sid.clone(),
-                assistant_id: body.assistant_id,
-                vapi_phone_number_id: Some(linked.id),
-                actor: principal.actor(),
-            },
-            None,
-        )
-        .await?;
-        let mut data = find(&org, &id)?;
-        if data.friendly_name.is_none() {
-            data.friendly_name = friendly_name;
-        }
-        Ok(BuyResponse::Created(Json(PhoneNumberWritten {
-            data,
-            position,
-            sandbox: bought.sandbox || linked.sandbox,
-            duplicate: false,
-        })))
+        link_and_record(&state, &principal, &twilio, step, bought, false).await
     }
 
     /// One phone number.
@@ -578,6 +711,7 @@ impl PhoneNumbersApi {
             position,
             sandbox,
             duplicate: false,
+            recovered: false,
         }))
     }
 

@@ -12,6 +12,10 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::helpers::*;
 
+mod oauth;
+mod recovery;
+mod roles;
+
 const VAPI_KEY: &str = "vapi-test-key";
 const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const TWILIO_API: &str = "/2010-04-01/Accounts/ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -23,6 +27,14 @@ struct Providers {
 }
 
 async fn spawn_with_providers(backend: &str) -> (TestApp, Providers) {
+    spawn_with_providers_and(backend, |_| {}).await
+}
+
+/// Like [`spawn_with_providers`], with `configure` applied last.
+async fn spawn_with_providers_and(
+    backend: &str,
+    configure: impl FnOnce(&mut callflex::config::Config),
+) -> (TestApp, Providers) {
     let vapi = MockServer::start().await;
     let twilio = MockServer::start().await;
     let (vapi_uri, twilio_uri) = (vapi.uri(), twilio.uri());
@@ -32,6 +44,7 @@ async fn spawn_with_providers(backend: &str) -> (TestApp, Providers) {
         c.twilio.base_url = twilio_uri;
         c.twilio.api_key = Some(Secret::new(TWILIO_TOKEN));
         c.twilio_account_sid = Some(ACCOUNT_SID.into());
+        configure(c);
     })
     .await;
     (app, Providers { vapi, twilio })
