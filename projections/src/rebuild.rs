@@ -122,6 +122,9 @@ async fn catch_up(
     let mut applied = 0u64;
     while let Some(batch) = batches.recv().await {
         let batch = batch?;
+        // PostgreSQL applies the projectors concurrently; SQLite has one writer (concurrent
+        // transactions would only queue in its busy handler, sleeping), so one at a time.
+        let concurrent = store.backend() == Backend::Postgres;
         let mut tasks = tokio::task::JoinSet::new();
         for (index, projector) in projectors.iter().enumerate() {
             // Each projector only takes what lies after its own checkpoint.
@@ -130,18 +133,13 @@ async fn catch_up(
             if skip == batch.len() {
                 continue;
             }
-            let (store, projector, batch) = (store.clone(), projector.clone(), batch.clone());
-            tasks.spawn(async move {
-                let started = Instant::now();
-                let name = rebuild_checkpoint_name(projector.as_ref());
-                let events = &batch[skip..];
-                let ok = apply_batch(&store, projector.as_ref(), Tables::REBUILD, &name, after, events)
-                    .await?;
-                if !ok {
-                    return Err(ProjectionError::Rebuild(format!("rebuild checkpoint {name} moved under the rebuild; is another rebuild running?"),));
-                }
-                Ok::<_, ProjectionError>((index, started.elapsed()))
-            });
+            let job =
+                apply_rebuild_batch(store.clone(), projector.clone(), batch.clone(), skip, after);
+            if concurrent {
+                tasks.spawn(async move { Ok::<_, ProjectionError>((index, job.await?)) });
+            } else {
+                apply_time[index] += job.await?;
+            }
         }
         while let Some(joined) = tasks.join_next().await {
             let (index, took) = joined
@@ -159,6 +157,34 @@ async fn catch_up(
         .await
         .map_err(|e| ProjectionError::Rebuild(format!("rebuild reader failed: {e}")))?;
     Ok(applied)
+}
+
+/// Applies `batch[skip..]` to `projector`'s fresh tables; returns the time it took.
+async fn apply_rebuild_batch(
+    store: EventStore,
+    projector: Arc<dyn Projector>,
+    batch: Batch,
+    skip: usize,
+    after: Checkpoint,
+) -> Result<Duration, ProjectionError> {
+    let started = Instant::now();
+    let name = rebuild_checkpoint_name(projector.as_ref());
+    let events = &batch[skip..];
+    if !apply_batch(
+        &store,
+        projector.as_ref(),
+        Tables::REBUILD,
+        &name,
+        after,
+        events,
+    )
+    .await?
+    {
+        return Err(ProjectionError::Rebuild(format!(
+            "rebuild checkpoint {name} moved under the rebuild; is another rebuild running?"
+        )));
+    }
+    Ok(started.elapsed())
 }
 
 async fn prepare_fresh_tables(
