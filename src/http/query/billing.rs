@@ -330,7 +330,7 @@ impl BillingApi {
             let k = sql.arg(Arg::I64(c.key));
             let id = sql.arg(Arg::Str(c.id));
             sql.push(&format!(
-                " AND (at < {k} OR (at = {k} AND invoice_id < {id}))"
+                " AND at <= {k} AND (at < {k} OR (at = {k} AND invoice_id < {id}))"
             ));
         }
         let n = sql.arg(Arg::I64(limit + 1));

@@ -306,8 +306,10 @@ pub async fn list(
     if let Some(c) = cursor {
         let k = sql.arg(Arg::I64(c.key));
         let id = sql.arg(Arg::Str(c.id));
+        // The redundant `started_at <= k` lets the index seek straight to the cursor instead
+        // of filtering every newer call (deep pages cost the same as the first).
         sql.push(&format!(
-            " AND (started_at < {k} OR (started_at = {k} AND id < {id}))"
+            " AND started_at <= {k} AND (started_at < {k} OR (started_at = {k} AND id < {id}))"
         ));
     }
     let n = sql.arg(Arg::I64(limit + 1));

@@ -315,7 +315,7 @@ impl ContactsApi {
             let k = sql.arg(Arg::I64(c.key));
             let id = sql.arg(Arg::Str(c.id));
             sql.push(&format!(
-                " AND (created_at < {k} OR (created_at = {k} AND id < {id}))"
+                " AND created_at <= {k} AND (created_at < {k} OR (created_at = {k} AND id < {id}))"
             ));
         }
         let n = sql.arg(Arg::I64(limit + 1));
