@@ -18,6 +18,9 @@ use crate::{now_ms, StoreError};
 /// Columns of one event row; at most this many rows go into one INSERT statement.
 const COLUMNS: usize = 13;
 const MAX_ROWS_PER_INSERT: usize = 500;
+/// SQLite prepares a statement in O(parameters²) (it looks each `$N` up among the names seen):
+/// keep its multi-row INSERTs below ~1,000 parameters.
+const MAX_ROWS_PER_INSERT_SQLITE: usize = 70;
 
 #[derive(Clone)]
 pub struct EventStore {
@@ -102,9 +105,13 @@ impl EventStore {
         }
         let mut tx = self.backend.begin_write(&self.pool).await?;
         let mut positions: Vec<i64> = Vec::with_capacity(append.events.len());
-        for (chunk_index, chunk) in append.events.chunks(MAX_ROWS_PER_INSERT).enumerate() {
+        let rows_per_insert = match self.backend {
+            Backend::Postgres => MAX_ROWS_PER_INSERT,
+            Backend::Sqlite => MAX_ROWS_PER_INSERT_SQLITE,
+        };
+        for (chunk_index, chunk) in append.events.chunks(rows_per_insert).enumerate() {
             let sql = self.insert_sql(chunk.len());
-            let base = append.expected_version + (chunk_index * MAX_ROWS_PER_INSERT) as i64;
+            let base = append.expected_version + (chunk_index * rows_per_insert) as i64;
             let query = bind_events(sqlx::query(&sql), append, chunk, base)?;
             let rows = query
                 .fetch_all(&mut *tx)

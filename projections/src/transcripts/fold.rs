@@ -240,7 +240,7 @@ async fn delete_in(
     table: &str,
     call_ids: &[String],
 ) -> Result<(), ProjectionError> {
-    for chunk in call_ids.chunks(10_000) {
+    for chunk in call_ids.chunks(crate::batch::max_parameters(tx)) {
         let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let sql = format!(
             "DELETE FROM {table} WHERE call_id IN ({})",
