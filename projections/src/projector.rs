@@ -38,11 +38,6 @@ pub enum DomainEvent {
 }
 
 impl DomainEvent {
-    /// Decodes a stored event's JSON payload.
-    pub fn decode(event: &StoredEvent) -> Result<Self, ProjectionError> {
-        Self::decode_payload(event, &event.payload.to_string())
-    }
-
     /// Decodes `payload` (the event's JSON text) straight into the aggregate's event type,
     /// with no JSON tree in between (what rebuilds spend most of their reading time on).
     pub fn decode_payload(event: &StoredEvent, payload: &str) -> Result<Self, ProjectionError> {
