@@ -12,10 +12,17 @@ use crate::config::Config;
 use crate::http;
 use crate::state::AppState;
 
+/// Under sustained load the live projectors read the log at most this often (one shared read
+/// per interval, every event since in one batch); an isolated event is still read at once.
+const PROJECTION_READ_INTERVAL: Duration = Duration::from_millis(10);
+
 pub struct Application {
     port: u16,
     state: Arc<AppState>,
+    /// Stops the HTTP server (graceful: requests in flight finish).
     stop: watch::Sender<bool>,
+    /// Stops the projectors, once the server is down and the ledger flushed.
+    stop_projectors: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -30,10 +37,16 @@ impl Application {
             eventlog::EventStore::open(&config.database_url, config.database_max_connections)
                 .await?;
         let (stop, stop_rx) = watch::channel(false);
+        let (stop_projectors, projectors_rx) = watch::channel(false);
         let mut handles = Vec::new();
+        let feed = Arc::new(projections::LogFeed::new(
+            store.clone(),
+            PROJECTION_READ_INTERVAL,
+        ));
         for projector in projections::all() {
-            let runner = projections::ProjectorRunner::new(store.clone(), projector);
-            let (handle, _task) = runner.spawn(stopped(stop_rx.clone()));
+            let runner =
+                projections::ProjectorRunner::new(store.clone(), projector).feed(feed.clone());
+            let (handle, _task) = runner.spawn(stopped(projectors_rx.clone()));
             handles.push(handle);
         }
         let state = Arc::new(AppState::new(config.clone(), store, handles));
@@ -60,6 +73,7 @@ impl Application {
             port,
             state,
             stop,
+            stop_projectors,
             server,
         })
     }
@@ -83,7 +97,10 @@ impl Application {
             _ = shutdown => {}
         }
         let _ = self.stop.send(true);
-        server.await??;
+        let served = server.await;
+        self.state.ledger.flush().await;
+        let _ = self.stop_projectors.send(true);
+        served??;
         Ok(())
     }
 
@@ -91,5 +108,7 @@ impl Application {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        self.state.ledger.flush().await;
+        let _ = self.stop_projectors.send(true);
     }
 }

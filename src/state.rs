@@ -11,6 +11,7 @@ use projections::ProjectorHandle;
 
 use crate::auth::SignInLimiter;
 use crate::config::Config;
+use crate::webhooks::deliveries::Ledger;
 
 /// Snapshot every 50 events; bump a schema version when that aggregate's state shape changes.
 const SNAPSHOT_EVERY: i64 = 50;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub user_emails: AggregateRepository<UserEmail>,
     pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
+    /// Raw webhook deliveries and their answers, written in the background.
+    pub ledger: Ledger,
 }
 
 impl AppState {
@@ -45,6 +48,7 @@ impl AppState {
                 crate::auth::Limits::default(),
             ),
             config,
+            ledger: Ledger::start(store.clone()),
             store,
             projectors,
         }

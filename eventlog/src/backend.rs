@@ -43,6 +43,24 @@ impl Backend {
             Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         }
     }
+
+    /// A write transaction whose commit does not wait for the WAL flush on PostgreSQL
+    /// (`synchronous_commit = off`, set in the same round trip). For data the log stands
+    /// behind: read models and their checkpoints (a crash can lose the last few milliseconds
+    /// of such commits, each losing its changes and its checkpoint together, so the projector
+    /// applies those events again) and the delivery ledger. The log's own appends keep waiting.
+    pub async fn begin_relaxed(
+        self,
+        pool: &AnyPool,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self {
+            Backend::Postgres => {
+                pool.begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await
+            }
+            Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+    }
 }
 
 /// Hides the password of a connection URL for logs and errors.

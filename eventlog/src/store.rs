@@ -369,30 +369,18 @@ impl EventStore {
     ) -> Result<Vec<AnyRow>, StoreError> {
         Ok(match self.backend {
             Backend::Postgres => {
+                // One round trip: the function pins the ordered index scan (see migration
+                // 0010); the outer ORDER BY keeps the order a guarantee, not an accident.
                 let sql = format!(
-                    "SELECT {columns} FROM events \
-                     WHERE (transaction_id, global_position) > ($1, $2) \
-                     AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                     ORDER BY transaction_id, global_position LIMIT $3"
+                    "SELECT {columns} FROM callflex_events_after($1, $2, $3) \
+                     ORDER BY transaction_id, global_position"
                 );
-                // The planner misjudges the row comparison and the horizon and picks a
-                // bitmap scan that sorts EVERY event after the checkpoint for each batch
-                // (quadratic over a rebuild). The ordered index scan is always the right plan.
-                let mut tx = self.pool.begin().await?;
-                sqlx::query(
-                    "SELECT set_config('enable_bitmapscan', 'off', true), \
-                     set_config('enable_seqscan', 'off', true)",
-                )
-                .execute(&mut *tx)
-                .await?;
-                let rows = sqlx::query(&sql)
+                sqlx::query(&sql)
                     .bind(after.transaction_id)
                     .bind(after.position)
                     .bind(limit)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                rows
+                    .fetch_all(&self.pool)
+                    .await?
             }
             Backend::Sqlite => {
                 let sql = format!(

@@ -2,6 +2,7 @@
 //! PostgreSQL a LISTEN task also relays `callflex_events` notifications from other processes.
 //! Consumers still poll on a timer, so a lost notification only delays them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,10 @@ pub struct Wake {
     tx: Arc<watch::Sender<i64>>,
     /// Positions committed by THIS process, to be announced to other processes.
     committed: Arc<watch::Sender<i64>>,
+    /// Bumped by every wake-up, even one that brings no higher position (a transaction that
+    /// took a lower position but committed later): a read started after generation `g` was
+    /// taken sees everything announced up to `g`.
+    generation: Arc<AtomicU64>,
 }
 
 impl Default for Wake {
@@ -27,7 +32,13 @@ impl Wake {
         Self {
             tx: Arc::new(tx),
             committed: Arc::new(committed),
+            generation: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The number of wake-ups so far (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Called after this process committed an append: wakes local consumers at once and lets
@@ -59,6 +70,7 @@ impl Wake {
     }
 
     pub fn notify(&self, position: i64) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.tx.send_modify(|last| *last = (*last).max(position));
     }
 
@@ -70,6 +82,7 @@ impl Wake {
     /// task ends once every handle of this `Wake` is dropped.
     pub fn listen_postgres(&self, url: String) {
         let weak = Arc::downgrade(&self.tx);
+        let generation = self.generation.clone();
         tokio::spawn(async move {
             while weak.strong_count() > 0 {
                 let mut listener = match sqlx::postgres::PgListener::connect(&url).await {
@@ -92,6 +105,7 @@ impl Wake {
                     match received {
                         Ok(Ok(n)) => {
                             let position = n.payload().parse().unwrap_or_default();
+                            generation.fetch_add(1, Ordering::AcqRel);
                             tx.send_modify(|last| *last = (*last).max(position));
                         }
                         Ok(Err(err)) => {

@@ -256,6 +256,10 @@ impl Projector for AccountsProjector {
         "accounts"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::User(_) | DomainEvent::Organization(_))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "users",

@@ -24,6 +24,10 @@ impl Projector for BillingProjector {
         "billing"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::Subscription(_))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "billing_subscriptions",

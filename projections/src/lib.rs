@@ -6,6 +6,8 @@
 //! - [`runner`]: [`ProjectorRunner`]: reads the log after its checkpoint, applies a batch and
 //!   stores the read-model changes and the new checkpoint in ONE transaction; wakes on new
 //!   events, polls as a fallback, reports lag, waits for a position (read-your-writes).
+//! - [`feed`]: [`LogFeed`], one read of the log shared by the live runners, spaced out under
+//!   load.
 //! - [`rebuild`]: blue/green rebuild of a projector into fresh tables, then an atomic swap.
 //! - One module per read model: [`calls`] (calls + call actions), [`transcripts`],
 //!   [`contacts`], [`usage`] (per organization per day), [`billing`] (subscriptions,
@@ -19,6 +21,7 @@ pub mod batch;
 pub mod billing;
 pub mod calls;
 pub mod contacts;
+pub mod feed;
 pub mod projector;
 pub mod rebuild;
 pub mod runner;
@@ -28,6 +31,7 @@ pub mod usage;
 
 use std::sync::Arc;
 
+pub use feed::LogFeed;
 pub use projector::{DomainEvent, ProjectionError, Projector, Tables};
 pub use runner::{ProjectorHandle, ProjectorRunner, ProjectorStatus};
 

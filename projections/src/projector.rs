@@ -87,6 +87,15 @@ pub trait Projector: Send + Sync {
     /// The tables this projector owns (rebuilt and swapped together).
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether `event` can change this read model. The live runner skips the write
+    /// transaction of a batch holding none of them (most batches, for most projectors) and
+    /// only moves its checkpoint in memory, persisting it later. Answering `true` for an
+    /// event `apply` ignores is always safe; `false` for one it uses loses updates (the
+    /// batched-vs-event-by-event projection test catches that).
+    fn wants(&self, _event: &DomainEvent) -> bool {
+        true
+    }
+
     async fn apply(
         &self,
         tx: &mut Transaction<'static, Any>,

@@ -59,6 +59,10 @@ pub async fn rebuild_all(
     let mut apply_time = vec![Duration::ZERO; projectors.len()];
     // Catch up without blocking the live projectors...
     let mut events = catch_up(store, &projectors, &mut apply_time).await?;
+    // ...build the secondary indexes left out while the bulk went in...
+    for projector in &projectors {
+        create_deferred_indexes(store, projector.as_ref()).await?;
+    }
     // ...then stop them for the last few events and the swaps.
     let mut pauses = Vec::with_capacity(handles.len());
     for handle in handles {
@@ -75,6 +79,10 @@ pub async fn rebuild_all(
             checkpoint: done,
             apply_time,
         });
+    }
+    // The live runners re-load the swapped-in checkpoints before their next batch.
+    for progress in &mut pauses {
+        progress.reset();
     }
     let took = started.elapsed();
     Ok(reports.into_iter().map(|r| (r, took)).collect())
@@ -201,8 +209,74 @@ async fn prepare_fresh_tables(
             Backend::Postgres => {
                 tx.execute(format!("CREATE TABLE {fresh} (LIKE {table} INCLUDING ALL)").as_str())
                     .await?;
+                // Upserts need the unique indexes; the others are built once at the end,
+                // which is far cheaper than maintaining them row by row (GIN above all).
+                for index in secondary_indexes(&mut tx, &fresh).await? {
+                    tx.execute(format!("DROP INDEX {}", index.name).as_str())
+                        .await?;
+                }
             }
             Backend::Sqlite => copy_sqlite_schema(&mut tx, table, &fresh).await?,
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A non-unique index of a table (PostgreSQL).
+struct SecondaryIndex {
+    name: String,
+    /// `USING method (columns) ...`: the definition after the table name.
+    using: String,
+}
+
+async fn secondary_indexes(
+    tx: &mut Transaction<'static, Any>,
+    table: &str,
+) -> Result<Vec<SecondaryIndex>, ProjectionError> {
+    let rows = sqlx::query(
+        "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = to_regclass($1) AND NOT i.indisunique ORDER BY c.relname",
+    )
+    .bind(table.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let name: String = row.try_get(0)?;
+            let def: String = row.try_get(1)?;
+            let using = def
+                .find(" USING ")
+                .map(|at| def[at + 1..].to_string())
+                .ok_or_else(|| {
+                    ProjectionError::Rebuild(format!("unexpected index definition: {def}"))
+                })?;
+            Ok(SecondaryIndex { name, using })
+        })
+        .collect()
+}
+
+/// Gives the fresh tables the live tables' non-unique indexes (PostgreSQL; SQLite's fresh
+/// tables keep every index from the start).
+async fn create_deferred_indexes(
+    store: &EventStore,
+    projector: &dyn Projector,
+) -> Result<(), ProjectionError> {
+    if store.backend() != Backend::Postgres {
+        return Ok(());
+    }
+    let mut tx = store.backend().begin_write(store.pool()).await?;
+    for table in projector.tables() {
+        let fresh = Tables::REBUILD.name(table);
+        let present = secondary_indexes(&mut tx, &fresh).await?;
+        for index in secondary_indexes(&mut tx, table).await? {
+            if present.iter().any(|p| p.using == index.using) {
+                continue;
+            }
+            // Unnamed: PostgreSQL picks a free name from the table and columns.
+            tx.execute(format!("CREATE INDEX ON {fresh} {}", index.using).as_str())
+                .await?;
         }
     }
     tx.commit().await?;

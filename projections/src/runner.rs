@@ -5,6 +5,11 @@
 //! a session advisory lock keeps one active runner per projector across processes; the others
 //! stand by. A failing event stalls the projector (it is retried with back-off and reported in
 //! its status) rather than being skipped.
+//!
+//! A batch with no event the projector [wants](Projector::wants) writes nothing: the runner
+//! moves its cursor in memory and persists the checkpoint with its next write, or after
+//! [`PERSIST_SKIPPED_AFTER`] at the latest. Replaying skipped events after a crash is
+//! harmless (they change nothing), so this trades no correctness for most write transactions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +17,37 @@ use std::time::Duration;
 use eventlog::{checkpoint, Backend, Checkpoint, EventStore, StoredEvent};
 use sqlx::Row;
 use tokio::sync::{watch, Mutex};
+use tokio::time::Instant;
 
+pub use crate::feed::read_decoded;
+use crate::feed::LogFeed;
 use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
+
+/// The longest a checkpoint moved past skipped events stays unpersisted (so a restart does not
+/// re-read a long run of events this projector ignores).
+pub const PERSIST_SKIPPED_AFTER: Duration = Duration::from_secs(1);
+
+/// How far the runner has got: `cursor` (every event up to it is applied or irrelevant) and
+/// `persisted` (the checkpoint as stored, which the next write must find unchanged). `None`
+/// until loaded, and again after someone else moved the stored checkpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    known: Option<Known>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    cursor: Checkpoint,
+    persisted: Checkpoint,
+    persisted_at: Instant,
+}
+
+impl Progress {
+    /// Forget the in-memory position (a rebuild's swap moved the stored checkpoint).
+    pub(crate) fn reset(&mut self) {
+        self.known = None;
+    }
+}
 
 /// What `/health` shows for a projector.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,7 +63,7 @@ pub struct ProjectorHandle {
     pub projector: Arc<dyn Projector>,
     status: watch::Receiver<ProjectorStatus>,
     /// Held for each batch; a rebuild's final swap takes it so no batch runs mid-swap.
-    pub(crate) batch_lock: Arc<Mutex<()>>,
+    pub(crate) batch_lock: Arc<Mutex<Progress>>,
 }
 
 impl ProjectorHandle {
@@ -64,27 +98,36 @@ impl ProjectorHandle {
 pub struct ProjectorRunner {
     store: EventStore,
     projector: Arc<dyn Projector>,
+    feed: Arc<LogFeed>,
     batch_size: i64,
     poll_interval: Duration,
     status: watch::Sender<ProjectorStatus>,
-    batch_lock: Arc<Mutex<()>>,
+    batch_lock: Arc<Mutex<Progress>>,
 }
 
 impl ProjectorRunner {
+    /// A runner with a feed of its own; [`feed`](Self::feed) shares one between runners.
     pub fn new(store: EventStore, projector: Arc<dyn Projector>) -> Self {
         let (status, _) = watch::channel(ProjectorStatus::default());
         Self {
+            feed: Arc::new(LogFeed::new(store.clone(), Duration::ZERO)),
             store,
             projector,
             batch_size: 500,
             poll_interval: Duration::from_millis(500),
             status,
-            batch_lock: Arc::new(Mutex::new(())),
+            batch_lock: Arc::new(Mutex::new(Progress::default())),
         }
     }
 
     pub fn batch_size(mut self, size: i64) -> Self {
         self.batch_size = size.max(1);
+        self
+    }
+
+    /// Reads through `feed`, shared with the other live projectors.
+    pub fn feed(mut self, feed: Arc<LogFeed>) -> Self {
+        self.feed = feed;
         self
     }
 
@@ -127,16 +170,21 @@ impl ProjectorRunner {
         self.status.send_modify(|s| s.active = true);
         let mut wake = self.store.wake().subscribe();
         let mut backoff = Duration::from_millis(100);
+        // The wake generation this batch answers; `None` after a poll timeout.
+        let mut seen = None;
         loop {
-            match self.run_batch().await {
-                Ok(0) => {
+            match self.next_batch(seen).await {
+                Ok(n) if (n as i64) < self.batch_size => {
                     backoff = Duration::from_millis(100);
-                    tokio::select! {
-                        _ = wake.changed() => {}
-                        _ = tokio::time::sleep(self.poll_interval) => {}
-                    }
+                    seen = tokio::select! {
+                        _ = wake.changed() => Some(self.store.wake().generation()),
+                        _ = tokio::time::sleep(self.poll_interval) => None,
+                    };
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    seen = Some(self.store.wake().generation());
+                }
                 Err(err) => {
                     tracing::error!(projector = name, error = %err, "projection batch failed; retrying");
                     self.report_error(&err);
@@ -169,33 +217,71 @@ impl ProjectorRunner {
         Ok(locked.then_some(Some(conn)))
     }
 
-    /// Applies one batch; returns how many events it applied.
+    /// Applies one batch, reading the log afresh; returns how many events it covered.
     pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
-        let _guard = self.batch_lock.lock().await;
+        self.next_batch(None).await
+    }
+
+    /// One batch after the runner's cursor, read through the feed (`seen`: see
+    /// [`LogFeed::read_after`]). Events are applied and the checkpoint moved in one
+    /// transaction, unless the batch holds nothing this projector wants.
+    async fn next_batch(&self, seen: Option<u64>) -> Result<usize, ProjectionError> {
+        let mut progress = self.batch_lock.lock().await;
         let name = self.projector.name();
-        let from = checkpoint::load(self.store.pool(), name).await?;
-        let events = read_decoded(&self.store, from, self.batch_size).await?;
+        let known = match progress.known {
+            Some(known) => known,
+            None => {
+                let stored = checkpoint::load(self.store.pool(), name).await?;
+                Known {
+                    cursor: stored,
+                    persisted: stored,
+                    persisted_at: Instant::now(),
+                }
+            }
+        };
+        progress.known = Some(known);
+        let events = self
+            .feed
+            .read_after(known.cursor, self.batch_size, seen)
+            .await?;
         let Some(last) = events.last().map(|(stored, _)| stored.checkpoint()) else {
             self.status
-                .send_modify(|s| s.checkpoint = s.checkpoint.max(from));
+                .send_modify(|s| s.checkpoint = s.checkpoint.max(known.cursor));
             return Ok(0);
         };
         let count = events.len();
-        let applied = apply_batch(
-            &self.store,
-            self.projector.as_ref(),
-            Tables::LIVE,
-            name,
-            from,
-            &events,
-        )
-        .await?;
-        if !applied {
-            tracing::warn!(
-                projector = name,
-                "checkpoint moved by someone else; re-reading"
-            );
-            return Ok(0);
+        let wanted = events.iter().any(|(_, e)| self.projector.wants(e));
+        let overdue = known.persisted_at.elapsed() >= PERSIST_SKIPPED_AFTER;
+        if wanted || overdue {
+            // The stored checkpoint may lag the cursor by skipped events: moving it from
+            // `persisted` covers them too.
+            let applied = apply_batch(
+                &self.store,
+                self.projector.as_ref(),
+                Tables::LIVE,
+                name,
+                known.persisted,
+                &events,
+            )
+            .await?;
+            if !applied {
+                tracing::warn!(
+                    projector = name,
+                    "checkpoint moved by someone else; re-reading"
+                );
+                progress.reset();
+                return Ok(0);
+            }
+            progress.known = Some(Known {
+                cursor: last,
+                persisted: last,
+                persisted_at: Instant::now(),
+            });
+        } else {
+            progress.known = Some(Known {
+                cursor: last,
+                ..known
+            });
         }
         self.status.send_modify(|s| {
             s.checkpoint = last;
@@ -203,17 +289,6 @@ impl ProjectorRunner {
         });
         Ok(count)
     }
-}
-
-/// Reads up to `limit` events after `from`, each decoded into the domain event it is.
-pub async fn read_decoded(
-    store: &EventStore,
-    from: Checkpoint,
-    limit: i64,
-) -> Result<Vec<(StoredEvent, DomainEvent)>, ProjectionError> {
-    store
-        .read_all_with(from, limit, DomainEvent::decode_payload)
-        .await
 }
 
 /// Applies `events` (read after checkpoint `from`) and moves checkpoint `checkpoint_name` to
@@ -230,7 +305,7 @@ pub async fn apply_batch(
     let Some((last, _)) = events.last() else {
         return Ok(true);
     };
-    let mut tx = store.backend().begin_write(store.pool()).await?;
+    let mut tx = store.backend().begin_relaxed(store.pool()).await?;
     if !checkpoint::advance(&mut tx, checkpoint_name, from, last.checkpoint()).await? {
         return Ok(false);
     }

@@ -71,6 +71,10 @@ impl Projector for UsageProjector {
         "usage"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::Call(CallEvent::CallEnded { .. }))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["usage_daily"]
     }

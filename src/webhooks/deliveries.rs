@@ -1,9 +1,44 @@
-//! The raw-delivery ledger (`webhook_deliveries`).
+//! The raw-delivery ledger (`webhook_deliveries`): every accepted delivery's raw body and the
+//! answer it got, for audit and for answering an exact redelivery with the first answer.
+//!
+//! Rows are written off the request path by [`Ledger`]'s writer task, many per statement: the
+//! events a delivery produced are already durably committed when it answers, and a
+//! redelivery whose row was lost (a crash within milliseconds) is answered from the log
+//! through the commands' idempotency keys. Until a row is written, [`Ledger::find`] answers
+//! from memory, so this process never misses its own recent deliveries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use eventlog::{now_ms, EventStore};
+use projections::batch::{insert_rows, Cell};
 use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
 
 use super::Outcome;
+
+/// Rows waiting for the writer before `record` makes callers wait (back-pressure).
+const QUEUE: usize = 512;
+/// Rows per write.
+const PER_WRITE: usize = 256;
+/// The longest [`Ledger::flush`] waits.
+const FLUSH_WAIT: Duration = Duration::from_secs(20);
+
+const COLUMNS: [&str; 12] = [
+    "provider",
+    "delivery_key",
+    "organization_id",
+    "message_type",
+    "received_at",
+    "content_type",
+    "body",
+    "status_code",
+    "response",
+    "first_position",
+    "last_position",
+    "event_count",
+];
 
 pub struct Delivery<'a> {
     pub provider: &'a str,
@@ -14,8 +49,175 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-/// The stored answer to an earlier delivery with the same key.
-pub async fn find(
+struct Pending {
+    provider: String,
+    key: String,
+    cells: Vec<Cell>,
+}
+
+enum Message {
+    Row(Pending),
+    Flush(oneshot::Sender<()>),
+}
+
+type Key = (String, String);
+
+/// Handle to the ledger writer; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    store: EventStore,
+    queue: mpsc::Sender<Message>,
+    /// Answers recorded but not yet written.
+    unwritten: Arc<Mutex<HashMap<Key, Outcome>>>,
+}
+
+impl Ledger {
+    /// Starts the writer task; it ends once every handle is dropped and the queue is drained.
+    pub fn start(store: EventStore) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let unwritten = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(write_loop(store.clone(), rx, unwritten.clone()));
+        Self {
+            store,
+            queue,
+            unwritten,
+        }
+    }
+
+    /// The answer given to an earlier delivery with this key, if any.
+    pub async fn find(&self, provider: &str, key: &str) -> Result<Option<Outcome>, sqlx::Error> {
+        let queued = self.find_unwritten(provider, key);
+        if queued.is_some() {
+            return Ok(queued);
+        }
+        find_written(&self.store, provider, key).await
+    }
+
+    /// The answer to a delivery recorded by this process but not yet written.
+    pub fn find_unwritten(&self, provider: &str, key: &str) -> Option<Outcome> {
+        self.unwritten
+            .lock()
+            .ok()
+            .and_then(|u| u.get(&(provider.to_string(), key.to_string())).cloned())
+    }
+
+    /// Queues an accepted delivery and its answer (the first answer for a key wins).
+    pub async fn record(&self, delivery: Delivery<'_>, outcome: &Outcome) {
+        let pending = Pending {
+            provider: delivery.provider.to_string(),
+            key: delivery.key.to_string(),
+            cells: vec![
+                delivery.provider.into(),
+                delivery.key.into(),
+                delivery.organization_id.into(),
+                delivery.message_type.into(),
+                now_ms().into(),
+                delivery.content_type.map(str::to_string).into(),
+                String::from_utf8_lossy(delivery.body).into_owned().into(),
+                i64::from(outcome.status).into(),
+                outcome.body.to_string().into(),
+                outcome.first_position.into(),
+                outcome.last_position.into(),
+                outcome.event_count.into(),
+            ],
+        };
+        if let Ok(mut unwritten) = self.unwritten.lock() {
+            unwritten
+                .entry((pending.provider.clone(), pending.key.clone()))
+                .or_insert_with(|| outcome.clone());
+        }
+        if let Err(mpsc::error::SendError(Message::Row(pending))) =
+            self.queue.send(Message::Row(pending)).await
+        {
+            // The writer is gone (shutting down): write this one directly.
+            let key = (pending.provider.clone(), pending.key.clone());
+            if let Err(err) = write(&self.store, vec![pending.cells]).await {
+                tracing::error!(error = %err, "delivery ledger write failed");
+            }
+            if let Ok(mut unwritten) = self.unwritten.lock() {
+                unwritten.remove(&key);
+            }
+        }
+    }
+
+    /// Waits until everything recorded so far is written (shutdown, tests), at most
+    /// [`FLUSH_WAIT`]: a shutdown must not hang on a database that went away.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        let flushed = tokio::time::timeout(FLUSH_WAIT, async {
+            if self.queue.send(Message::Flush(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        })
+        .await;
+        if flushed.is_err() {
+            let unwritten = self.unwritten.lock().map(|u| u.len()).unwrap_or(0);
+            tracing::error!(unwritten, "delivery ledger not flushed in time");
+        }
+    }
+}
+
+async fn write_loop(
+    store: EventStore,
+    mut rx: mpsc::Receiver<Message>,
+    unwritten: Arc<Mutex<HashMap<Key, Outcome>>>,
+) {
+    let mut messages = Vec::with_capacity(PER_WRITE);
+    while rx.recv_many(&mut messages, PER_WRITE).await > 0 {
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        let mut waiters = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Row(pending) => {
+                    keys.push((pending.provider, pending.key));
+                    rows.push(pending.cells);
+                }
+                Message::Flush(done) => waiters.push(done),
+            }
+        }
+        // A failed write is retried (the rows stay answerable from memory meanwhile): the
+        // audit trail is not dropped because the database blinked.
+        let mut backoff = Duration::from_millis(50);
+        while !rows.is_empty() {
+            let Err(err) = write(&store, rows.clone()).await else {
+                break;
+            };
+            tracing::error!(error = %err, rows = rows.len(), "delivery ledger write failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if let Ok(mut unwritten) = unwritten.lock() {
+            for key in &keys {
+                unwritten.remove(key);
+            }
+        }
+        for done in waiters {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// One transaction for the rows; on PostgreSQL its commit does not wait for the WAL flush
+/// (see the module comment).
+async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
+    let mut tx = store.backend().begin_relaxed(store.pool()).await?;
+    insert_rows(
+        &mut tx,
+        "webhook_deliveries",
+        &COLUMNS,
+        rows,
+        "ON CONFLICT (provider, delivery_key) DO NOTHING",
+    )
+    .await
+    .map_err(|err| match err {
+        projections::ProjectionError::Database(err) => err,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
+    tx.commit().await
+}
+
+async fn find_written(
     store: &EventStore,
     provider: &str,
     key: &str,
@@ -39,36 +241,6 @@ pub async fn find(
         })
     })
     .transpose()
-}
-
-/// Records an accepted delivery and its answer (first write wins).
-pub async fn record(
-    store: &EventStore,
-    delivery: Delivery<'_>,
-    outcome: &Outcome,
-) -> Result<(), sqlx::Error> {
-    // One autocommit statement: atomic on its own, one round trip instead of three.
-    sqlx::query(
-        "INSERT INTO webhook_deliveries (provider, delivery_key, organization_id, message_type, \
-         received_at, content_type, body, status_code, response, first_position, last_position, \
-         event_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-         ON CONFLICT (provider, delivery_key) DO NOTHING",
-    )
-    .bind(delivery.provider.to_string())
-    .bind(delivery.key.to_string())
-    .bind(delivery.organization_id)
-    .bind(delivery.message_type)
-    .bind(now_ms())
-    .bind(delivery.content_type.map(str::to_string))
-    .bind(String::from_utf8_lossy(delivery.body).into_owned())
-    .bind(i64::from(outcome.status))
-    .bind(outcome.body.to_string())
-    .bind(outcome.first_position)
-    .bind(outcome.last_position)
-    .bind(outcome.event_count)
-    .execute(store.pool())
-    .await?;
-    Ok(())
 }
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {

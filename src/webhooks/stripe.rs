@@ -7,7 +7,7 @@ use eventlog::{CommandMeta, ExecuteError};
 use uuid::Uuid;
 use wire::{StripeChange, StripeEvent};
 
-use super::deliveries::{self, Delivery};
+use super::deliveries::Delivery;
 use super::Outcome;
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -152,7 +152,7 @@ pub async fn ingest(
     })?;
     let event = wire::parse_stripe_event(body)
         .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
-    if let Some(previous) = deliveries::find(&state.store, "stripe", &event.id).await? {
+    if let Some(previous) = state.ledger.find("stripe", &event.id).await? {
         return Ok(previous);
     }
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
@@ -185,18 +185,19 @@ pub async fn ingest(
         outcome.body = serde_json::json!({ "received": true, "ignored": event.event_type });
     }
     let outcome = outcome.with_position();
-    deliveries::record(
-        &state.store,
-        Delivery {
-            provider: "stripe",
-            key: &event.id,
-            organization_id,
-            message_type: Some(event.event_type.clone()),
-            content_type,
-            body,
-        },
-        &outcome,
-    )
-    .await?;
+    state
+        .ledger
+        .record(
+            Delivery {
+                provider: "stripe",
+                key: &event.id,
+                organization_id,
+                message_type: Some(event.event_type.clone()),
+                content_type,
+                body,
+            },
+            &outcome,
+        )
+        .await;
     Ok(outcome)
 }

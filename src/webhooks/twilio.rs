@@ -6,7 +6,7 @@ use eventlog::{CommandMeta, ExecuteError};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::deliveries::{self, Delivery};
+use super::deliveries::Delivery;
 use super::Outcome;
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -59,7 +59,7 @@ pub async fn ingest(
         callback.call_status.as_deref().unwrap_or(""),
         callback.sequence_number.unwrap_or_default()
     );
-    if let Some(previous) = deliveries::find(&state.store, "twilio", &key).await? {
+    if let Some(previous) = state.ledger.find("twilio", &key).await? {
         return Ok(previous);
     }
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true, "matched": false }));
@@ -109,18 +109,19 @@ pub async fn ingest(
         organization_id = Some(org);
     }
     let outcome = outcome.with_position();
-    deliveries::record(
-        &state.store,
-        Delivery {
-            provider: "twilio",
-            key: &key,
-            organization_id,
-            message_type: callback.call_status.clone(),
-            content_type,
-            body,
-        },
-        &outcome,
-    )
-    .await?;
+    state
+        .ledger
+        .record(
+            Delivery {
+                provider: "twilio",
+                key: &key,
+                organization_id,
+                message_type: callback.call_status.clone(),
+                content_type,
+                body,
+            },
+            &outcome,
+        )
+        .await;
     Ok(outcome)
 }

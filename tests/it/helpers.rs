@@ -255,6 +255,7 @@ impl TestApp {
     /// Waits until every read model has applied the whole log.
     pub async fn settle(&self) {
         let state = self.app.state();
+        state.ledger.flush().await;
         let head = state.store.head().await.unwrap();
         let caught_up = state
             .wait_for_position(head, Duration::from_secs(20))

@@ -498,7 +498,34 @@ async fn stripe_events_drive_the_subscription_and_redeliveries_change_nothing(ba
     app.app.stop().await;
 }
 
+/// The VAPI path answers a redelivery from the log, not from the ledger: a service that
+/// restarted (or another instance) gives the same answers and records nothing new.
+async fn redeliveries_to_a_restarted_service_get_the_same_answers(backend: &str) {
+    let mut app = spawn_app(backend).await;
+    let deliveries = realistic_call("call-restart");
+    let mut answers = Vec::new();
+    for body in &deliveries {
+        answers.push(app.vapi_ok(body).await);
+    }
+    app.settle().await;
+    let head = app.head().await;
+
+    let restarted = callflex::startup::Application::build(app.app.state().config.clone())
+        .await
+        .expect("restarts");
+    app.base = format!("http://127.0.0.1:{}", restarted.port());
+    let old = std::mem::replace(&mut app.app, restarted);
+    old.stop().await;
+
+    for (body, first) in deliveries.iter().zip(&answers) {
+        assert_eq!(&app.vapi_ok(body).await, first, "redelivery of {body}");
+    }
+    assert_eq!(app.head().await, head, "redeliveries record nothing new");
+    app.app.stop().await;
+}
+
 crate::both_backends!(
+    redeliveries_to_a_restarted_service_get_the_same_answers,
     a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once,
     tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer,
     a_legacy_function_call_gets_a_result_and_unknown_functions_are_declined,

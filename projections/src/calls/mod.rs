@@ -40,6 +40,10 @@ impl Projector for CallsProjector {
         "calls"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::Call(_))
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["calls", "call_actions"]
     }

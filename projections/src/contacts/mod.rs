@@ -215,6 +215,18 @@ impl Projector for ContactsProjector {
         "contacts"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(
+            event,
+            DomainEvent::Call(
+                CallEvent::CallStarted { .. }
+                    | CallEvent::CallDetailsLearned { .. }
+                    | CallEvent::CallEnded { .. }
+                    | CallEvent::CallAnalyzed { .. }
+            ) | DomainEvent::Organization(_)
+        )
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["contacts", "contact_calls"]
     }

@@ -65,6 +65,17 @@ impl Projector for TranscriptsProjector {
         "transcripts"
     }
 
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(
+            event,
+            DomainEvent::Call(
+                CallEvent::CallStarted { .. }
+                    | CallEvent::TranscriptSegmentAdded { .. }
+                    | CallEvent::CallEnded { .. }
+            )
+        )
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["transcripts", "transcript_segments", "transcript_search"]
     }

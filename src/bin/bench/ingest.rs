@@ -417,7 +417,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             (&run.tool_server, "tool-calls inside the service"),
         ] {
             for (pct, label) in [(50.0, "p50"), (99.0, "p99")] {
-                let mut row = Row::num(
+                let row = Row::num(
                     format!("  {label} latency, {what}, {c} call(s)"),
                     samples.pct_ms(pct),
                     "ms",
@@ -427,9 +427,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                     raw.latency.pct_ms(pct),
                     "ms",
                 ));
-                if c == 64 && what.ends_with("inside the service") && pct == 99.0 {
-                    row = row.target(Target::Below(5.0));
-                }
                 section.row(row);
             }
         }
@@ -443,8 +440,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     }
 
     // Paced: 64 calls in progress at once, each sending one delivery per PACE (real calls
-    // send a final transcript every few seconds; this is about five times faster).
-    let paced_for = (ctx.run_for * 2).max(Duration::from_secs(10));
+    // send a final transcript every few seconds; this is about five times faster). This is
+    // the "64 concurrent calls" of the tool-call target; the closed loop above is saturation.
+    // The read models first absorb the closed-loop backlog, so it does not bill this run.
+    let head = store.head().await?;
+    app.state()
+        .wait_for_position(head, Duration::from_secs(60))
+        .await?;
+    let paced_for = (ctx.run_for * 4).max(Duration::from_secs(20));
     let raw64 = &raws[LEVELS.len() - 1];
     let run = drive(&client, &endpoint, 64, paced_for, Some(PACE), "paced").await;
     let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
@@ -521,9 +524,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     section.note(format!(
         "a call = status-update, {TRANSCRIPTS} final transcripts, one tool-calls (takeMessage) \
          midway, end-of-call-report; at 1/16/64 each worker plays calls back to back (closed \
-         loop: latency there is mostly queueing, ~ concurrency / throughput); the paced run keeps \
-         64 calls in progress at a realistic-but-faster rate; the baseline at each level is raw \
-         single-row INSERTs at the same concurrency"
+         loop, saturation: latency there is mostly queueing, ~ concurrency / throughput); the \
+         paced run keeps 64 calls in progress at a realistic-but-faster rate (one delivery per \
+         call per {} ms) and carries the tool-call target; the baseline at each level is raw \
+         single-row INSERTs at the same concurrency",
+        PACE.as_millis()
     ));
     section.note(format!(
         "peak RSS {}: it covers the service, its projectors and the load generator",
