@@ -1,5 +1,5 @@
 //! The transcripts read models folded in memory: a batch loads the transcript rows of the
-//! calls it touches, applies every event in log order, and writes the rows, the new segments
+//! calls it touches (segments included), applies every event in log order, and writes the rows
 //! and the search rows of the touched calls with one multi-row statement each. Same results
 //! as the per-event SQL in the parent module (a test compares them).
 
@@ -10,11 +10,12 @@ use eventlog::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
+use super::{add_segment, parse_segments, Segment};
 use crate::batch::{fetch_in, insert_rows, replace_all, Cell};
 use crate::projector::{DomainEvent, ProjectionError, Tables};
-use crate::sql::{json_text, ms};
+use crate::sql::json_text;
 
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "call_id",
     "organization_id",
     "full_text",
@@ -22,17 +23,7 @@ const COLUMNS: [&str; 7] = [
     "messages",
     "segment_count",
     "updated_at",
-];
-
-const SEGMENT_COLUMNS: [&str; 8] = [
-    "call_id",
-    "segment_key",
-    "organization_id",
-    "seq",
-    "role",
-    "text",
-    "at",
-    "seconds_from_start",
+    "segments",
 ];
 
 /// One `transcripts` row.
@@ -44,10 +35,12 @@ struct TranscriptRow {
     messages: Option<String>,
     segment_count: i64,
     updated_at: i64,
+    segments: Vec<Segment>,
 }
 
 impl TranscriptRow {
-    fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+    fn from_row(row: &AnyRow) -> Result<Self, ProjectionError> {
+        let segments: String = row.try_get(7)?;
         Ok(Self {
             call_id: row.try_get(0)?,
             organization_id: row.try_get(1)?,
@@ -56,6 +49,7 @@ impl TranscriptRow {
             messages: row.try_get(4)?,
             segment_count: row.try_get(5)?,
             updated_at: row.try_get(6)?,
+            segments: parse_segments(&segments)?,
         })
     }
 
@@ -67,8 +61,8 @@ impl TranscriptRow {
         }
     }
 
-    fn cells(&self) -> Vec<Cell> {
-        vec![
+    fn cells(&self) -> Result<Vec<Cell>, ProjectionError> {
+        Ok(vec![
             self.call_id.clone().into(),
             self.organization_id.clone().into(),
             self.full_text.clone().into(),
@@ -76,7 +70,8 @@ impl TranscriptRow {
             self.messages.clone().into(),
             self.segment_count.into(),
             self.updated_at.into(),
-        ]
+            serde_json::to_string(&self.segments)?.into(),
+        ])
     }
 }
 
@@ -115,8 +110,6 @@ pub async fn apply_batch(
 
     let mut dirty: HashSet<String> = HashSet::new();
     let mut reindex: HashSet<String> = HashSet::new();
-    let mut segments: Vec<Vec<Cell>> = Vec::new();
-    let mut segment_keys: HashSet<(String, String)> = HashSet::new();
     for (stored, event) in events {
         let DomainEvent::Call(event) = event else {
             continue;
@@ -136,6 +129,7 @@ pub async fn apply_batch(
                         messages: None,
                         segment_count: 0,
                         updated_at: stored.recorded_at,
+                        segments: Vec::new(),
                     },
                 );
                 dirty.insert(id.clone());
@@ -145,19 +139,7 @@ pub async fn apply_batch(
                 let Some(row) = rows.get_mut(id) else {
                     continue;
                 };
-                // First write wins, as `ON CONFLICT DO NOTHING` would within one batch.
-                if segment_keys.insert((id.clone(), segment.key.clone())) {
-                    segments.push(vec![
-                        id.clone().into(),
-                        segment.key.clone().into(),
-                        row.organization_id.clone().into(),
-                        stored.sequence.into(),
-                        segment.role.clone().into(),
-                        segment.text.clone().into(),
-                        ms(&segment.at).into(),
-                        segment.seconds_from_start.into(),
-                    ]);
-                }
+                add_segment(&mut row.segments, Segment::new(stored, segment));
                 row.full_text
                     .push_str(&format!("{}: {}\n", segment.role, segment.text));
                 row.segment_count += 1;
@@ -189,7 +171,7 @@ pub async fn apply_batch(
         .iter()
         .filter_map(|id| rows.get(id))
         .map(TranscriptRow::cells)
-        .collect();
+        .collect::<Result<_, _>>()?;
     insert_rows(
         tx,
         &transcripts,
@@ -198,16 +180,6 @@ pub async fn apply_batch(
         &replace_all(&COLUMNS, &["call_id"]),
     )
     .await?;
-    let segments_table = tables.name("transcript_segments");
-    insert_rows(
-        tx,
-        &segments_table,
-        &SEGMENT_COLUMNS,
-        segments,
-        "ON CONFLICT (call_id, segment_key) DO NOTHING",
-    )
-    .await?;
-
     // Search rows are replaced (delete + insert: SQLite's FTS5 table has no key to upsert on).
     let mut reindex: Vec<String> = reindex.into_iter().collect();
     reindex.sort_unstable();

@@ -493,33 +493,29 @@ impl CallsApi {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         find(&state, &scope, &id.0).await?;
         let mut sql = Sql::new(
-            "SELECT seq, role, text, at, seconds_from_start FROM transcript_segments \
-             WHERE call_id = $1 AND organization_id = $2 ORDER BY seq",
-        );
-        sql.args = vec![Arg::Str(id.0.clone()), Arg::Str(scope.org())];
-        let segments = sql
-            .fetch_all(&state)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(TranscriptSegment {
-                    seq: r.i64("seq")?,
-                    role: r.str("role")?,
-                    text: r.str("text")?,
-                    at: at(r.i64("at")?),
-                    seconds_from_start: r.opt_f64("seconds_from_start")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        let mut sql = Sql::new(
-            "SELECT full_text, final_text FROM transcripts WHERE call_id = $1 \
+            "SELECT full_text, final_text, segments FROM transcripts WHERE call_id = $1 \
              AND organization_id = $2",
         );
         sql.args = vec![Arg::Str(id.0.clone()), Arg::Str(scope.org())];
-        let (full_text, final_text) = match sql.fetch_optional(&state).await? {
-            Some(r) => (r.str("full_text")?, r.opt_str("final_text")?),
-            None => (String::new(), None),
+        let (full_text, final_text, segments) = match sql.fetch_optional(&state).await? {
+            Some(r) => (
+                r.str("full_text")?,
+                r.opt_str("final_text")?,
+                r.str("segments")?,
+            ),
+            None => (String::new(), None, "[]".to_string()),
         };
+        let segments = projections::transcripts::parse_segments(&segments)
+            .map_err(|err| ApiError::internal(format!("stored segments unreadable: {err}")))?
+            .into_iter()
+            .map(|s| TranscriptSegment {
+                seq: s.seq,
+                role: s.role,
+                text: s.text,
+                at: at(s.at),
+                seconds_from_start: s.seconds_from_start,
+            })
+            .collect();
         Ok(Json(TranscriptResponse {
             data: Transcript {
                 call_id: id.0,
