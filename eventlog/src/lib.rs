@@ -18,6 +18,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod error;
 pub mod event;
+pub mod json;
 pub mod repository;
 pub mod snapshot;
 pub mod store;

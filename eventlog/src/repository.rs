@@ -346,7 +346,7 @@ where
             Some(Snapshot {
                 sequence: new_version,
                 schema_version: self.schema_version,
-                payload: serde_json::to_string(aggregate)?,
+                payload: crate::json::to_text(aggregate)?,
             })
         } else {
             None

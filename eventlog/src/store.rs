@@ -488,14 +488,14 @@ fn bind_events<'q>(
             .bind(base + 1 + i as i64)
             .bind(event.event_type.clone())
             .bind(i64::from(event.event_version))
-            .bind(serde_json::to_string(&event.payload)?)
+            .bind(crate::json::to_text(&event.payload)?)
             .bind(meta.event_id.to_string())
             .bind(meta.correlation_id.to_string())
             .bind(meta.causation_id.map(|id| id.to_string()))
             .bind(meta.actor.clone())
             .bind(meta.tenant_id.clone())
             .bind(now_ms())
-            .bind(serde_json::to_string(&meta_extra(meta))?);
+            .bind(crate::json::to_text(&meta_extra(meta))?);
     }
     Ok(query)
 }

@@ -22,6 +22,8 @@ use super::Outcome;
 const QUEUE: usize = 512;
 /// Rows per write.
 const PER_WRITE: usize = 256;
+/// Attempts at writing a batch whole before it is written row by row.
+const BATCH_ATTEMPTS: usize = 3;
 /// The longest [`Ledger::flush`] waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(20);
 
@@ -106,16 +108,17 @@ impl Ledger {
         let pending = Pending {
             provider: delivery.provider.to_string(),
             key: delivery.key.to_string(),
+            // PostgreSQL text cannot hold U+0000 (a form body can carry one).
             cells: vec![
                 delivery.provider.into(),
-                delivery.key.into(),
-                delivery.organization_id.into(),
-                delivery.message_type.into(),
+                clean(delivery.key).into(),
+                delivery.organization_id.as_deref().map(clean).into(),
+                delivery.message_type.as_deref().map(clean).into(),
                 now_ms().into(),
-                delivery.content_type.map(str::to_string).into(),
-                String::from_utf8_lossy(delivery.body).into_owned().into(),
+                delivery.content_type.map(clean).into(),
+                clean(&String::from_utf8_lossy(delivery.body)).into(),
                 i64::from(outcome.status).into(),
-                outcome.body.to_string().into(),
+                clean(&outcome.body.to_string()).into(),
                 outcome.first_position.into(),
                 outcome.last_position.into(),
                 outcome.event_count.into(),
@@ -176,17 +179,7 @@ async fn write_loop(
                 Message::Flush(done) => waiters.push(done),
             }
         }
-        // A failed write is retried (the rows stay answerable from memory meanwhile): the
-        // audit trail is not dropped because the database blinked.
-        let mut backoff = Duration::from_millis(50);
-        while !rows.is_empty() {
-            let Err(err) = write(&store, rows.clone()).await else {
-                break;
-            };
-            tracing::error!(error = %err, rows = rows.len(), "delivery ledger write failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        write_retrying(&store, &keys, rows).await;
         if let Ok(mut unwritten) = unwritten.lock() {
             for key in &keys {
                 unwritten.remove(key);
@@ -196,6 +189,46 @@ async fn write_loop(
             let _ = done.send(());
         }
     }
+}
+
+/// Writes `rows`, retrying while the database is unavailable (the rows stay answerable from
+/// memory meanwhile): the audit trail is not dropped because the database blinked. A batch
+/// that keeps failing is written row by row, so one row the database refuses cannot block
+/// every later delivery's; such a row is logged and dropped (its events are in the log).
+async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) {
+    let mut backoff = Duration::from_millis(50);
+    for _ in 0..BATCH_ATTEMPTS {
+        match write(store, rows.clone()).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::error!(error = %err, rows = rows.len(), "delivery ledger write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    for (key, row) in keys.iter().zip(rows) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match write(store, vec![row.clone()]).await {
+                Ok(()) => break,
+                Err(sqlx::Error::Database(err)) => {
+                    tracing::error!(error = %err, provider = %key.0, delivery = %key.1,
+                        "delivery ledger row refused; dropped (its events are in the log)");
+                    break;
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "delivery ledger unavailable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+fn clean(text: &str) -> String {
+    eventlog::json::without_nul(text).into_owned()
 }
 
 /// One transaction for the rows; on PostgreSQL its commit does not wait for the WAL flush

@@ -522,7 +522,37 @@ async fn redeliveries_to_a_restarted_service_get_the_same_answers(backend: &str)
     app.app.stop().await;
 }
 
+/// A NUL character (`\u0000` in JSON) cannot be stored by PostgreSQL; it must not turn a
+/// delivery into an endless 5xx retry loop. It is kept as U+FFFD, the same on both backends.
+async fn a_nul_character_in_a_transcript_is_stored_as_the_replacement_character(backend: &str) {
+    let app = spawn_app(backend).await;
+    app.vapi_ok(&vapi_message(
+        "status-update",
+        "call-nul",
+        json!({"status": "in-progress"}),
+    ))
+    .await;
+    let body = vapi_message(
+        "transcript",
+        "call-nul",
+        json!({"role": "user", "transcriptType": "final", "transcript": "pipe\u{0}burst"}),
+    );
+    let answer = app.vapi_ok(&body).await;
+    assert!(answer["position"].as_i64().unwrap_or(0) > 0, "{answer}");
+    app.settle().await;
+    let text = app.strings("SELECT full_text FROM transcripts").await;
+    assert_eq!(text, vec!["user: pipe\u{fffd}burst\n".to_string()]);
+    assert_eq!(
+        app.scalar_i64("SELECT COUNT(*) FROM webhook_deliveries WHERE provider = 'vapi'")
+            .await,
+        2,
+        "the raw delivery is kept"
+    );
+    app.app.stop().await;
+}
+
 crate::both_backends!(
+    a_nul_character_in_a_transcript_is_stored_as_the_replacement_character,
     redeliveries_to_a_restarted_service_get_the_same_answers,
     a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once,
     tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer,
