@@ -5,6 +5,10 @@ use callflex::cli::{Cli, Command};
 use callflex::config::Config;
 use callflex::startup::Application;
 
+/// mimalloc: glibc's malloc was about a tenth of the service's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
