@@ -33,16 +33,25 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, store: EventStore, projectors: Vec<ProjectorHandle>) -> Self {
+        // Commands and read models decode old event versions through the same upcasters.
+        let upcasters = projections::upcasting::all();
         Self {
-            calls: AggregateRepository::new(store.clone(), ()).with_snapshots(SNAPSHOT_EVERY, 1),
+            calls: AggregateRepository::new(store.clone(), ())
+                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_upcasters(upcasters.clone()),
             // 2: assistants carry their configuration, phone numbers their provider ids,
             // purchases and integration configs are kept (older snapshots are replayed).
             organizations: AggregateRepository::new(store.clone(), ())
-                .with_snapshots(SNAPSHOT_EVERY, 2),
+                .with_snapshots(SNAPSHOT_EVERY, 2)
+                .with_upcasters(upcasters.clone()),
             subscriptions: AggregateRepository::new(store.clone(), ())
-                .with_snapshots(SNAPSHOT_EVERY, 1),
-            users: AggregateRepository::new(store.clone(), ()).with_snapshots(SNAPSHOT_EVERY, 1),
-            user_emails: AggregateRepository::new(store.clone(), ()),
+                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_upcasters(upcasters.clone()),
+            users: AggregateRepository::new(store.clone(), ())
+                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_upcasters(upcasters.clone()),
+            user_emails: AggregateRepository::new(store.clone(), ())
+                .with_upcasters(upcasters.clone()),
             sign_in_limiter: SignInLimiter::new(
                 config.redis_url.as_deref(),
                 crate::auth::Limits::default(),

@@ -29,6 +29,12 @@ impl Upcasters {
         self
     }
 
+    /// Whether an event of this type and version needs upcasting at all (the fast path of
+    /// readers that deserialize payload text straight into types skips the JSON tree).
+    pub fn applies(&self, event_type: &str, version: i32) -> bool {
+        !self.steps.is_empty() && self.steps.contains_key(&(event_type.to_string(), version))
+    }
+
     /// Applies every registered step from `version` upwards.
     pub fn upcast(
         &self,

@@ -27,6 +27,7 @@ pub mod rebuild;
 pub mod runner;
 pub mod sql;
 pub mod transcripts;
+pub mod upcasting;
 pub mod usage;
 
 use std::sync::Arc;
