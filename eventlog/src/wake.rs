@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Other processes hear of this one's commits at most this often (their projectors read at
-/// most once per 10 ms under load anyway).
+/// most once per 25 ms under load anyway).
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(10);
 
 #[derive(Clone)]
