@@ -21,7 +21,7 @@ use crate::projector::{DomainEvent, ProjectionError};
 pub type Batch = Arc<Vec<(StoredEvent, DomainEvent)>>;
 
 /// How many recent reads are kept for projectors that lag a batch or two behind the others.
-const KEPT_READS: usize = 8;
+const KEPT_READS: usize = 4;
 
 struct Read {
     from: Checkpoint,

@@ -33,6 +33,8 @@ pub const PERSIST_SKIPPED_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Progress {
     known: Option<Known>,
+    /// The last batch came back full: the runner is behind and reads bigger batches.
+    behind: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,7 @@ impl Progress {
     /// Forget the in-memory position (a rebuild's swap moved the stored checkpoint).
     pub(crate) fn reset(&mut self) {
         self.known = None;
+        self.behind = false;
     }
 }
 
@@ -100,6 +103,9 @@ pub struct ProjectorRunner {
     projector: Arc<dyn Projector>,
     feed: Arc<LogFeed>,
     batch_size: i64,
+    /// Batch size while behind (after a full batch): a restart after an outage catches up in
+    /// rebuild-sized batches instead of live-sized ones.
+    catch_up_size: i64,
     poll_interval: Duration,
     status: watch::Sender<ProjectorStatus>,
     batch_lock: Arc<Mutex<Progress>>,
@@ -114,14 +120,17 @@ impl ProjectorRunner {
             store,
             projector,
             batch_size: 500,
+            catch_up_size: 5_000,
             poll_interval: Duration::from_millis(500),
             status,
             batch_lock: Arc::new(Mutex::new(Progress::default())),
         }
     }
 
+    /// One batch size, live and behind alike (tests pick small odd ones).
     pub fn batch_size(mut self, size: i64) -> Self {
         self.batch_size = size.max(1);
+        self.catch_up_size = self.batch_size;
         self
     }
 
@@ -174,14 +183,14 @@ impl ProjectorRunner {
         let mut seen = None;
         loop {
             match self.next_batch(seen).await {
-                Ok(n) if (n as i64) < self.batch_size => {
+                Ok(Batch { full: false, .. }) => {
                     backoff = Duration::from_millis(100);
                     seen = tokio::select! {
                         _ = wake.changed() => Some(self.store.wake().generation()),
                         _ = tokio::time::sleep(self.poll_interval) => None,
                     };
                 }
-                Ok(_) => {
+                Ok(Batch { full: true, .. }) => {
                     backoff = Duration::from_millis(100);
                     seen = Some(self.store.wake().generation());
                 }
@@ -219,13 +228,13 @@ impl ProjectorRunner {
 
     /// Applies one batch, reading the log afresh; returns how many events it covered.
     pub async fn run_batch(&self) -> Result<usize, ProjectionError> {
-        self.next_batch(None).await
+        Ok(self.next_batch(None).await?.events)
     }
 
     /// One batch after the runner's cursor, read through the feed (`seen`: see
     /// [`LogFeed::read_after`]). Events are applied and the checkpoint moved in one
     /// transaction, unless the batch holds nothing this projector wants.
-    async fn next_batch(&self, seen: Option<u64>) -> Result<usize, ProjectionError> {
+    async fn next_batch(&self, seen: Option<u64>) -> Result<Batch, ProjectionError> {
         let mut progress = self.batch_lock.lock().await;
         let name = self.projector.name();
         let known = match progress.known {
@@ -240,14 +249,18 @@ impl ProjectorRunner {
             }
         };
         progress.known = Some(known);
-        let events = self
-            .feed
-            .read_after(known.cursor, self.batch_size, seen)
-            .await?;
+        let limit = if progress.behind {
+            self.catch_up_size
+        } else {
+            self.batch_size
+        };
+        let events = self.feed.read_after(known.cursor, limit, seen).await?;
+        let full = events.len() as i64 >= limit;
+        progress.behind = full;
         let Some(last) = events.last().map(|(stored, _)| stored.checkpoint()) else {
             self.status
                 .send_modify(|s| s.checkpoint = s.checkpoint.max(known.cursor));
-            return Ok(0);
+            return Ok(Batch::EMPTY);
         };
         let count = events.len();
         let wanted = events.iter().any(|(_, e)| self.projector.wants(e));
@@ -270,7 +283,7 @@ impl ProjectorRunner {
                     "checkpoint moved by someone else; re-reading"
                 );
                 progress.reset();
-                return Ok(0);
+                return Ok(Batch::EMPTY);
             }
             progress.known = Some(Known {
                 cursor: last,
@@ -287,8 +300,26 @@ impl ProjectorRunner {
             s.checkpoint = last;
             s.last_error = None;
         });
-        Ok(count)
+        Ok(Batch {
+            events: count,
+            full,
+        })
     }
+}
+
+/// What one batch covered.
+#[derive(Debug, Clone, Copy)]
+struct Batch {
+    events: usize,
+    /// As many events as asked for: there may be more right behind.
+    full: bool,
+}
+
+impl Batch {
+    const EMPTY: Batch = Batch {
+        events: 0,
+        full: false,
+    };
 }
 
 /// Applies `events` (read after checkpoint `from`) and moves checkpoint `checkpoint_name` to

@@ -628,6 +628,24 @@ async fn the_feed_shares_a_read_only_with_callers_it_can_answer(backend: &str) {
     assert!(!Arc::ptr_eq(&first, &fresh), "a later wake-up reads again");
 }
 
+/// A runner that comes back to a long log (a restart after an outage) reads bigger batches
+/// once a batch comes back full, and live-sized ones again once it has caught up. Runner logic
+/// only, so SQLite alone: on PostgreSQL another test's open transaction can hold the readable
+/// horizon back and make batch sizes vary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_behind_catches_up_in_bigger_batches() {
+    let store = EventStore::open(&eventlog::testing::fresh_url("sqlite").await, 10)
+        .await
+        .unwrap();
+    fill_log(&store, 100).await;
+    let runner = ProjectorRunner::new(store.clone(), Arc::new(projections::calls::CallsProjector));
+    let first = runner.run_batch().await.unwrap();
+    assert_eq!(first, 500, "a live-sized first batch");
+    let second = runner.run_batch().await.unwrap();
+    assert_eq!(second, 1_100 - 500, "behind: the rest in one batch");
+    catch_up(&store, &runner).await;
+}
+
 crate::both_backends!(
     live_runners_sharing_one_feed_match_an_event_by_event_build,
     the_feed_shares_a_read_only_with_callers_it_can_answer,
