@@ -56,21 +56,17 @@ impl DomainEvent {
             position: event.position,
             source,
         };
-        if upcasters.applies(&event.event_type, event.event_version) {
+        // Old versions are lifted as JSON, then take the same typed path as current ones.
+        let upcast;
+        let payload = if upcasters.applies(&event.event_type, event.event_version) {
             let old: serde_json::Value = serde_json::from_str(payload).map_err(wrap)?;
-            let current = upcasters.upcast(&event.event_type, event.event_version, old);
-            return Ok(match event.aggregate_type.as_str() {
-                "call" => DomainEvent::Call(serde_json::from_value(current).map_err(wrap)?),
-                "organization" => {
-                    DomainEvent::Organization(serde_json::from_value(current).map_err(wrap)?)
-                }
-                "subscription" => {
-                    DomainEvent::Subscription(serde_json::from_value(current).map_err(wrap)?)
-                }
-                "user" => DomainEvent::User(serde_json::from_value(current).map_err(wrap)?),
-                _ => DomainEvent::Other,
-            });
-        }
+            upcast = upcasters
+                .upcast(&event.event_type, event.event_version, old)
+                .to_string();
+            upcast.as_str()
+        } else {
+            payload
+        };
         Ok(match event.aggregate_type.as_str() {
             "call" => DomainEvent::Call(serde_json::from_str(payload).map_err(wrap)?),
             "organization" => {

@@ -502,19 +502,22 @@ async fn batched_projection_equals_event_by_event_projection(backend: &str) {
         let folded = dump(&store, tables).await;
         assert!(folded.len() > tables.len() || projector.name() == "billing");
 
-        let reference =
-            ProjectorRunner::new(store.clone(), Arc::new(EventByEvent(projector.clone())));
-        projections::rebuild::rebuild(&store, &reference.handle())
-            .await
-            .unwrap();
-        let one_by_one = dump(&store, tables).await;
         assert_eq!(
             folded,
-            one_by_one,
+            event_by_event(&store, &projector).await,
             "{}: batch fold differs from event-by-event",
             projector.name()
         );
     }
+}
+
+/// Rebuilds `projector`'s tables through `apply` alone (the reference) and dumps them.
+async fn event_by_event(store: &EventStore, projector: &Arc<dyn Projector>) -> Vec<String> {
+    let reference = ProjectorRunner::new(store.clone(), Arc::new(EventByEvent(projector.clone())));
+    projections::rebuild::rebuild(store, &reference.handle())
+        .await
+        .unwrap();
+    dump(store, projector.tables()).await
 }
 
 /// The service's arrangement: every projector live at once, reading through one shared
@@ -570,13 +573,8 @@ async fn live_runners_sharing_one_feed_match_an_event_by_event_build(backend: &s
             "{}: re-applying after a restart changed the read model",
             projector.name()
         );
-        let reference =
-            ProjectorRunner::new(store.clone(), Arc::new(EventByEvent(projector.clone())));
-        projections::rebuild::rebuild(&store, &reference.handle())
-            .await
-            .unwrap();
         assert_eq!(
-            &dump(&store, projector.tables()).await,
+            &event_by_event(&store, &projector).await,
             live,
             "{}: live projection differs from event-by-event",
             projector.name()
