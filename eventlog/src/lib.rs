@@ -7,6 +7,8 @@
 //!   with the metadata every event carries and the commit-ordered [`Checkpoint`].
 //! - [`store`]: [`EventStore`]: transactional appends with optimistic concurrency and
 //!   idempotency keys, stream reads, and "everything after checkpoint C" reads in commit order.
+//! - [`group_commit`]: on PostgreSQL, concurrent appends to different streams share one
+//!   statement (one round trip, one commit) when the writer slots are busy.
 //! - [`snapshot`]: snapshot rows (our own: cqrs-es 0.5's snapshot store double-applies events).
 //! - [`repository`]: [`AggregateRepository`]: load (snapshot + tail), handle a cqrs-es command,
 //!   append the resulting events, retry on conflict.
@@ -18,6 +20,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod error;
 pub mod event;
+pub mod group_commit;
 pub mod json;
 pub mod repository;
 pub mod snapshot;
@@ -31,6 +34,7 @@ pub use error::StoreError;
 pub use event::{
     Append, AppendResult, Checkpoint, CommandMeta, EventMetadata, NewEvent, StoredEvent,
 };
+pub use group_commit::GroupCommitStats;
 pub use repository::{AggregateRepository, ExecuteError, Executed};
 pub use store::EventStore;
 pub use upcast::Upcasters;

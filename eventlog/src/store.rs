@@ -11,12 +11,13 @@ use sqlx::{AnyPool, Row};
 use crate::backend::{self, Backend};
 use crate::error::{unique_violation, UniqueViolation};
 use crate::event::{Append, AppendResult, Checkpoint, EventMetadata, StoredEvent};
+use crate::group_commit::{GroupCommit, GroupCommitStats, Prepared, PreparedEvent};
 use crate::snapshot;
 use crate::wake::Wake;
 use crate::{now_ms, StoreError};
 
 /// Columns of one event row; at most this many rows go into one INSERT statement.
-const COLUMNS: usize = 13;
+pub(crate) const COLUMNS: usize = 13;
 const MAX_ROWS_PER_INSERT: usize = 500;
 /// SQLite prepares a statement in O(parameters²) (it looks each `$N` up among the names seen):
 /// keep its multi-row INSERTs below ~1,000 parameters.
@@ -27,6 +28,8 @@ pub struct EventStore {
     pool: AnyPool,
     backend: Backend,
     wake: Wake,
+    /// PostgreSQL: concurrent appends to different streams share statements.
+    group: Option<GroupCommit>,
 }
 
 impl EventStore {
@@ -39,10 +42,12 @@ impl EventStore {
             wake.listen_postgres(url.to_string());
             wake.publish_postgres(pool.clone());
         }
+        let group = (backend == Backend::Postgres).then(|| GroupCommit::new(pool.clone()));
         Ok(Self {
             pool,
             backend,
             wake,
+            group,
         })
     }
 
@@ -56,6 +61,11 @@ impl EventStore {
 
     pub fn wake(&self) -> &Wake {
         &self.wake
+    }
+
+    /// Group-commit counters (PostgreSQL; `None` on SQLite, which writes one append at a time).
+    pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        self.group.as_ref().map(GroupCommit::stats)
     }
 
     /// Appends `append.events` to one stream in one transaction. Fails with
@@ -78,7 +88,8 @@ impl EventStore {
                 event_count: 0,
             });
         }
-        match self.try_append(&append).await {
+        let prepared = Prepared::new(&append)?;
+        match self.try_append(&append, prepared).await {
             Ok(result) => {
                 self.wake.committed(result.last_position);
                 Ok(result)
@@ -96,12 +107,15 @@ impl EventStore {
         }
     }
 
-    async fn try_append(&self, append: &Append) -> Result<AppendResult, StoreError> {
-        if self.backend == Backend::Postgres
-            && append.snapshot.is_none()
-            && append.events.len() <= MAX_ROWS_PER_INSERT
-        {
-            return self.append_in_one_statement(append).await;
+    async fn try_append(
+        &self,
+        append: &Append,
+        prepared: Prepared,
+    ) -> Result<AppendResult, StoreError> {
+        if let Some(group) = &self.group {
+            if append.snapshot.is_none() && prepared.events.len() <= MAX_ROWS_PER_INSERT {
+                return group.append(prepared).await;
+            }
         }
         let mut tx = self.backend.begin_write(&self.pool).await?;
         let mut positions: Vec<i64> = Vec::with_capacity(append.events.len());
@@ -109,14 +123,14 @@ impl EventStore {
             Backend::Postgres => MAX_ROWS_PER_INSERT,
             Backend::Sqlite => MAX_ROWS_PER_INSERT_SQLITE,
         };
-        for (chunk_index, chunk) in append.events.chunks(rows_per_insert).enumerate() {
-            let sql = self.insert_sql(chunk.len());
+        for (chunk_index, chunk) in prepared.events.chunks(rows_per_insert).enumerate() {
+            let sql = insert_sql(self.backend, chunk.len());
             let base = append.expected_version + (chunk_index * rows_per_insert) as i64;
-            let query = bind_events(sqlx::query(&sql), append, chunk, base)?;
+            let query = bind_events(sqlx::query(&sql), &prepared, chunk, base);
             let rows = query
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| self.classify(e, append))?;
+                .map_err(|e| classify(e, &prepared))?;
             for row in rows {
                 positions.push(row.try_get::<i64, _>(0)?);
             }
@@ -141,7 +155,7 @@ impl EventStore {
             .bind(now_ms())
             .execute(&mut *tx)
             .await
-            .map_err(|e| self.classify(e, append))?;
+            .map_err(|e| classify(e, &prepared))?;
         }
         if let Some(snapshot) = &append.snapshot {
             snapshot::save(
@@ -160,118 +174,6 @@ impl EventStore {
             duplicate: false,
             event_count: append.events.len() as i64,
         })
-    }
-
-    /// PostgreSQL: the events and the idempotency record in ONE autocommit statement (data-
-    /// modifying CTEs): one round trip and one commit instead of four round trips. The unique
-    /// indexes still decide conflicts and repeated keys, exactly as in the transaction.
-    async fn append_in_one_statement(&self, append: &Append) -> Result<AppendResult, StoreError> {
-        let rows = append.events.len();
-        let version = append.expected_version + rows as i64;
-        let insert = self.insert_sql(rows);
-        let sql = match &append.idempotency_key {
-            None => insert,
-            Some(_) => {
-                let p = rows * COLUMNS;
-                format!(
-                    "WITH ins AS ({insert}), rec AS (INSERT INTO event_appends (idempotency_key, \
-                     aggregate_type, aggregate_id, first_position, last_position, last_sequence, \
-                     event_count, created_at) SELECT ${}, ${}, ${}, MIN(global_position), \
-                     MAX(global_position), ${}, ${}, ${} FROM ins) \
-                     SELECT global_position FROM ins",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6
-                )
-            }
-        };
-        let mut query = bind_events(
-            sqlx::query(&sql),
-            append,
-            &append.events,
-            append.expected_version,
-        )?;
-        if let Some(key) = &append.idempotency_key {
-            query = query
-                .bind(key.clone())
-                .bind(append.aggregate_type.clone())
-                .bind(append.aggregate_id.clone())
-                .bind(version)
-                .bind(rows as i64)
-                .bind(now_ms());
-        }
-        let returned = query
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.classify(e, append))?;
-        let mut positions = returned
-            .iter()
-            .map(|row| row.try_get::<i64, _>(0))
-            .collect::<Result<Vec<i64>, _>>()?;
-        positions.sort_unstable();
-        Ok(AppendResult {
-            first_position: positions.first().copied().unwrap_or_default(),
-            last_position: positions.last().copied().unwrap_or_default(),
-            version,
-            duplicate: false,
-            event_count: rows as i64,
-        })
-    }
-
-    fn classify(&self, err: sqlx::Error, append: &Append) -> StoreError {
-        match unique_violation(&err) {
-            Some(UniqueViolation::StreamSequence) => StoreError::Conflict {
-                aggregate_type: append.aggregate_type.clone(),
-                aggregate_id: append.aggregate_id.clone(),
-                expected: append.expected_version,
-            },
-            Some(UniqueViolation::EventId) => StoreError::Duplicate("event id".into()),
-            Some(UniqueViolation::IdempotencyKey) => {
-                StoreError::Duplicate("idempotency key".into())
-            }
-            None => StoreError::Database(err),
-        }
-    }
-
-    fn insert_sql(&self, rows: usize) -> String {
-        let (json, ret) = match self.backend {
-            Backend::Postgres => ("::jsonb", "global_position"),
-            Backend::Sqlite => ("", "global_position"),
-        };
-        let mut sql = String::from(
-            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-             event_version, payload, event_id, correlation_id, causation_id, actor, tenant_id, \
-             recorded_at, metadata) VALUES ",
-        );
-        for row in 0..rows {
-            if row > 0 {
-                sql.push_str(", ");
-            }
-            let base = row * COLUMNS;
-            let p = |i: usize| format!("${}", base + i);
-            sql.push_str(&format!(
-                "({}, {}, {}, {}, {}, {}{json}, {}, {}, {}, {}, {}, {}, {}{json})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9),
-                p(10),
-                p(11),
-                p(12),
-                p(13)
-            ));
-        }
-        sql.push_str(" RETURNING ");
-        sql.push_str(ret);
-        sql
     }
 
     /// The result of an earlier append that used `key`, if any.
@@ -468,36 +370,84 @@ impl EventStore {
     }
 }
 
-fn meta_extra(meta: &EventMetadata) -> serde_json::Value {
-    serde_json::json!({ "received_at": meta.received_at, "extra": meta.extra })
+/// A multi-row INSERT of `rows` events, returning their positions.
+pub(crate) fn insert_sql(backend: Backend, rows: usize) -> String {
+    let (json, ret) = match backend {
+        Backend::Postgres => ("::jsonb", "global_position"),
+        Backend::Sqlite => ("", "global_position"),
+    };
+    let mut sql = String::from(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+         event_version, payload, event_id, correlation_id, causation_id, actor, tenant_id, \
+         recorded_at, metadata) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let base = row * COLUMNS;
+        let p = |i: usize| format!("${}", base + i);
+        sql.push_str(&format!(
+            "({}, {}, {}, {}, {}, {}{json}, {}, {}, {}, {}, {}, {}, {}{json})",
+            p(1),
+            p(2),
+            p(3),
+            p(4),
+            p(5),
+            p(6),
+            p(7),
+            p(8),
+            p(9),
+            p(10),
+            p(11),
+            p(12),
+            p(13)
+        ));
+    }
+    sql.push_str(" RETURNING ");
+    sql.push_str(ret);
+    sql
+}
+
+/// Maps a failed append to a conflict or duplicate when a unique index says so.
+pub(crate) fn classify(err: sqlx::Error, append: &Prepared) -> StoreError {
+    match unique_violation(&err) {
+        Some(UniqueViolation::StreamSequence) => StoreError::Conflict {
+            aggregate_type: append.aggregate_type.clone(),
+            aggregate_id: append.aggregate_id.clone(),
+            expected: append.expected_version,
+        },
+        Some(UniqueViolation::EventId) => StoreError::Duplicate("event id".into()),
+        Some(UniqueViolation::IdempotencyKey) => StoreError::Duplicate("idempotency key".into()),
+        None => StoreError::Database(err),
+    }
 }
 
 /// Binds the columns of `events` (the stream's events after sequence `base`) in the order
-/// [`EventStore::insert_sql`] lists them.
-fn bind_events<'q>(
+/// [`insert_sql`] lists them.
+pub(crate) fn bind_events<'q>(
     mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-    append: &Append,
-    events: &[crate::NewEvent],
+    append: &'q Prepared,
+    events: &'q [PreparedEvent],
     base: i64,
-) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>, StoreError> {
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
     for (i, event) in events.iter().enumerate() {
-        let meta = &event.metadata;
         query = query
-            .bind(append.aggregate_type.clone())
-            .bind(append.aggregate_id.clone())
+            .bind(append.aggregate_type.as_str())
+            .bind(append.aggregate_id.as_str())
             .bind(base + 1 + i as i64)
-            .bind(event.event_type.clone())
-            .bind(i64::from(event.event_version))
-            .bind(crate::json::to_text(&event.payload)?)
-            .bind(meta.event_id.to_string())
-            .bind(meta.correlation_id.to_string())
-            .bind(meta.causation_id.map(|id| id.to_string()))
-            .bind(meta.actor.clone())
-            .bind(meta.tenant_id.clone())
-            .bind(now_ms())
-            .bind(crate::json::to_text(&meta_extra(meta))?);
+            .bind(event.event_type.as_str())
+            .bind(event.event_version)
+            .bind(event.payload.get())
+            .bind(event.event_id.as_str())
+            .bind(event.correlation_id.as_str())
+            .bind(event.causation_id.as_deref())
+            .bind(event.actor.as_str())
+            .bind(event.tenant_id.as_deref())
+            .bind(event.recorded_at)
+            .bind(event.metadata.get());
     }
-    Ok(query)
+    query
 }
 
 fn decode(row: &AnyRow) -> Result<StoredEvent, StoreError> {

@@ -390,6 +390,92 @@ async fn a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_sta
     assert_eq!(c.execute("s", -13, &meta).await.unwrap().state.value, 0);
 }
 
+/// Many appends at once (on PostgreSQL they share group-commit statements): each gets the
+/// answer it would have had alone, whatever else was in its batch.
+async fn concurrent_appends_each_get_their_own_answer(backend: &str) {
+    let store = open(backend).await;
+    let mut used = append("used", 0, vec![event(1)]);
+    used.idempotency_key = Some("used-key".into());
+    let first = store.append(used.clone()).await.unwrap();
+
+    enum Job {
+        Fresh(Append),
+        Race(Append),
+        Retry(Append),
+    }
+    let mut jobs = Vec::new();
+    for i in 0..40 {
+        let events = (0..1 + i % 3).map(|n| event(n as i64)).collect();
+        let mut a = append(&format!("s{i}"), 0, events);
+        if i % 2 == 0 {
+            a.idempotency_key = Some(format!("key-{i}"));
+        }
+        jobs.push(Job::Fresh(a));
+        if i % 8 == 0 {
+            jobs.push(Job::Race(append("race", 0, vec![event(i as i64)])));
+            jobs.push(Job::Retry(used.clone()));
+        }
+    }
+    let mut tasks = Vec::new();
+    for job in jobs {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            match job {
+                Job::Fresh(a) => (0, a.clone(), store.append(a).await),
+                Job::Race(a) => (1, a.clone(), store.append(a).await),
+                Job::Retry(a) => (2, a.clone(), store.append(a).await),
+            }
+        }));
+    }
+    let (mut race_wins, mut total_events) = (0, 1);
+    for task in tasks {
+        let (kind, sent, result) = task.await.unwrap();
+        match (kind, result) {
+            (0, Ok(r)) => {
+                let n = sent.events.len() as i64;
+                assert_eq!((r.version, r.event_count, r.duplicate), (n, n, false));
+                let stream = store
+                    .read_stream("counter", &sent.aggregate_id, 0)
+                    .await
+                    .unwrap();
+                let positions: Vec<i64> = stream.iter().map(|e| e.position).collect();
+                let sequences: Vec<i64> = stream.iter().map(|e| e.sequence).collect();
+                assert_eq!(sequences, (1..=n).collect::<Vec<_>>());
+                assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+                assert_eq!(
+                    (r.first_position, r.last_position),
+                    (positions[0], positions[positions.len() - 1])
+                );
+                if let Some(key) = &sent.idempotency_key {
+                    let again = store.append(sent.clone()).await.unwrap();
+                    assert!(again.duplicate, "{key} replayed");
+                    assert_eq!(
+                        (again.first_position, again.last_position),
+                        (r.first_position, r.last_position)
+                    );
+                }
+                total_events += n as usize;
+            }
+            (1, Ok(_)) => {
+                race_wins += 1;
+                total_events += 1;
+            }
+            (1, Err(StoreError::Conflict { .. })) => {}
+            (2, Ok(r)) => {
+                assert!(r.duplicate);
+                assert_eq!(
+                    (r.first_position, r.last_position, r.version),
+                    (first.first_position, first.last_position, first.version)
+                );
+            }
+            (kind, other) => panic!("job kind {kind}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(race_wins, 1, "one racer on a stream wins");
+    let all = read_everything(&store, total_events).await;
+    assert_eq!(all.len(), total_events, "nothing lost, nothing doubled");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -414,6 +500,7 @@ macro_rules! conformance {
             case!(old_event_versions_are_upcast_before_the_aggregate_sees_them);
             case!(a_cached_aggregate_still_sees_events_written_by_another_process);
             case!(a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_state);
+            case!(concurrent_appends_each_get_their_own_answer);
         }
     };
 }
@@ -453,4 +540,34 @@ async fn postgres_a_late_commit_below_a_read_position_is_never_skipped() {
     let all = read_everything(&store, 6).await;
     let positions: Vec<i64> = all.iter().map(|e| e.position).collect();
     assert_eq!(positions, vec![1, 2, 3, 4, 5, 6]);
+}
+
+/// PostgreSQL only: appends that arrive while the writer slots are busy share statements, and
+/// each still reads back as its own stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_concurrent_appends_share_statements() {
+    let store = open("postgres").await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut a = append(&format!("g{i}"), 0, vec![event(i), event(i + 1)]);
+            a.idempotency_key = Some(format!("group-{i}"));
+            store.append(a).await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!((r.version, r.event_count), (2, 2));
+        // Concurrent statements draw positions from one identity, so they interleave.
+        assert!(r.last_position > r.first_position, "{r:?}");
+    }
+    let stats = store
+        .group_commit_stats()
+        .expect("PostgreSQL groups appends");
+    assert_eq!(stats.appends, 64);
+    assert_eq!(stats.regrouped, 0, "{stats:?}");
+    assert!(stats.shared_statements > 0, "{stats:?}");
+    assert!(stats.statements < stats.appends, "{stats:?}");
+    assert_eq!(read_everything(&store, 128).await.len(), 128);
 }

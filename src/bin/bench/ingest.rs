@@ -1,5 +1,6 @@
 //! Section `ingest`: the real service (in-process, PostgreSQL) receiving signed VAPI deliveries
-//! over real HTTP for realistic calls at 1, 16 and 64 concurrent calls.
+//! over real HTTP for realistic calls at 1, 16 and 64 concurrent calls. The calls are
+//! `callflex simulate`'s scripts ([`callflex::simulate::call_script`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,9 +9,10 @@ use aggregates::organization::{
     NotificationSettings, OrganizationCommand, OrganizationSettings, TransferNumbers,
 };
 use callflex::config::{Config, Secret};
+use callflex::simulate::call_script;
 use callflex::startup::Application;
 use eventlog::CommandMeta;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -19,117 +21,8 @@ use crate::{Ctx, RawBaseline};
 
 const SECRET: &str = "bench";
 const LEVELS: [usize; 3] = [1, 16, 64];
-const TRANSCRIPTS: usize = 10;
 /// Interval between two deliveries of one call in the paced run.
 const PACE: Duration = Duration::from_millis(500);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Status,
-    Transcript,
-    ToolCall,
-    EndReport,
-}
-
-const LINES: [&str; 5] = [
-    "Thanks for calling Acme Trucking, this is the dispatch line.",
-    "Hi, I need to leave a message for the billing department.",
-    "Of course. What's your name and the message?",
-    "It's Pat from Northside Foods, please call me back about invoice 1182.",
-    "I'll pass that on right away. Anything else I can help with?",
-];
-
-fn envelope(kind: &str, call_id: &str, ts: i64, extra: Value) -> String {
-    let mut message = json!({
-        "type": kind,
-        "timestamp": ts,
-        "call": {
-            "id": call_id,
-            "type": "inboundPhoneCall",
-            "customer": { "number": "+15551230000" },
-            "phoneCallProviderId": format!("CA{call_id}"),
-        },
-        "phoneNumber": { "number": "+15559990000" },
-    });
-    if let (Some(m), Some(e)) = (message.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    json!({ "message": message }).to_string()
-}
-
-fn iso(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// One realistic call: status-update, final transcripts with a takeMessage tool call midway,
-/// end-of-call report.
-fn call_script(call_id: &str) -> Vec<(Kind, String)> {
-    let t0 = chrono::Utc::now().timestamp_millis();
-    let mut out = vec![(
-        Kind::Status,
-        envelope(
-            "status-update",
-            call_id,
-            t0,
-            json!({"status": "in-progress"}),
-        ),
-    )];
-    for i in 0..TRANSCRIPTS {
-        let ts = t0 + 1_000 + i as i64 * 2_500;
-        out.push((
-            Kind::Transcript,
-            envelope(
-                "transcript",
-                call_id,
-                ts,
-                json!({"role": if i.is_multiple_of(2) { "assistant" } else { "user" },
-                       "transcriptType": "final",
-                       "transcript": LINES[i % LINES.len()]}),
-            ),
-        ));
-        if i == TRANSCRIPTS / 2 {
-            out.push((
-                Kind::ToolCall,
-                envelope(
-                    "tool-calls",
-                    call_id,
-                    ts + 500,
-                    json!({"toolCallList": [{
-                        "id": format!("tc-{call_id}"),
-                        "type": "function",
-                        "function": {"name": "takeMessage", "arguments": {
-                            "callerName": "Pat",
-                            "message": "Please call me back about invoice 1182",
-                            "urgent": false,
-                        }},
-                    }]}),
-                ),
-            ));
-        }
-    }
-    let end = t0 + 1_000 + TRANSCRIPTS as i64 * 2_500 + 2_000;
-    out.push((
-        Kind::EndReport,
-        envelope(
-            "end-of-call-report",
-            call_id,
-            end + 500,
-            json!({"endedReason": "customer-ended-call", "startedAt": iso(t0), "endedAt": iso(end),
-                   "cost": 0.31,
-                   "costs": [{"type": "model", "cost": 0.12}, {"type": "transcriber", "cost": 0.05}],
-                   "artifact": {"transcript": "AI: Thanks for calling Acme Trucking\nUser: Hi",
-                                "recordingUrl": format!("https://storage.vapi.test/{call_id}.wav"),
-                                "messages": []},
-                   "analysis": {"summary": "Pat left a message for billing.",
-                                "successEvaluation": true}}),
-        ),
-    ));
-    out
-}
 
 #[derive(Default)]
 struct LevelRun {
@@ -183,17 +76,17 @@ async fn drive(
     concurrency: usize,
     run_for: Duration,
     pace: Option<Duration>,
-    tag: &str,
+    first_call: usize,
 ) -> LevelRun {
     let shared = Arc::new(Mutex::new(LevelRun::default()));
     let started = Instant::now();
     let deadline = started + run_for;
+    let script_len = call_script(0).len();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let client = client.clone();
         let url = url.to_string();
         let shared = shared.clone();
-        let tag = tag.to_string();
         tasks.push(tokio::spawn(async move {
             let mut local = LevelRun::default();
             let mut next = tokio::time::Instant::now();
@@ -201,15 +94,15 @@ async fn drive(
                 next += pace.mul_f64(w as f64 / concurrency as f64);
             }
             'calls: for k in 0.. {
-                let call_id = format!("{tag}-{w}-{k}");
+                let call_index = first_call + w * 1_000_000 + k;
                 // Paced workers start their first call at different points of the script so
                 // every kind of delivery is sampled from the start (a call whose first
                 // delivery is not the status update is still created).
                 let skip = match (pace, k) {
-                    (Some(_), 0) => w % (TRANSCRIPTS + 3),
+                    (Some(_), 0) => w % script_len,
                     _ => 0,
                 };
-                for (kind, body) in call_script(&call_id).into_iter().skip(skip) {
+                for delivery in call_script(call_index).into_iter().skip(skip) {
                     if let Some(pace) = pace {
                         tokio::time::sleep_until(next).await;
                         next += pace;
@@ -218,13 +111,13 @@ async fn drive(
                         break 'calls;
                     }
                     let t = Instant::now();
-                    let result = send(&client, &url, body).await;
+                    let result = send(&client, &url, delivery.body).await;
                     let took = t.elapsed();
                     match result {
                         Ok((answer, inside)) => {
                             local.deliveries += 1;
                             local.all.push(took);
-                            if kind == Kind::ToolCall {
+                            if delivery.kind == "tool-calls" {
                                 local.tool.push(took);
                                 if let Some(inside) = inside {
                                     local.tool_server.push(inside);
@@ -236,7 +129,7 @@ async fn drive(
                                     ));
                                 }
                             }
-                            if kind == Kind::EndReport {
+                            if delivery.kind == "end-of-call-report" {
                                 local.calls_completed += 1;
                             }
                         }
@@ -367,8 +260,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 
     // Warm-up: two whole calls, not measured.
     for k in 0..2 {
-        for (_, body) in call_script(&format!("warm-{k}")) {
-            send(&client, &endpoint, body)
+        for delivery in call_script(usize::MAX - k) {
+            send(&client, &endpoint, delivery.body)
                 .await
                 .map_err(|e| anyhow::anyhow!("warm-up delivery refused: {e}"))?;
         }
@@ -377,8 +270,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let store = app.state().store.clone();
     for (c, raw) in LEVELS.into_iter().zip(raws.iter()) {
         let head_before = store.head().await?;
-        let run = drive(&client, &endpoint, c, ctx.run_for, None, &format!("c{c}")).await;
+        let grouped_before = store.group_commit_stats().unwrap_or_default();
+        let run = drive(&client, &endpoint, c, ctx.run_for, None, c * 100_000_000).await;
         let head_after = store.head().await?;
+        let grouped = store.group_commit_stats().unwrap_or_default();
+        let statements = grouped.statements - grouped_before.statements;
+        let appends = grouped.appends - grouped_before.appends;
         let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
         let events = (head_after - head_before).max(0) as f64;
         let detail = json!({
@@ -391,6 +288,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             "all": run.all.summary(),
             "tool_calls": run.tool.summary(),
             "raw_insert_latency": raw.latency.summary(),
+            "group_commit": {
+                "statements": statements,
+                "appends": appends,
+                "appends_per_statement": appends as f64 / statements.max(1) as f64,
+                "shared_statements": grouped.shared_statements - grouped_before.shared_statements,
+                "regrouped": grouped.regrouped - grouped_before.regrouped,
+            },
         });
         let mut row = Row::num(
             format!("deliveries/s, {c} concurrent call(s)"),
@@ -449,7 +353,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         .await?;
     let paced_for = (ctx.run_for * 4).max(Duration::from_secs(20));
     let raw64 = &raws[LEVELS.len() - 1];
-    let run = drive(&client, &endpoint, 64, paced_for, Some(PACE), "paced").await;
+    let run = drive(&client, &endpoint, 64, paced_for, Some(PACE), 900_000_000).await;
     let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
     let label = format!("paced, 64 calls, 1 delivery/call/{} ms", PACE.as_millis());
     section.row(
@@ -522,12 +426,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          both include waiting for a core; service pool size {pool_size} (default config)"
     ));
     section.note(format!(
-        "a call = status-update, {TRANSCRIPTS} final transcripts, one tool-calls (takeMessage) \
-         midway, end-of-call-report; at 1/16/64 each worker plays calls back to back (closed \
+        "a call = `callflex simulate`'s script of {} deliveries: status-updates (ringing, \
+         in-progress, ended), 6 partial and 6 final transcripts, 2 tool-calls (logDriverCallout, \
+         then scheduleCallback/takeMessage/transferCall in turn), speech-update, hang, \
+         end-of-call-report; partial transcripts and speech-updates are kept as raw deliveries \
+         only (no event); at 1/16/64 each worker plays calls back to back (closed \
          loop, saturation: latency there is mostly queueing, ~ concurrency / throughput); the \
          paced run keeps 64 calls in progress at a realistic-but-faster rate (one delivery per \
          call per {} ms) and carries the tool-call target; the baseline at each level is raw \
          single-row INSERTs at the same concurrency",
+        call_script(0).len(),
         PACE.as_millis()
     ));
     section.note(format!(

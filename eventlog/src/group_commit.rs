@@ -1,0 +1,470 @@
+//! Group commit on PostgreSQL: appends to different streams that arrive while earlier ones
+//! are being written share one statement, so one round trip and one commit (one WAL flush)
+//! carry them all.
+//!
+//! Why: under load every webhook delivery is one small append, and PostgreSQL spends most of
+//! its time per statement (wake-ups, context switches, the commit), not per row. At most
+//! [`WRITERS`] statements run at once; appends arriving meanwhile queue and go out together in
+//! the next one. With a writer slot free an append goes out at once, on its own task, so an
+//! isolated append waits for nobody.
+//!
+//! Each append keeps its own guarantees: the batch is one atomic statement, and if it fails
+//! for any reason (a stream conflict, a reused idempotency key, a lost connection) every
+//! append in it is written again on its own, so each gets exactly the answer it would have
+//! had alone. Two appends to the same stream never share a statement.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sqlx::{AnyPool, Row};
+use tokio::sync::oneshot;
+
+use crate::backend::Backend;
+use crate::event::{Append, AppendResult};
+use crate::store::{classify, insert_sql, COLUMNS};
+use crate::{now_ms, StoreError};
+
+/// Statements in flight at once (each holds one pooled connection while it runs).
+const WRITERS: usize = 4;
+/// At most this many appends, and about this many event rows, go into one statement.
+const MAX_APPENDS: usize = 64;
+const MAX_ROWS: usize = 500;
+
+/// One event's columns, serialized once by the caller (off the writer tasks).
+#[derive(Debug, Serialize)]
+pub(crate) struct PreparedEvent {
+    pub event_type: String,
+    pub event_version: i64,
+    pub payload: Box<RawValue>,
+    pub event_id: String,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub actor: String,
+    pub tenant_id: Option<String>,
+    pub recorded_at: i64,
+    pub metadata: Box<RawValue>,
+}
+
+/// An [`Append`] with its events serialized, ready for either backend's INSERT.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub expected_version: i64,
+    pub idempotency_key: Option<String>,
+    pub events: Vec<PreparedEvent>,
+}
+
+impl Prepared {
+    pub fn new(append: &Append) -> Result<Self, StoreError> {
+        let recorded_at = now_ms();
+        let events = append
+            .events
+            .iter()
+            .map(|event| {
+                let meta = &event.metadata;
+                let extras =
+                    serde_json::json!({ "received_at": meta.received_at, "extra": meta.extra });
+                Ok(PreparedEvent {
+                    event_type: event.event_type.clone(),
+                    event_version: i64::from(event.event_version),
+                    payload: RawValue::from_string(crate::json::to_text(&event.payload)?)?,
+                    event_id: meta.event_id.to_string(),
+                    correlation_id: meta.correlation_id.to_string(),
+                    causation_id: meta.causation_id.map(|id| id.to_string()),
+                    actor: meta.actor.clone(),
+                    tenant_id: meta.tenant_id.clone(),
+                    recorded_at,
+                    metadata: RawValue::from_string(crate::json::to_text(&extras)?)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Self {
+            aggregate_type: append.aggregate_type.clone(),
+            aggregate_id: append.aggregate_id.clone(),
+            expected_version: append.expected_version,
+            idempotency_key: append.idempotency_key.clone(),
+            events,
+        })
+    }
+
+    pub fn version_after(&self) -> i64 {
+        self.expected_version + self.events.len() as i64
+    }
+
+    fn stream(&self) -> (&str, &str) {
+        (&self.aggregate_type, &self.aggregate_id)
+    }
+}
+
+struct Pending {
+    append: Prepared,
+    reply: oneshot::Sender<Result<AppendResult, StoreError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// Statements being written right now.
+    in_flight: usize,
+    waiting: VecDeque<Pending>,
+}
+
+impl Queue {
+    /// Takes the next batch off the queue (up to the limits), after `first` when given.
+    fn batch(&mut self, first: Vec<Pending>) -> Vec<Pending> {
+        let mut batch = first;
+        let mut rows: usize = batch.iter().map(|p| p.append.events.len()).sum();
+        while batch.len() < MAX_APPENDS && rows < MAX_ROWS {
+            let Some(next) = self.waiting.pop_front() else {
+                break;
+            };
+            rows += next.append.events.len();
+            batch.push(next);
+        }
+        batch
+    }
+}
+
+/// Leader/follower group commit. An append that finds a writer slot free writes at once on
+/// its own task, taking along whatever has queued; otherwise it queues and waits for the
+/// next statement. Appends never hop to another task unless they had to wait anyway (a
+/// cross-thread wake-up costs more than the statement on a quiet machine).
+#[derive(Clone)]
+pub(crate) struct GroupCommit {
+    writer: Writer,
+    queue: Arc<Mutex<Queue>>,
+}
+
+/// What group commit has done since the store was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Statements written, alone or shared.
+    pub statements: u64,
+    /// Appends written (one per caller).
+    pub appends: u64,
+    /// Statements that carried more than one append.
+    pub shared_statements: u64,
+    /// Shared statements that failed and whose appends were written again alone.
+    pub regrouped: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    statements: AtomicU64,
+    appends: AtomicU64,
+    shared_statements: AtomicU64,
+    regrouped: AtomicU64,
+}
+
+/// Writes batches; cheap to clone onto a task.
+#[derive(Clone)]
+struct Writer {
+    pool: AnyPool,
+    counters: Arc<Counters>,
+}
+
+impl GroupCommit {
+    pub fn new(pool: AnyPool) -> Self {
+        Self {
+            writer: Writer {
+                pool,
+                counters: Arc::default(),
+            },
+            queue: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> GroupCommitStats {
+        let c = &self.writer.counters;
+        GroupCommitStats {
+            statements: c.statements.load(Ordering::Relaxed),
+            appends: c.appends.load(Ordering::Relaxed),
+            shared_statements: c.shared_statements.load(Ordering::Relaxed),
+            regrouped: c.regrouped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends through the next statement; answers once it has committed.
+    pub async fn append(&self, append: Prepared) -> Result<AppendResult, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let mine = Pending { append, reply };
+        let batch = {
+            let mut queue = self.lock();
+            if queue.in_flight >= WRITERS {
+                queue.waiting.push_back(mine);
+                None
+            } else {
+                queue.in_flight += 1;
+                Some(queue.batch(vec![mine]))
+            }
+        };
+        if let Some(batch) = batch {
+            let _slot = Slot(self);
+            if batch.len() == 1 {
+                self.writer.write(batch).await;
+            } else {
+                // Others' appends ride along: their statement must not die with this
+                // request if its client goes away, so it runs on a task of its own.
+                let writer = self.writer.clone();
+                let _ = tokio::spawn(async move { writer.write(batch).await }).await;
+            }
+        }
+        answer
+            .await
+            .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
+    }
+
+    /// After a statement: the queue that built up meanwhile goes out on a task of its own
+    /// (so the leader answers now), or the writer slot is given back.
+    fn hand_on(&self) {
+        let mut queue = self.lock();
+        if queue.waiting.is_empty() {
+            queue.in_flight -= 1;
+            return;
+        }
+        let batch = queue.batch(Vec::new());
+        drop(queue);
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.writer.write(batch).await;
+            this.hand_on();
+        });
+    }
+}
+
+/// A writer slot held by a leader; handed on when it is done or cancelled.
+struct Slot<'a>(&'a GroupCommit);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.hand_on();
+    }
+}
+
+impl Writer {
+    /// Writes a batch: the first append of each stream together, any later ones for the same
+    /// stream afterwards on their own (they would conflict inside one statement).
+    async fn write(&self, batch: Vec<Pending>) {
+        let mut seen = HashSet::new();
+        let (group, later): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
+            let (t, id) = p.append.stream();
+            seen.insert((t.to_string(), id.to_string()))
+        });
+        if group.len() == 1 {
+            self.write_alone(group).await;
+        } else {
+            let count = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Ordering::Relaxed);
+            count(&self.counters.statements, 1);
+            count(&self.counters.shared_statements, 1);
+            let appends: Vec<&Prepared> = group.iter().map(|p| &p.append).collect();
+            match append_many(&self.pool, &appends).await {
+                Ok(results) => {
+                    count(&self.counters.appends, group.len());
+                    for (pending, result) in group.into_iter().zip(results) {
+                        let _ = pending.reply.send(Ok(result));
+                    }
+                }
+                Err(err) => {
+                    count(&self.counters.regrouped, 1);
+                    tracing::debug!(error = %err, appends = group.len(), "shared append failed; writing each alone");
+                    self.write_alone(group).await;
+                }
+            }
+        }
+        self.write_alone(later).await;
+    }
+
+    async fn write_alone(&self, appends: Vec<Pending>) {
+        for pending in appends {
+            self.counters.statements.fetch_add(1, Ordering::Relaxed);
+            self.counters.appends.fetch_add(1, Ordering::Relaxed);
+            let result = append_one(&self.pool, &pending.append).await;
+            let _ = pending.reply.send(result);
+        }
+    }
+}
+
+/// One append in ONE autocommit statement (data-modifying CTEs): the events and the
+/// idempotency record in one round trip. The unique indexes decide conflicts and reused keys.
+pub(crate) async fn append_one(
+    pool: &AnyPool,
+    append: &Prepared,
+) -> Result<AppendResult, StoreError> {
+    let rows = append.events.len();
+    let version = append.version_after();
+    let insert = insert_sql(Backend::Postgres, rows);
+    let sql = match &append.idempotency_key {
+        None => insert,
+        Some(_) => {
+            let p = rows * COLUMNS;
+            format!(
+                "WITH ins AS ({insert}), rec AS (INSERT INTO event_appends (idempotency_key, \
+                 aggregate_type, aggregate_id, first_position, last_position, last_sequence, \
+                 event_count, created_at) SELECT ${}, ${}, ${}, MIN(global_position), \
+                 MAX(global_position), ${}, ${}, ${} FROM ins) \
+                 SELECT global_position FROM ins",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6
+            )
+        }
+    };
+    let mut query = crate::store::bind_events(
+        sqlx::query(&sql),
+        append,
+        &append.events,
+        append.expected_version,
+    );
+    if let Some(key) = &append.idempotency_key {
+        query = query
+            .bind(key.clone())
+            .bind(append.aggregate_type.clone())
+            .bind(append.aggregate_id.clone())
+            .bind(version)
+            .bind(rows as i64)
+            .bind(now_ms());
+    }
+    let returned = query
+        .fetch_all(pool)
+        .await
+        .map_err(|e| classify(e, append))?;
+    let mut positions = returned
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<Vec<i64>, _>>()?;
+    positions.sort_unstable();
+    Ok(AppendResult {
+        first_position: positions.first().copied().unwrap_or_default(),
+        last_position: positions.last().copied().unwrap_or_default(),
+        version,
+        duplicate: false,
+        event_count: rows as i64,
+    })
+}
+
+/// One row of the batch's JSON: an event with its stream, sequence and place in the batch.
+#[derive(Serialize)]
+struct BatchRow<'a> {
+    n: usize,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    sequence: i64,
+    #[serde(flatten)]
+    event: &'a PreparedEvent,
+}
+
+#[derive(Serialize)]
+struct BatchKey<'a> {
+    idempotency_key: &'a str,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    last_sequence: i64,
+    event_count: i64,
+    created_at: i64,
+}
+
+/// Every event of the batch travels as one JSON parameter, so the statement text is the same
+/// for any batch (prepared once per connection) and its size is bound by nothing but the
+/// batch limits. Rows are inserted in batch order, so a stream's events get increasing
+/// positions in sequence order.
+const APPEND_MANY: &str = "\
+WITH batch AS (\
+    SELECT * FROM json_to_recordset($1::json) AS r(n bigint, aggregate_type text, \
+    aggregate_id text, sequence bigint, event_type text, event_version integer, payload jsonb, \
+    event_id text, correlation_id text, causation_id text, actor text, tenant_id text, \
+    recorded_at bigint, metadata jsonb)\
+), ins AS (\
+    INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+    payload, event_id, correlation_id, causation_id, actor, tenant_id, recorded_at, metadata) \
+    SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+    event_id, correlation_id, causation_id, actor, tenant_id, recorded_at, metadata \
+    FROM batch ORDER BY n \
+    RETURNING global_position, aggregate_type, aggregate_id\
+), keys AS (\
+    SELECT * FROM json_to_recordset($2::json) AS k(idempotency_key text, aggregate_type text, \
+    aggregate_id text, last_sequence bigint, event_count integer, created_at bigint)\
+), rec AS (\
+    INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, first_position, \
+    last_position, last_sequence, event_count, created_at) \
+    SELECT k.idempotency_key, k.aggregate_type, k.aggregate_id, MIN(ins.global_position), \
+    MAX(ins.global_position), k.last_sequence, k.event_count, k.created_at \
+    FROM keys k JOIN ins ON ins.aggregate_type = k.aggregate_type \
+    AND ins.aggregate_id = k.aggregate_id \
+    GROUP BY k.idempotency_key, k.aggregate_type, k.aggregate_id, k.last_sequence, \
+    k.event_count, k.created_at\
+) \
+SELECT aggregate_type, aggregate_id, MIN(global_position), MAX(global_position) \
+FROM ins GROUP BY aggregate_type, aggregate_id";
+
+/// Appends to distinct streams in one statement; results in the order of `appends`.
+async fn append_many(
+    pool: &AnyPool,
+    appends: &[&Prepared],
+) -> Result<Vec<AppendResult>, StoreError> {
+    let mut rows = Vec::new();
+    let mut keys = Vec::new();
+    for append in appends {
+        for (i, event) in append.events.iter().enumerate() {
+            rows.push(BatchRow {
+                n: rows.len(),
+                aggregate_type: &append.aggregate_type,
+                aggregate_id: &append.aggregate_id,
+                sequence: append.expected_version + 1 + i as i64,
+                event,
+            });
+        }
+        if let Some(key) = &append.idempotency_key {
+            keys.push(BatchKey {
+                idempotency_key: key,
+                aggregate_type: &append.aggregate_type,
+                aggregate_id: &append.aggregate_id,
+                last_sequence: append.version_after(),
+                event_count: append.events.len() as i64,
+                created_at: now_ms(),
+            });
+        }
+    }
+    let returned = sqlx::query(APPEND_MANY)
+        .bind(crate::json::to_text(&rows)?)
+        .bind(crate::json::to_text(&keys)?)
+        .fetch_all(pool)
+        .await?;
+    let mut positions: HashMap<(String, String), (i64, i64)> = HashMap::new();
+    for row in &returned {
+        positions.insert(
+            (row.try_get(0)?, row.try_get(1)?),
+            (row.try_get(2)?, row.try_get(3)?),
+        );
+    }
+    appends
+        .iter()
+        .map(|append| {
+            let stream = (append.aggregate_type.clone(), append.aggregate_id.clone());
+            let (first, last) = positions.get(&stream).copied().ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "group append returned no positions for {}/{}",
+                    stream.0, stream.1
+                )))
+            })?;
+            Ok(AppendResult {
+                first_position: first,
+                last_position: last,
+                version: append.version_after(),
+                duplicate: false,
+                event_count: append.events.len() as i64,
+            })
+        })
+        .collect()
+}
