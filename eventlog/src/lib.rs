@@ -14,6 +14,7 @@
 //!   append the resulting events, retry on conflict.
 //! - [`upcast`]: raw-JSON upcasters applied before deserializing old event versions.
 //! - [`wake`]: wake-ups for log consumers (LISTEN/NOTIFY on PostgreSQL, in-process otherwise).
+//! - [`timing`]: how long a request waited on its appends (reported in `Server-Timing`).
 //! - [`checkpoint`]: consumer checkpoints stored inside the consumer's own transaction.
 
 pub mod backend;
@@ -26,6 +27,7 @@ pub mod repository;
 pub mod snapshot;
 pub mod store;
 pub mod testing;
+pub mod timing;
 pub mod upcast;
 pub mod wake;
 

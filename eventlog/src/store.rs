@@ -89,7 +89,10 @@ impl EventStore {
             });
         }
         let prepared = Prepared::new(&append)?;
-        match self.try_append(&append, prepared).await {
+        let started = std::time::Instant::now();
+        let written = self.try_append(&append, prepared).await;
+        crate::timing::record(started.elapsed());
+        match written {
             Ok(result) => {
                 self.wake.committed(result.last_position);
                 Ok(result)

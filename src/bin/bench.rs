@@ -150,6 +150,11 @@ impl Ctx {
         Ok(baseline)
     }
 
+    /// The database the raw baselines write to, once one was measured.
+    pub async fn raw_url(&self) -> Option<String> {
+        self.raw_db.lock().await.clone()
+    }
+
     /// The raw baseline at `writers` if a section already measured it.
     pub async fn raw_baseline_if_known(&self, writers: usize) -> Option<RawBaseline> {
         self.raw.lock().await.get(&writers).cloned()

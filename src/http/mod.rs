@@ -102,14 +102,18 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .around(server_timing)
 }
 
-/// Adds `Server-Timing: app;dur=<ms>` to every answer: the time spent inside the service
-/// (reading the body, handling, committing), without the network. Latency budgets such as
-/// VAPI's tool-call path are judged on it.
+/// Adds `Server-Timing: app;dur=<ms>, log;dur=<ms>` to every answer: the time spent inside
+/// the service (reading the body, handling, committing), without the network, and the part of
+/// it spent in the log's appends (round trip and durable commit). Latency budgets such as
+/// VAPI's tool-call path are judged on `app`.
 async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::Result<Response> {
     let started = std::time::Instant::now();
-    let mut response = next.get_response(req).await;
+    let (mut response, log) = eventlog::timing::measured(next.get_response(req)).await;
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    if let Ok(value) = poem::http::HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
+    let log_ms = log.as_secs_f64() * 1e3;
+    if let Ok(value) =
+        poem::http::HeaderValue::from_str(&format!("app;dur={ms:.3}, log;dur={log_ms:.3}"))
+    {
         response.headers_mut().insert("server-timing", value);
     }
     Ok(response)

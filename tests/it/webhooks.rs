@@ -551,7 +551,48 @@ async fn a_nul_character_in_a_transcript_is_stored_as_the_replacement_character(
     app.app.stop().await;
 }
 
+/// Every answer says how long it spent inside the service and, of that, in the log's appends.
+async fn answers_report_time_inside_the_service_and_in_the_log(backend: &str) {
+    let app = spawn_app(backend).await;
+    let timing = |res: &reqwest::Response| -> (f64, f64) {
+        let header = res
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let metric = |name: &str| -> f64 {
+            header
+                .split(',')
+                .find_map(|part| part.trim().strip_prefix(&format!("{name};dur=")))
+                .and_then(|ms| ms.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in Server-Timing {header:?}"))
+        };
+        (metric("app"), metric("log"))
+    };
+    let tool = vapi_message(
+        "tool-calls",
+        "call-timing",
+        json!({"toolCallList": [tool_call("t1", "takeMessage", json!({"message": "hi"}))]}),
+    );
+    let res = app.post_vapi(&tool).await;
+    assert_eq!(res.status(), 200);
+    let (inside, log) = timing(&res);
+    assert!(log > 0.0 && log <= inside, "app {inside} ms, log {log} ms");
+    // A message that records no event spends no time in the log.
+    let speech = vapi_message(
+        "speech-update",
+        "call-timing",
+        json!({"status": "started", "role": "user"}),
+    );
+    let res = app.post_vapi(&speech).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(timing(&res).1, 0.0);
+    app.app.stop().await;
+}
+
 crate::both_backends!(
+    answers_report_time_inside_the_service_and_in_the_log,
     a_nul_character_in_a_transcript_is_stored_as_the_replacement_character,
     redeliveries_to_a_restarted_service_get_the_same_answers,
     a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once,

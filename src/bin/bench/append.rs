@@ -133,6 +133,68 @@ pub enum RawMode {
 }
 
 /// Raw single-row INSERTs (autocommit, one row per transaction) with sqlx directly.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds one raw event row in [`RAW_INSERT`]'s order.
+fn bind_raw<'q>(
+    query: PgQuery<'q>,
+    stream: String,
+    sequence: i64,
+    payload: &'q str,
+    meta: &'q str,
+) -> PgQuery<'q> {
+    query
+        .bind("call")
+        .bind(stream)
+        .bind(sequence)
+        .bind("TranscriptSegmentAdded")
+        .bind(1i32)
+        .bind(payload)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(None::<String>)
+        .bind("system:bench")
+        .bind("00000000-0000-0000-0000-000000000001")
+        .bind(eventlog::now_ms())
+        .bind(meta)
+}
+
+/// Latencies of single raw INSERTs, one every `every` on one connection, for `run_for`: what
+/// a durable commit costs on this disk while something else runs beside it.
+pub async fn raw_probe(url: &str, every: Duration, run_for: Duration) -> anyhow::Result<Samples> {
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .connect(url)
+        .await?;
+    pool.execute(RAW_TABLE).await?;
+    let payload = sample_payload(0).to_string();
+    let meta =
+        json!({"received_at": chrono::Utc::now(), "extra": {"delivery": "probe"}}).to_string();
+    let stream = format!("probe-{}", uuid::Uuid::new_v4().simple());
+    let mut samples = Samples::default();
+    let deadline = Instant::now() + run_for;
+    let mut tick = tokio::time::interval(every);
+    let mut sequence = 0;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        sequence += 1;
+        let started = Instant::now();
+        bind_raw(
+            sqlx::query(RAW_INSERT),
+            stream.clone(),
+            sequence,
+            &payload,
+            &meta,
+        )
+        .execute(&pool)
+        .await?;
+        samples.push(started.elapsed());
+    }
+    pool.close().await;
+    Ok(samples)
+}
+
 pub async fn raw_inserts(
     url: &str,
     writers: usize,
@@ -170,20 +232,7 @@ pub async fn raw_inserts_as(
             } else {
                 format!("{RAW_INSERT} RETURNING global_position")
             };
-            let query = sqlx::query(&sql)
-                .bind("call")
-                .bind(stream)
-                .bind(i as i64 + 1)
-                .bind("TranscriptSegmentAdded")
-                .bind(1i32)
-                .bind(payload.as_str())
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(uuid::Uuid::new_v4().to_string())
-                .bind(None::<String>)
-                .bind("system:bench")
-                .bind("00000000-0000-0000-0000-000000000001")
-                .bind(eventlog::now_ms())
-                .bind(meta.as_str());
+            let query = bind_raw(sqlx::query(&sql), stream, i as i64 + 1, &payload, &meta);
             match mode {
                 RawMode::Autocommit => {
                     query.execute(&pool).await?;

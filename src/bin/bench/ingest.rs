@@ -30,6 +30,9 @@ struct LevelRun {
     tool: Samples,
     /// Tool-call time inside the service, from its `Server-Timing` header.
     tool_server: Samples,
+    /// The part of it spent in the log's appends, and the rest.
+    tool_log: Samples,
+    tool_rest: Samples,
     deliveries: u64,
     calls_completed: u64,
     errors: u64,
@@ -37,12 +40,35 @@ struct LevelRun {
     elapsed: Duration,
 }
 
+/// The service's own account of a request (`Server-Timing: app;dur=.., log;dur=..`).
+#[derive(Debug, Clone, Copy)]
+struct Inside {
+    /// Everything inside the service.
+    app: Duration,
+    /// The part spent in the log's appends (round trip and durable commit).
+    log: Duration,
+}
+
+fn server_timing(header: &str) -> Option<Inside> {
+    let metric = |name: &str| {
+        header.split(',').find_map(|part| {
+            let (metric, dur) = part.trim().split_once(";dur=")?;
+            let ms: f64 = (metric == name).then_some(dur)?.trim().parse().ok()?;
+            Some(Duration::from_secs_f64(ms / 1e3))
+        })
+    };
+    Some(Inside {
+        app: metric("app")?,
+        log: metric("log").unwrap_or_default(),
+    })
+}
+
 /// Sends one delivery; returns the answer and the service's own time (`Server-Timing`).
 async fn send(
     client: &reqwest::Client,
     url: &str,
     body: String,
-) -> Result<(String, Option<Duration>), String> {
+) -> Result<(String, Option<Inside>), String> {
     let res = client
         .post(url)
         .header("content-type", "application/json")
@@ -56,9 +82,7 @@ async fn send(
         .headers()
         .get("server-timing")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("dur=").nth(1))
-        .and_then(|ms| ms.trim().parse::<f64>().ok())
-        .map(|ms| Duration::from_secs_f64(ms / 1e3));
+        .and_then(server_timing);
     let text = res.text().await.map_err(|e| e.to_string())?;
     if status.is_success() {
         Ok((text, inside))
@@ -120,7 +144,9 @@ async fn drive(
                             if delivery.kind == "tool-calls" {
                                 local.tool.push(took);
                                 if let Some(inside) = inside {
-                                    local.tool_server.push(inside);
+                                    local.tool_server.push(inside.app);
+                                    local.tool_log.push(inside.log);
+                                    local.tool_rest.push(inside.app.saturating_sub(inside.log));
                                 }
                                 if !answer.contains("\"results\"") {
                                     local.errors += 1;
@@ -150,6 +176,8 @@ async fn drive(
             total.all.extend(local.all);
             total.tool.extend(local.tool);
             total.tool_server.extend(local.tool_server);
+            total.tool_log.extend(local.tool_log);
+            total.tool_rest.extend(local.tool_rest);
         }));
     }
     for task in tasks {
@@ -353,7 +381,21 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         .await?;
     let paced_for = (ctx.run_for * 4).max(Duration::from_secs(20));
     let raw64 = &raws[LEVELS.len() - 1];
-    let run = drive(&client, &endpoint, 64, paced_for, Some(PACE), 900_000_000).await;
+    // Beside it, a raw INSERT every 20 ms on a connection of its own: the durable commit's
+    // latency on this disk under the same load, the floor under any tool-call answer.
+    let probe = async {
+        match ctx.raw_url().await {
+            Some(url) => crate::append::raw_probe(&url, Duration::from_millis(20), paced_for)
+                .await
+                .ok(),
+            None => None,
+        }
+    };
+    let (run, probe) = tokio::join!(
+        drive(&client, &endpoint, 64, paced_for, Some(PACE), 900_000_000),
+        probe
+    );
+    let probe = probe.unwrap_or_default();
     let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
     let label = format!("paced, 64 calls, 1 delivery/call/{} ms", PACE.as_millis());
     section.row(
@@ -390,6 +432,25 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             section.row(row);
         }
     }
+    for (samples, what) in [
+        (&run.tool_log, "of which the append (round trip + commit)"),
+        (&run.tool_rest, "of which everything else"),
+    ] {
+        for (pct, name) in [(50.0, "p50"), (99.0, "p99")] {
+            section.row(
+                Row::num(
+                    format!("    {name}, {what}, paced 64 calls"),
+                    samples.pct_ms(pct),
+                    "ms",
+                )
+                .vs(Baseline::new(
+                    format!("raw INSERT {name}, probe every 20 ms meanwhile"),
+                    probe.pct_ms(pct),
+                    "ms",
+                )),
+            );
+        }
+    }
     if run.errors > 0 {
         section.note(format!(
             "paced: {} failed deliveries; first: {}",
@@ -420,9 +481,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     );
     section.note(format!(
         "latency is client-observed over loopback HTTP (includes reqwest and poem) except the \
-         rows 'inside the service', read from the service's own Server-Timing header (from the \
-         request entering poem to the answer leaving it: body read, auth, decision, durable \
-         commit, ledger); the load generator runs in the same process on the same cores, so \
+         rows 'inside the service', read from the service's own Server-Timing header (`app`: from \
+         the request entering poem to the answer leaving it: body read, auth, decision, durable \
+         commit, ledger; `log`: the part spent in the append, round trip and commit); the load generator runs in the same process on the same cores, so \
          both include waiting for a core; service pool size {pool_size} (default config)"
     ));
     section.note(format!(
