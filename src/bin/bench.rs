@@ -25,6 +25,8 @@
 mod append;
 #[path = "bench/command.rs"]
 mod command;
+#[path = "bench/http1.rs"]
+mod http1;
 #[path = "bench/ingest.rs"]
 mod ingest;
 #[path = "bench/query.rs"]
@@ -134,6 +136,12 @@ impl Ctx {
         if let Some(b) = self.raw.lock().await.get(&writers) {
             return Ok(b.clone());
         }
+        self.raw_baseline_now(writers).await
+    }
+
+    /// Measures the raw baseline at `writers` again, right now (for a section that wants it
+    /// next to its own measurement, as the disk's speed drifts on shared machines).
+    pub async fn raw_baseline_now(&self, writers: usize) -> anyhow::Result<RawBaseline> {
         let url = {
             let mut db = self.raw_db.lock().await;
             match db.as_ref() {

@@ -2,6 +2,7 @@
 //! over real HTTP for realistic calls at 1, 16 and 64 concurrent calls. The calls are
 //! `callflex simulate`'s scripts ([`callflex::simulate::call_script`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::http1::Conn;
 use crate::report::{Baseline, Row, Samples, Section, Target};
 use crate::{Ctx, RawBaseline};
 
@@ -63,31 +65,43 @@ fn server_timing(header: &str) -> Option<Inside> {
     })
 }
 
-/// Sends one delivery; returns the answer and the service's own time (`Server-Timing`).
+/// Where deliveries go: the service's address and the organization's webhook path.
+#[derive(Clone)]
+struct Endpoint {
+    addr: SocketAddr,
+    path: String,
+}
+
+/// Sends one delivery on the worker's connection (opened on first use, and again after a
+/// failure); returns the answer and the service's own time (`Server-Timing`).
 async fn send(
-    client: &reqwest::Client,
-    url: &str,
+    conn: &mut Option<Conn>,
+    endpoint: &Endpoint,
     body: String,
 ) -> Result<(String, Option<Inside>), String> {
-    let res = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-vapi-secret", SECRET)
-        .body(body)
-        .send()
+    let open = match conn {
+        Some(open) => open,
+        None => conn.insert(Conn::open(endpoint.addr).await?),
+    };
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-vapi-secret", SECRET),
+    ];
+    let answer = match open
+        .post(&endpoint.path, &headers, body, "server-timing")
         .await
-        .map_err(|e| e.to_string())?;
-    let status = res.status();
-    let inside = res
-        .headers()
-        .get("server-timing")
-        .and_then(|v| v.to_str().ok())
-        .and_then(server_timing);
-    let text = res.text().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok((text, inside))
+    {
+        Ok(answer) => answer,
+        Err(err) => {
+            *conn = None;
+            return Err(err);
+        }
+    };
+    let inside = answer.header.as_deref().and_then(server_timing);
+    if (200..300).contains(&answer.status) {
+        Ok((answer.body, inside))
     } else {
-        Err(format!("HTTP {status}: {text}"))
+        Err(format!("HTTP {}: {}", answer.status, answer.body))
     }
 }
 
@@ -95,8 +109,7 @@ async fn send(
 /// next delivery as soon as the previous one is answered (closed loop, saturation); with
 /// `pace` each call sends one delivery per `pace`, workers staggered across the interval.
 async fn drive(
-    client: &reqwest::Client,
-    url: &str,
+    endpoint: &Endpoint,
     concurrency: usize,
     run_for: Duration,
     pace: Option<Duration>,
@@ -108,10 +121,10 @@ async fn drive(
     let script_len = call_script(0).len();
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let client = client.clone();
-        let url = url.to_string();
+        let endpoint = endpoint.clone();
         let shared = shared.clone();
         tasks.push(tokio::spawn(async move {
+            let mut conn = None;
             let mut local = LevelRun::default();
             let mut next = tokio::time::Instant::now();
             if let Some(pace) = pace {
@@ -135,7 +148,7 @@ async fn drive(
                         break 'calls;
                     }
                     let t = Instant::now();
-                    let result = send(&client, &url, delivery.body).await;
+                    let result = send(&mut conn, &endpoint, delivery.body).await;
                     let took = t.elapsed();
                     match result {
                         Ok((answer, inside)) => {
@@ -262,12 +275,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
              {secs:.1} s per level"
         ),
     );
-    // Baselines first, while nothing else runs.
-    let mut raws = Vec::new();
-    for c in LEVELS {
-        raws.push(ctx.raw_baseline(c).await?);
-    }
-
     let url = ctx.fresh_postgres("ingest").await?;
     let rss_before = proc_status_mib("VmRSS").unwrap_or(0.0);
     let peak_reset = reset_peak_rss();
@@ -280,26 +287,36 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let pool_size = config.database_max_connections;
     let app = Application::build(config).await?;
     let org = create_org(&app).await?;
-    let endpoint = format!("http://127.0.0.1:{}/api/webhooks/vapi/{org}", app.port());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .tcp_nodelay(true)
-        .build()?;
+    let endpoint = Endpoint {
+        addr: SocketAddr::from(([127, 0, 0, 1], app.port())),
+        path: format!("/api/webhooks/vapi/{org}"),
+    };
 
     // Warm-up: two whole calls, not measured.
+    let mut conn = None;
     for k in 0..2 {
         for delivery in call_script(usize::MAX - k) {
-            send(&client, &endpoint, delivery.body)
+            send(&mut conn, &endpoint, delivery.body)
                 .await
                 .map_err(|e| anyhow::anyhow!("warm-up delivery refused: {e}"))?;
         }
     }
 
     let store = app.state().store.clone();
-    for (c, raw) in LEVELS.into_iter().zip(raws.iter()) {
+    let mut raws = Vec::new();
+    for c in LEVELS {
+        // The baseline right before the level, once the read models have caught up, so
+        // nothing of the service runs beside it and the disk is in the same mood.
+        let head = store.head().await?;
+        app.state()
+            .wait_for_position(head, Duration::from_secs(60))
+            .await?;
+        app.state().ledger.flush().await;
+        raws.push(ctx.raw_baseline_now(c).await?);
+        let raw = &raws[raws.len() - 1];
         let head_before = store.head().await?;
         let grouped_before = store.group_commit_stats().unwrap_or_default();
-        let run = drive(&client, &endpoint, c, ctx.run_for, None, c * 100_000_000).await;
+        let run = drive(&endpoint, c, ctx.run_for, None, c * 100_000_000).await;
         let head_after = store.head().await?;
         let grouped = store.group_commit_stats().unwrap_or_default();
         let statements = grouped.statements - grouped_before.statements;
@@ -392,7 +409,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         }
     };
     let (run, probe) = tokio::join!(
-        drive(&client, &endpoint, 64, paced_for, Some(PACE), 900_000_000),
+        drive(&endpoint, 64, paced_for, Some(PACE), 900_000_000),
         probe
     );
     let probe = probe.unwrap_or_default();
@@ -480,7 +497,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             .detail(json!({"peak_mark_reset_before_start": peak_reset})),
     );
     section.note(format!(
-        "latency is client-observed over loopback HTTP (includes reqwest and poem) except the \
+        "latency is client-observed over loopback HTTP (one keep-alive HTTP/1.1 connection per \
+         worker, hyper's client; the service's server is poem) except the \
          rows 'inside the service', read from the service's own Server-Timing header (`app`: from \
          the request entering poem to the answer leaving it: body read, auth, decision, durable \
          commit, ledger; `log`: the part spent in the append, round trip and commit); the load generator runs in the same process on the same cores, so \
@@ -495,7 +513,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          loop, saturation: latency there is mostly queueing, ~ concurrency / throughput); the \
          paced run keeps 64 calls in progress at a realistic-but-faster rate (one delivery per \
          call per {} ms) and carries the tool-call target; the baseline at each level is raw \
-         single-row INSERTs at the same concurrency",
+         single-row INSERTs at the same concurrency, measured right before the level (read models \
+         caught up, nothing else running)",
         call_script(0).len(),
         PACE.as_millis()
     ));
