@@ -524,7 +524,7 @@ async fn redeliveries_to_a_restarted_service_get_the_same_answers(backend: &str)
 
 /// A NUL character (`\u0000` in JSON) cannot be stored by PostgreSQL; it must not turn a
 /// delivery into an endless 5xx retry loop. It is kept as U+FFFD, the same on both backends.
-async fn a_nul_character_in_a_transcript_is_stored_as_the_replacement_character(backend: &str) {
+async fn nul_characters_and_cut_emoji_are_stored_as_the_replacement_character(backend: &str) {
     let app = spawn_app(backend).await;
     app.vapi_ok(&vapi_message(
         "status-update",
@@ -542,11 +542,22 @@ async fn a_nul_character_in_a_transcript_is_stored_as_the_replacement_character(
     app.settle().await;
     let text = app.strings("SELECT full_text FROM transcripts").await;
     assert_eq!(text, vec!["user: pipe\u{fffd}burst\n".to_string()]);
+    // JavaScript's JSON.stringify writes half an emoji as a lone surrogate escape: legal JSON
+    // text that serde_json refuses. The message is kept, minus that character.
+    let cut = r#"{"message":{"type":"transcript","role":"assistant","transcriptType":"final","transcript":"Sure \ud83d","call":{"id":"call-nul"}}}"#;
+    let answer = app.vapi_ok(cut).await;
+    assert!(answer["position"].as_i64().unwrap_or(0) > 0, "{answer}");
+    app.settle().await;
+    let text = app.strings("SELECT full_text FROM transcripts").await;
+    assert_eq!(
+        text,
+        vec!["user: pipe\u{fffd}burst\nassistant: Sure \u{fffd}\n".to_string()]
+    );
     assert_eq!(
         app.scalar_i64("SELECT COUNT(*) FROM webhook_deliveries WHERE provider = 'vapi'")
             .await,
-        2,
-        "the raw delivery is kept"
+        3,
+        "the raw deliveries are kept"
     );
     app.app.stop().await;
 }
@@ -593,7 +604,7 @@ async fn answers_report_time_inside_the_service_and_in_the_log(backend: &str) {
 
 crate::both_backends!(
     answers_report_time_inside_the_service_and_in_the_log,
-    a_nul_character_in_a_transcript_is_stored_as_the_replacement_character,
+    nul_characters_and_cut_emoji_are_stored_as_the_replacement_character,
     redeliveries_to_a_restarted_service_get_the_same_answers,
     a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once,
     tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer,
