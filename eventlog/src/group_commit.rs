@@ -227,14 +227,20 @@ impl GroupCommit {
     /// (so the leader answers now), or the writer slot is given back.
     fn hand_on(&self) {
         let mut queue = self.lock();
-        if queue.waiting.is_empty() {
-            queue.in_flight -= 1;
-            return;
-        }
+        // Outside a runtime (a leader dropped while its runtime shuts down) nothing can be
+        // spawned: the waiting appends are dropped and their callers get an error.
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !queue.waiting.is_empty() => runtime,
+            _ => {
+                queue.in_flight -= 1;
+                queue.waiting.clear();
+                return;
+            }
+        };
         let batch = queue.batch(Vec::new());
         drop(queue);
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             this.writer.write(batch).await;
             this.hand_on();
         });

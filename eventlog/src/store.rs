@@ -89,8 +89,9 @@ impl EventStore {
             });
         }
         let prepared = Prepared::new(&append)?;
+        let key = append.idempotency_key.clone();
         let started = std::time::Instant::now();
-        let written = self.try_append(&append, prepared).await;
+        let written = self.try_append(append, prepared).await;
         crate::timing::record(started.elapsed());
         match written {
             Ok(result) => {
@@ -100,7 +101,7 @@ impl EventStore {
             Err(err) => {
                 // A concurrent retry of the same command may have won the race: answer with its
                 // result rather than a conflict.
-                if let Some(key) = &append.idempotency_key {
+                if let Some(key) = &key {
                     if let Some(previous) = self.find_append(key).await? {
                         return Ok(previous);
                     }
@@ -112,7 +113,7 @@ impl EventStore {
 
     async fn try_append(
         &self,
-        append: &Append,
+        append: Append,
         prepared: Prepared,
     ) -> Result<AppendResult, StoreError> {
         if let Some(group) = &self.group {
@@ -120,6 +121,22 @@ impl EventStore {
                 return group.append(prepared).await;
             }
         }
+        // A transaction abandoned halfway (the caller's request cancelled) would go back to the
+        // pool still open on SQLite, and the next BEGIN on that connection fails. The
+        // transaction therefore runs on a task of its own and always finishes.
+        let store = self.clone();
+        tokio::spawn(async move { store.append_in_transaction(&append, &prepared).await })
+            .await
+            .map_err(|err| {
+                StoreError::Database(sqlx::Error::Protocol(format!("append task failed: {err}")))
+            })?
+    }
+
+    async fn append_in_transaction(
+        &self,
+        append: &Append,
+        prepared: &Prepared,
+    ) -> Result<AppendResult, StoreError> {
         let mut tx = self.backend.begin_write(&self.pool).await?;
         let mut positions: Vec<i64> = Vec::with_capacity(append.events.len());
         let rows_per_insert = match self.backend {
@@ -129,11 +146,11 @@ impl EventStore {
         for (chunk_index, chunk) in prepared.events.chunks(rows_per_insert).enumerate() {
             let sql = insert_sql(self.backend, chunk.len());
             let base = append.expected_version + (chunk_index * rows_per_insert) as i64;
-            let query = bind_events(sqlx::query(&sql), &prepared, chunk, base);
+            let query = bind_events(sqlx::query(&sql), prepared, chunk, base);
             let rows = query
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(|e| classify(e, &prepared))?;
+                .map_err(|e| classify(e, prepared))?;
             for row in rows {
                 positions.push(row.try_get::<i64, _>(0)?);
             }
@@ -158,7 +175,7 @@ impl EventStore {
             .bind(now_ms())
             .execute(&mut *tx)
             .await
-            .map_err(|e| classify(e, &prepared))?;
+            .map_err(|e| classify(e, prepared))?;
         }
         if let Some(snapshot) = &append.snapshot {
             snapshot::save(

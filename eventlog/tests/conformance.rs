@@ -476,6 +476,40 @@ async fn concurrent_appends_each_get_their_own_answer(backend: &str) {
     assert_eq!(all.len(), total_events, "nothing lost, nothing doubled");
 }
 
+/// Callers that go away mid-append (a client hanging up) never leave the store unable to
+/// write: whatever they held (group-commit slots, connections) is given back.
+async fn appends_abandoned_midway_do_not_stall_later_ones(backend: &str) {
+    let store = open(backend).await;
+    for (round, micros) in [0, 200, 500, 1_000, 2_000, 5_000].into_iter().enumerate() {
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .append(append(&format!("gone-{round}-{i}"), 0, vec![event(i)]))
+                    .await
+            }));
+        }
+        // Some are cut off before they start, some mid-statement.
+        tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+        for task in &tasks {
+            task.abort();
+        }
+    }
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let a = append(&format!("after-{i}"), 0, vec![event(i)]);
+            tokio::time::timeout(std::time::Duration::from_secs(20), store.append(a)).await
+        }));
+    }
+    for task in tasks {
+        let written = task.await.unwrap().expect("append did not stall");
+        assert_eq!(written.unwrap().version, 1);
+    }
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -501,6 +535,7 @@ macro_rules! conformance {
             case!(a_cached_aggregate_still_sees_events_written_by_another_process);
             case!(a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_state);
             case!(concurrent_appends_each_get_their_own_answer);
+            case!(appends_abandoned_midway_do_not_stall_later_ones);
         }
     };
 }
