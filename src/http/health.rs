@@ -1,5 +1,5 @@
-//! `GET /health`: store backend, log head, every projector's checkpoint and lag, and which
-//! outbound providers run in sandbox mode.
+//! `GET /health`: store backend, log head, every projector's checkpoint and lag, which
+//! outbound providers run in sandbox mode, and the group-commit counters.
 
 use std::sync::Arc;
 
@@ -32,6 +32,19 @@ pub struct ProviderMode {
     pub sandbox: bool,
 }
 
+/// Appends since start (PostgreSQL): concurrent appends to different streams share statements.
+#[derive(Debug, Object)]
+pub struct GroupCommit {
+    /// Statements written, alone or shared.
+    pub statements: u64,
+    /// Appends written (one per command).
+    pub appends: u64,
+    /// Statements that carried more than one append.
+    pub shared_statements: u64,
+    /// Shared statements that failed and whose appends were written again one by one.
+    pub regrouped: u64,
+}
+
 #[derive(Debug, Object)]
 pub struct Health {
     /// `ok`, or `degraded` when a projector reports an error.
@@ -41,6 +54,8 @@ pub struct Health {
     pub log_head: i64,
     pub projectors: Vec<ProjectorHealth>,
     pub providers: Vec<ProviderMode>,
+    /// Absent on SQLite, which writes one append at a time.
+    pub group_commit: Option<GroupCommit>,
 }
 
 pub struct HealthApi;
@@ -87,6 +102,12 @@ impl HealthApi {
             log_head: head,
             projectors,
             providers,
+            group_commit: state.store.group_commit_stats().map(|g| GroupCommit {
+                statements: g.statements,
+                appends: g.appends,
+                shared_statements: g.shared_statements,
+                regrouped: g.regrouped,
+            }),
         }))
     }
 }

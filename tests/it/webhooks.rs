@@ -599,6 +599,20 @@ async fn answers_report_time_inside_the_service_and_in_the_log(backend: &str) {
     let res = app.post_vapi(&speech).await;
     assert_eq!(res.status(), 200);
     assert_eq!(timing(&res).1, 0.0);
+    // Operators see how appends were written.
+    let health: serde_json::Value = reqwest::get(format!("{}/health", app.base))
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    match backend {
+        "postgres" => assert!(
+            health["group_commit"]["appends"].as_u64() >= Some(1),
+            "{health}"
+        ),
+        _ => assert!(health["group_commit"].is_null(), "{health}"),
+    }
     app.app.stop().await;
 }
 
