@@ -74,9 +74,22 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Connects a pool. For SQLite the file's directory is created, WAL is enabled and a busy
-/// timeout lets concurrent writers queue instead of failing.
-pub async fn connect(url: &str, max_connections: u32) -> Result<(AnyPool, Backend), StoreError> {
+/// The pools of one database: `pool` for everything, and `writes` for write transactions.
+///
+/// SQLite lets one writer in at a time; other writers spin in its busy handler, which sleeps
+/// in steps of up to 100 ms (tool-call answers waited up to ~200 ms behind projector commits
+/// at 16 concurrent calls). So on SQLite `writes` is a pool of ONE connection: writers queue
+/// for it in order, without sleeping, and nobody is left in the busy handler. On PostgreSQL
+/// it is the same pool.
+#[derive(Clone)]
+pub struct Pools {
+    pub pool: AnyPool,
+    pub writes: AnyPool,
+}
+
+/// Connects the pools. For SQLite the file's directory is created, WAL is enabled and a busy
+/// timeout lets writers outside the write pool queue instead of failing.
+pub async fn connect(url: &str, max_connections: u32) -> Result<(Pools, Backend), StoreError> {
     sqlx::any::install_default_drivers();
     let backend = Backend::from_url(url)?;
     let mut url = url.to_string();
@@ -99,7 +112,22 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<(AnyPool, Backen
         }
     }
     let options = AnyConnectOptions::from_str(&url)?;
-    let pool = AnyPoolOptions::new()
+    let pool = open_pool(&options, backend, max_connections).await?;
+    // An in-memory SQLite database exists once per connection: it cannot have a second pool.
+    let writes = if backend == Backend::Sqlite && !url.contains(":memory:") {
+        open_pool(&options, backend, 1).await?
+    } else {
+        pool.clone()
+    };
+    Ok((Pools { pool, writes }, backend))
+}
+
+async fn open_pool(
+    options: &AnyConnectOptions,
+    backend: Backend,
+    max_connections: u32,
+) -> Result<AnyPool, StoreError> {
+    Ok(AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(move |conn, _| {
@@ -119,9 +147,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<(AnyPool, Backen
                 Ok(())
             })
         })
-        .connect_with(options)
-        .await?;
-    Ok((pool, backend))
+        .connect_with(options.clone())
+        .await?)
 }
 
 fn sqlite_path(url: &str) -> Option<String> {

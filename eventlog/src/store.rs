@@ -26,6 +26,8 @@ const MAX_ROWS_PER_INSERT_SQLITE: usize = 70;
 #[derive(Clone)]
 pub struct EventStore {
     pool: AnyPool,
+    /// Write transactions (one connection on SQLite; see [`backend::Pools`]).
+    writes: AnyPool,
     backend: Backend,
     wake: Wake,
     /// PostgreSQL: concurrent appends to different streams share statements.
@@ -35,7 +37,8 @@ pub struct EventStore {
 impl EventStore {
     /// Connects and applies migrations. `url` is `postgres://...` or `sqlite://path`.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let (pool, backend) = backend::connect(url, max_connections).await?;
+        let (backend::Pools { pool, writes }, backend) =
+            backend::connect(url, max_connections).await?;
         backend::migrate(&pool, backend).await?;
         let wake = Wake::new();
         if backend == Backend::Postgres {
@@ -45,6 +48,7 @@ impl EventStore {
         let group = (backend == Backend::Postgres).then(|| GroupCommit::new(pool.clone()));
         Ok(Self {
             pool,
+            writes,
             backend,
             wake,
             group,
@@ -53,6 +57,12 @@ impl EventStore {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for write transactions and other writes: on SQLite a single connection, so
+    /// writers queue in order instead of sleeping in SQLite's busy handler.
+    pub fn write_pool(&self) -> &AnyPool {
+        &self.writes
     }
 
     pub fn backend(&self) -> Backend {
@@ -137,7 +147,7 @@ impl EventStore {
         append: &Append,
         prepared: &Prepared,
     ) -> Result<AppendResult, StoreError> {
-        let mut tx = self.backend.begin_write(&self.pool).await?;
+        let mut tx = self.backend.begin_write(&self.writes).await?;
         let mut positions: Vec<i64> = Vec::with_capacity(append.events.len());
         let rows_per_insert = match self.backend {
             Backend::Postgres => MAX_ROWS_PER_INSERT,

@@ -199,7 +199,7 @@ async fn prepare_fresh_tables(
     store: &EventStore,
     projector: &dyn Projector,
 ) -> Result<(), ProjectionError> {
-    let mut tx = store.backend().begin_write(store.pool()).await?;
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
     checkpoint::reset(&mut tx, &rebuild_checkpoint_name(projector)).await?;
     for table in projector.tables() {
         let fresh = Tables::REBUILD.name(table);
@@ -266,7 +266,7 @@ async fn create_deferred_indexes(
     if store.backend() != Backend::Postgres {
         return Ok(());
     }
-    let mut tx = store.backend().begin_write(store.pool()).await?;
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
     for table in projector.tables() {
         let fresh = Tables::REBUILD.name(table);
         let present = secondary_indexes(&mut tx, &fresh).await?;
@@ -344,7 +344,7 @@ async fn swap(
     projector: &dyn Projector,
     name: &str,
 ) -> Result<Checkpoint, ProjectionError> {
-    let mut tx = store.backend().begin_write(store.pool()).await?;
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
     let done = checkpoint::load(&mut *tx, name).await?;
     // The live checkpoint first: its row lock waits for a live batch in flight (here or in
     // another process) and makes any later one see it is stale, before a table is touched.

@@ -336,7 +336,7 @@ pub async fn apply_batch(
     let Some((last, _)) = events.last() else {
         return Ok(true);
     };
-    let mut tx = store.backend().begin_relaxed(store.pool()).await?;
+    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
     if !checkpoint::advance(&mut tx, checkpoint_name, from, last.checkpoint()).await? {
         return Ok(false);
     }

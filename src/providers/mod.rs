@@ -215,7 +215,7 @@ impl HttpClient {
         .bind(response)
         .bind(i64::from(attempt))
         .bind(id)
-        .execute(self.store.pool())
+        .execute(self.store.write_pool())
         .await?;
         match outcome {
             Ok(answer) if answer.status < 400 => Ok(Some(answer)),
@@ -273,7 +273,7 @@ impl HttpClient {
         .bind(i64::from(self.sandbox()))
         .bind(request.organization_id.clone())
         .bind(now_ms())
-        .execute(self.store.pool())
+        .execute(self.store.write_pool())
         .await?;
         Ok(())
     }

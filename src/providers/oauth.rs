@@ -160,7 +160,7 @@ pub async fn store_tokens(
     .bind(tokens.expires_at_ms)
     .bind(i64::from(tokens.sandbox))
     .bind(now_ms())
-    .execute(store.pool())
+    .execute(store.write_pool())
     .await?;
     Ok(())
 }
@@ -192,7 +192,7 @@ pub async fn delete_tokens(
     sqlx::query("DELETE FROM integration_credentials WHERE organization_id = $1 AND provider = $2")
         .bind(org.to_string())
         .bind(provider.to_string())
-        .execute(store.pool())
+        .execute(store.write_pool())
         .await?;
     Ok(())
 }

@@ -234,7 +234,7 @@ fn clean(text: &str) -> String {
 /// One transaction for the rows; on PostgreSQL its commit does not wait for the WAL flush
 /// (see the module comment).
 async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
-    let mut tx = store.backend().begin_relaxed(store.pool()).await?;
+    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
     insert_rows(
         &mut tx,
         "webhook_deliveries",
