@@ -42,8 +42,9 @@ impl WebhookApi {
     ///
     /// Accepts VAPI's `{"message": {...}}` envelope (status-update, end-of-call-report,
     /// tool-calls, function-call, transcript, hang, speech-update, conversation-update,
-    /// assistant-request, and unknown types) and the older flat shape (call-start, call-end,
-    /// ...). Authenticated by `X-Vapi-Secret`, by HMAC (`x-signature` over
+    /// assistant-request, transfer-destination-request, and unknown types) and the older flat
+    /// shape (call-start, call-end, ...). The tool calls of one delivery are committed in one
+    /// append before the answer. Authenticated by `X-Vapi-Secret`, by HMAC (`x-signature` over
     /// `{x-timestamp}.{body}`) or by `x-vapi-signature` (HMAC-SHA256 of the body).
     #[oai(
         path = "/vapi/:organization_id",

@@ -336,43 +336,60 @@ async fn handle(
         }
         VapiKind::ToolCalls(calls) => {
             let ctx = context(org_id, message)?;
-            let mut results = Vec::new();
-            for (index, call) in calls.iter().enumerate() {
-                let tool_call_id = call.id.clone().unwrap_or_else(|| format!("{key}-{index}"));
-                let reply = invoke(
-                    state,
-                    org_id,
-                    org,
-                    &ctx,
-                    &tool_call_id,
-                    call,
-                    at,
-                    key,
-                    index,
-                    &mut outcome,
-                )
-                .await?;
-                results.push((call.id.clone(), call.name.clone(), reply));
-            }
+            let replies = invoke(state, org_id, org, &ctx, calls, at, key, &mut outcome).await?;
+            let results: Vec<_> = calls
+                .iter()
+                .zip(replies)
+                .map(|(call, reply)| (call.id.clone(), call.name.clone(), reply))
+                .collect();
             outcome.body = wire::vapi::tool_calls_reply(&results);
+            return Ok(outcome);
+        }
+        VapiKind::TransferDestinationRequest => {
+            // VAPI asks where to transfer when the model's transfer named no destination. The
+            // answer is decided as the seed's transferCall to the first configured line, so
+            // it is recorded as the same transfer action (or the same "take a message").
+            let ctx = context(org_id, message)?;
+            let numbers = &org.settings.transfer_numbers;
+            let configured =
+                |n: &Option<String>| n.as_deref().is_some_and(|n| !n.trim().is_empty());
+            let destination = if !configured(&numbers.dispatch) && configured(&numbers.manager) {
+                "manager"
+            } else {
+                "dispatch"
+            };
+            let mut arguments = serde_json::Map::new();
+            arguments.insert("destination".into(), destination.into());
+            arguments.insert("reason".into(), "transfer-destination-request".into());
+            let call = wire::ToolCall {
+                id: Some(format!("tdr-{key}")),
+                name: "transferCall".into(),
+                arguments,
+            };
+            let calls = std::slice::from_ref(&call);
+            let replies = invoke(state, org_id, org, &ctx, calls, at, key, &mut outcome).await?;
+            let reply = replies.into_iter().next().unwrap_or_default();
+            let number = match destination {
+                "manager" => numbers.manager.as_deref(),
+                _ => numbers.dispatch.as_deref(),
+            }
+            .filter(|n| !n.trim().is_empty());
+            outcome.body = match number {
+                Some(number) => wire::vapi::transfer_destination_reply(number, &reply),
+                None => wire::vapi::assistant_request_error(&reply),
+            };
             return Ok(outcome);
         }
         VapiKind::FunctionCall(call) => {
             let ctx = context(org_id, message)?;
-            let tool_call_id = call.id.clone().unwrap_or_else(|| format!("fc-{key}"));
-            let reply = invoke(
-                state,
-                org_id,
-                org,
-                &ctx,
-                &tool_call_id,
-                call,
-                at,
-                key,
-                0,
-                &mut outcome,
-            )
-            .await?;
+            // Legacy function calls carry no id; this one is stable per delivery.
+            let call = wire::ToolCall {
+                id: Some(call.id.clone().unwrap_or_else(|| format!("fc-{key}"))),
+                ..call.clone()
+            };
+            let calls = std::slice::from_ref(&call);
+            let replies = invoke(state, org_id, org, &ctx, calls, at, key, &mut outcome).await?;
+            let reply = replies.into_iter().next().unwrap_or_default();
             outcome.body = wire::vapi::function_call_reply(&reply);
             return Ok(outcome);
         }
@@ -383,39 +400,56 @@ async fn handle(
     Ok(outcome.with_position())
 }
 
-/// Runs one of the assistant's functions and returns what the assistant should say. A
-/// redelivered tool call returns the reply recorded the first time.
+/// Runs the assistant's functions of one delivery and returns, for each, what the assistant
+/// should say. They are decided together and committed in ONE append: the answer waits for
+/// one durable commit however many functions the model called at once. A redelivered tool
+/// call returns the reply recorded the first time.
 #[allow(clippy::too_many_arguments)]
 async fn invoke(
     state: &AppState,
     org_id: Uuid,
     org: &Organization,
     ctx: &CallContext,
-    tool_call_id: &str,
-    call: &wire::ToolCall,
+    calls: &[wire::ToolCall],
     at: DateTime<Utc>,
     key: &str,
-    index: usize,
     outcome: &mut Outcome,
-) -> Result<String, ApiError> {
-    let decided = functions::decide(&call.name, &call.arguments, &org.settings);
-    let invocation = FunctionInvocation {
-        tool_call_id: tool_call_id.to_string(),
-        name: call.name.clone(),
-        arguments: serde_json::Value::Object(call.arguments.clone()),
-        action: decided.action,
-        reply: decided.reply.clone(),
-        at,
-        notifications: decided.notifications,
-    };
-    let cmd = CallCommand::HandleFunctionCall {
+) -> Result<Vec<String>, ApiError> {
+    if calls.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invocations: Vec<FunctionInvocation> = calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            let decided = functions::decide(&call.name, &call.arguments, &org.settings);
+            FunctionInvocation {
+                // An id-less tool call gets one that is stable per delivery.
+                tool_call_id: call.id.clone().unwrap_or_else(|| format!("{key}-{index}")),
+                name: call.name.clone(),
+                arguments: serde_json::Value::Object(call.arguments.clone()),
+                action: decided.action,
+                reply: decided.reply,
+                at,
+                notifications: decided.notifications,
+            }
+        })
+        .collect();
+    let cmd = CallCommand::HandleFunctionCalls {
         ctx: ctx.clone(),
-        invocation,
+        invocations: invocations.clone(),
     };
-    let executed = run(state, org_id, ctx, cmd, key, index, outcome).await?;
-    Ok(executed
-        .and_then(|e| e.state.reply_for(tool_call_id).map(str::to_string))
-        .unwrap_or(decided.reply))
+    let executed = run(state, org_id, ctx, cmd, key, 0, outcome).await?;
+    Ok(invocations
+        .into_iter()
+        .map(|invocation| {
+            executed
+                .as_ref()
+                .and_then(|e| e.state.reply_for(&invocation.tool_call_id))
+                .map(str::to_string)
+                .unwrap_or(invocation.reply)
+        })
+        .collect())
 }
 
 /// The answer to an `assistant-request`: the assistant linked to the called number.

@@ -100,6 +100,20 @@ async fn tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_
         ]}),
     );
     let first = app.vapi_ok(&body).await;
+    // Both functions were committed together: one append (one durable commit) answers both.
+    let appends = "FROM event_appends WHERE idempotency_key LIKE 'vapi:%'";
+    assert_eq!(
+        app.scalar_i64(&format!("SELECT COUNT(*) {appends}")).await,
+        1
+    );
+    assert_eq!(
+        app.scalar_i64(&format!(
+            "SELECT CAST(SUM(event_count) AS BIGINT) {appends}"
+        ))
+        .await,
+        3,
+        "CallStarted and the two FunctionCallHandled events"
+    );
     assert_eq!(first["results"][0]["toolCallId"], "t1");
     assert_eq!(
         first["results"][0]["result"],
@@ -366,6 +380,80 @@ async fn an_assistant_request_is_answered_with_the_linked_assistant(backend: &st
     app.app.stop().await;
 }
 
+/// VAPI asks where to transfer when the model named no destination: the organization's
+/// dispatch line (else its manager line), recorded as a transfer action on the call.
+async fn a_transfer_destination_request_is_answered_with_the_configured_line(backend: &str) {
+    use aggregates::organization::{OrganizationCommand, OrganizationSettings, TransferNumbers};
+    let app = spawn_app(backend).await;
+    let settle_numbers = |numbers: TransferNumbers| {
+        let state = app.app.state().clone();
+        let org = app.org.to_string();
+        async move {
+            let settings = OrganizationSettings {
+                transfer_numbers: numbers,
+                ..Default::default()
+            };
+            let cmd = OrganizationCommand::UpdateSettings {
+                settings,
+                actor: "system:test".into(),
+            };
+            let meta = eventlog::CommandMeta::new("system:test");
+            state.organizations.execute(&org, cmd, &meta).await.unwrap();
+        }
+    };
+    // The test organization has a dispatch line.
+    let answer = app
+        .vapi_ok(&vapi_message(
+            "transfer-destination-request",
+            "tdr-1",
+            json!({}),
+        ))
+        .await;
+    assert_eq!(
+        answer,
+        json!({"destination": {"type": "number", "number": "+15550002222",
+               "message": "I'm transferring you to dispatch now. Please hold."}})
+    );
+    settle_numbers(TransferNumbers {
+        manager: Some("+15550003333".into()),
+        ..Default::default()
+    })
+    .await;
+    let body = vapi_message("transfer-destination-request", "tdr-2", json!({}));
+    let answer = app.vapi_ok(&body).await;
+    assert_eq!(
+        answer,
+        json!({"destination": {"type": "number", "number": "+15550003333",
+               "message": "I'm transferring you to manager now. Please hold."}})
+    );
+    let head = app.head().await;
+    assert_eq!(
+        app.vapi_ok(&body).await,
+        answer,
+        "a redelivery gets the same answer"
+    );
+    assert_eq!(app.head().await, head, "and records nothing new");
+    settle_numbers(TransferNumbers::default()).await;
+    let answer = app
+        .vapi_ok(&vapi_message(
+            "transfer-destination-request",
+            "tdr-3",
+            json!({}),
+        ))
+        .await;
+    assert_eq!(
+        answer,
+        json!({"error": "Sorry, I don't have a dispatch number configured. Let me take a message instead."})
+    );
+    app.settle().await;
+    let data = app
+        .strings("SELECT action_data FROM call_actions WHERE action_type = 'transfer'")
+        .await;
+    assert_eq!(data.len(), 3, "{data:?}");
+    assert!(data.iter().any(|d| d.contains("+15550003333")), "{data:?}");
+    app.app.stop().await;
+}
+
 async fn twilio_status_callbacks_are_verified_and_update_the_matching_call(backend: &str) {
     let app = spawn_app(backend).await;
     app.vapi_ok(&vapi_message(
@@ -627,6 +715,7 @@ crate::both_backends!(
     every_vapi_authentication_scheme_is_checked_and_failures_record_nothing,
     bad_input_gets_a_clear_error_and_never_poisons_the_log,
     an_assistant_request_is_answered_with_the_linked_assistant,
+    a_transfer_destination_request_is_answered_with_the_configured_line,
     twilio_status_callbacks_are_verified_and_update_the_matching_call,
     stripe_events_drive_the_subscription_and_redeliveries_change_nothing,
 );

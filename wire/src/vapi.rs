@@ -89,6 +89,9 @@ pub enum VapiKind {
     },
     /// Must be answered within 7.5 s: [`assistant_request_reply_assistant_id`].
     AssistantRequest,
+    /// The model asked for a transfer without a destination: answer with
+    /// [`transfer_destination_reply`] (or [`assistant_request_error`] to refuse).
+    TransferDestinationRequest,
     /// Any other type; still `Ok` so the endpoint can acknowledge it.
     Unknown,
 }
@@ -199,6 +202,7 @@ fn parse_kind(t: &str, msg: &Value, call: &Value) -> Result<VapiKind, WireError>
                 .unwrap_or(Value::Null),
         },
         "assistant-request" => VapiKind::AssistantRequest,
+        "transfer-destination-request" => VapiKind::TransferDestinationRequest,
         t if t == "transcript" || t.starts_with("transcript[") => VapiKind::Transcript {
             role: s("role").unwrap_or_default(),
             transcript_type: s("transcriptType")
@@ -442,7 +446,13 @@ pub fn assistant_request_reply_assistant_id(id: &str) -> Value {
     json!({ "assistantId": id })
 }
 
-/// Reply to `assistant-request` refusing the call; VAPI speaks `message` to the caller.
+/// Reply to `transfer-destination-request`: transfer to a phone number, saying `message` first.
+pub fn transfer_destination_reply(number: &str, message: &str) -> Value {
+    json!({ "destination": { "type": "number", "number": number, "message": message } })
+}
+
+/// Reply to `assistant-request` (or `transfer-destination-request`) refusing; VAPI speaks
+/// `message` to the caller.
 pub fn assistant_request_error(message: &str) -> Value {
     json!({ "error": message })
 }
@@ -840,6 +850,14 @@ mod tests {
     fn assistant_requests_and_unknown_types_parse_ok() {
         let m = parse_value(json!({"message": {"type": "assistant-request", "call": {"id": "c"}}}));
         assert_eq!(m.kind, VapiKind::AssistantRequest);
+        let m = parse_value(json!({"message": {"type": "transfer-destination-request",
+            "call": {"id": "c"}, "timestamp": 1749546431600_i64}}));
+        assert_eq!(m.kind, VapiKind::TransferDestinationRequest);
+        assert_eq!(
+            transfer_destination_reply("+15550001111", "Connecting you."),
+            json!({"destination": {"type": "number", "number": "+15550001111",
+                                   "message": "Connecting you."}})
+        );
         let m = parse_value(json!({"message": {"type": "user-interrupted"}}));
         assert_eq!(m.kind, VapiKind::Unknown);
         assert_eq!(m.raw_type, "user-interrupted");

@@ -174,6 +174,12 @@ pub enum CallCommand {
         ctx: CallContext,
         invocation: FunctionInvocation,
     },
+    /// The tool calls of one delivery (an assistant may call several functions at once),
+    /// decided together so they are committed in one append.
+    HandleFunctionCalls {
+        ctx: CallContext,
+        invocations: Vec<FunctionInvocation>,
+    },
     Hang {
         ctx: CallContext,
         at: Timestamp,

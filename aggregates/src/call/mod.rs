@@ -108,15 +108,10 @@ impl Call {
                 }
             }
             CallCommand::HandleFunctionCall { ctx, invocation } => {
-                self.check_org(&ctx)?;
-                // A redelivered tool call is answered from the stored reply,
-                // even after close.
-                if self.replies.contains_key(&invocation.tool_call_id) {
-                    return Ok(());
-                }
-                self.check_open()?;
-                self.start_or_learn(&ctx, ctx.started_at, out);
-                emit(self, out, CallEvent::FunctionCallHandled { invocation });
+                self.handle_function_calls(&ctx, vec![invocation], out)?;
+            }
+            CallCommand::HandleFunctionCalls { ctx, invocations } => {
+                self.handle_function_calls(&ctx, invocations, out)?;
             }
             CallCommand::Hang { ctx, at } => {
                 self.check_org(&ctx)?;
@@ -189,6 +184,27 @@ impl Call {
                 }
                 emit(self, out, CallEvent::CallProcessed { at });
             }
+        }
+        Ok(())
+    }
+
+    /// Records each invocation not seen before. A redelivered tool call is answered from the
+    /// stored reply, even after close; a new one needs an open call.
+    fn handle_function_calls(
+        &mut self,
+        ctx: &CallContext,
+        invocations: Vec<FunctionInvocation>,
+        out: &mut Vec<CallEvent>,
+    ) -> Result<(), CallError> {
+        self.check_org(ctx)?;
+        for invocation in invocations {
+            // Also drops a repeated id within the same list: `emit` applies as it goes.
+            if self.replies.contains_key(&invocation.tool_call_id) {
+                continue;
+            }
+            self.check_open()?;
+            self.start_or_learn(ctx, ctx.started_at, out);
+            emit(self, out, CallEvent::FunctionCallHandled { invocation });
         }
         Ok(())
     }

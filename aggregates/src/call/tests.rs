@@ -405,6 +405,75 @@ fn a_new_function_call_after_close_is_rejected() {
 }
 
 #[test]
+fn the_tool_calls_of_one_delivery_are_recorded_together_in_order() {
+    CallTest::with(())
+        .given(vec![started()])
+        .when(CallCommand::HandleFunctionCalls {
+            ctx: ctx(),
+            invocations: vec![
+                invocation("tc1", "Message taken."),
+                invocation("tc2", "Noted."),
+            ],
+        })
+        .then_expect_events(vec![
+            CallEvent::FunctionCallHandled {
+                invocation: invocation("tc1", "Message taken."),
+            },
+            CallEvent::FunctionCallHandled {
+                invocation: invocation("tc2", "Noted."),
+            },
+        ]);
+}
+
+#[test]
+fn in_a_batch_of_tool_calls_only_the_unseen_ids_are_recorded_once() {
+    CallTest::with(())
+        .given(vec![
+            started(),
+            CallEvent::FunctionCallHandled {
+                invocation: invocation("tc1", "ok"),
+            },
+        ])
+        .when(CallCommand::HandleFunctionCalls {
+            ctx: ctx(),
+            invocations: vec![
+                invocation("tc1", "ok"),
+                invocation("tc2", "first"),
+                invocation("tc2", "repeated in the same list"),
+            ],
+        })
+        .then_expect_events(vec![CallEvent::FunctionCallHandled {
+            invocation: invocation("tc2", "first"),
+        }]);
+}
+
+#[test]
+fn a_batch_of_redelivered_tool_calls_after_close_is_a_no_op_but_a_new_one_is_rejected() {
+    let closed = vec![
+        started(),
+        CallEvent::FunctionCallHandled {
+            invocation: invocation("tc1", "ok"),
+        },
+        ended(),
+        CallEvent::CallProcessed { at: t(120) },
+    ];
+    CallTest::with(())
+        .given(closed.clone())
+        .when(CallCommand::HandleFunctionCalls {
+            ctx: ctx(),
+            invocations: vec![invocation("tc1", "ok")],
+        })
+        .then_expect_events(vec![]);
+    CallTest::with(())
+        .given(closed)
+        .when(CallCommand::HandleFunctionCalls {
+            ctx: ctx(),
+            invocations: vec![invocation("tc1", "ok"), invocation("tc2", "new")],
+        })
+        .then_expect_error(CallError::Closed);
+}
+
+#[test]
 fn a_function_call_on_an_unseen_call_starts_it_first() {
     CallTest::with(())
         .given_no_previous_events()
