@@ -70,6 +70,11 @@ struct Args {
     /// Seconds per throughput run (default 5, or 2 with --quick).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Seconds of the ingest section's paced run, which carries the tool-call p99 target
+    /// (default 60, or 20 with --quick): at one delivery per call per 500 ms, 60 s gives about
+    /// 750 tool-call samples, so the p99 is not decided by the 3rd-worst of 250.
+    #[arg(long)]
+    paced_seconds: Option<f64>,
     /// Where to write the JSON report.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -95,6 +100,7 @@ pub struct RawBaseline {
 pub struct Ctx {
     pub quick: bool,
     pub run_for: Duration,
+    pub paced_for: Duration,
     admin_url: String,
     databases: Mutex<Vec<String>>,
     sqlite_files: Mutex<Vec<PathBuf>>,
@@ -304,6 +310,11 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Ctx {
         quick: args.quick,
         run_for,
+        paced_for: Duration::from_secs_f64(
+            args.paced_seconds
+                .unwrap_or(if args.quick { 20.0 } else { 60.0 })
+                .max(1.0),
+        ),
         admin_url: admin_url.clone(),
         databases: Mutex::new(Vec::new()),
         sqlite_files: Mutex::new(Vec::new()),

@@ -1,6 +1,7 @@
 //! Section `append`: raw single-row INSERTs vs `EventStore::append`, one event per transaction.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -193,6 +194,35 @@ pub async fn raw_probe(url: &str, every: Duration, run_for: Duration) -> anyhow:
     }
     pool.close().await;
     Ok(samples)
+}
+
+/// The disk's own commit floor: `n` bare `fdatasync` calls, each after an 8 KiB write (a WAL
+/// page), one every `every`, on a scratch file in `dir`. Run with nothing else going on, it is
+/// the least any durable commit on this disk can take, PostgreSQL or not.
+pub async fn fsync_floor(dir: PathBuf, n: usize, every: Duration) -> anyhow::Result<Samples> {
+    tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::FileExt;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("fsync-floor-{}.bin", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&path)?;
+        let page = [0x5a_u8; 8192];
+        let mut samples = Samples::default();
+        let result = (|| -> std::io::Result<()> {
+            for i in 0..n {
+                // Cycle over 16 MiB, like a WAL segment being filled.
+                file.write_all_at(&page, (i % 2048) as u64 * 8192)?;
+                let started = Instant::now();
+                file.sync_data()?;
+                samples.push(started.elapsed());
+                std::thread::sleep(every);
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_file(&path);
+        result?;
+        Ok(samples)
+    })
+    .await?
 }
 
 pub async fn raw_inserts(

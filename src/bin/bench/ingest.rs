@@ -3,6 +3,7 @@
 //! `callflex simulate`'s scripts ([`callflex::simulate::call_script`]).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ const SECRET: &str = "bench";
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// Interval between two deliveries of one call in the paced run.
 const PACE: Duration = Duration::from_millis(500);
+/// Interval of the raw-INSERT probe beside the paced run.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Bare fdatasync samples for the disk's floor (one every 5 ms: about 6 s).
+const FLOOR_SAMPLES: usize = 1_000;
 
 #[derive(Default)]
 struct LevelRun {
@@ -396,13 +401,23 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     app.state()
         .wait_for_position(head, Duration::from_secs(60))
         .await?;
-    let paced_for = (ctx.run_for * 4).max(Duration::from_secs(20));
+    let paced_for = ctx.paced_for;
     let raw64 = &raws[LEVELS.len() - 1];
-    // Beside it, a raw INSERT every 20 ms on a connection of its own: the durable commit's
-    // latency on this disk under the same load, the floor under any tool-call answer.
+    // First, with nothing else running, the disk's own floor: a bare fdatasync.
+    let floor = crate::append::fsync_floor(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        FLOOR_SAMPLES,
+        Duration::from_millis(5),
+    )
+    .await
+    .unwrap_or_default();
+    // Beside the run, a raw INSERT every PROBE_EVERY on a connection of its own: the durable
+    // commit's latency on this disk under the same load. Its own commits compete with the
+    // service's for the WAL flush, so it samples sparsely (every 20 ms added 50 flushes/s
+    // to the service's ~80).
     let probe = async {
         match ctx.raw_url().await {
-            Some(url) => crate::append::raw_probe(&url, Duration::from_millis(20), paced_for)
+            Some(url) => crate::append::raw_probe(&url, PROBE_EVERY, paced_for)
                 .await
                 .ok(),
             None => None,
@@ -461,12 +476,30 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                     "ms",
                 )
                 .vs(Baseline::new(
-                    format!("raw INSERT {name}, probe every 20 ms meanwhile"),
+                    format!(
+                        "raw INSERT {name}, probe every {} ms meanwhile",
+                        PROBE_EVERY.as_millis()
+                    ),
                     probe.pct_ms(pct),
                     "ms",
                 )),
             );
         }
+    }
+    for (pct, name) in [(50.0, "p50"), (99.0, "p99")] {
+        section.row(
+            Row::num(
+                format!("  {name}, the disk's floor: bare fdatasync of 8 KiB, nothing running"),
+                floor.pct_ms(pct),
+                "ms",
+            )
+            .vs(Baseline::new(
+                "the tool-call target (p99 inside the service)",
+                5.0,
+                "ms",
+            ))
+            .detail(json!({"samples": floor.len(), "p99_9_ms": floor.pct_ms(99.9)})),
+        );
     }
     if run.errors > 0 {
         section.note(format!(
@@ -518,6 +551,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         call_script(0).len(),
         PACE.as_millis()
     ));
+    section.note(
+        "the disk's floor is a bare fdatasync after an 8 KiB write, on a scratch file under \
+         target/ (PostgreSQL's disk only where they share one), measured right before the paced \
+         run with nothing else running: every tool-call answer waits for at least one such flush, \
+         and for two when it arrives while another commit's flush is under way",
+    );
     section.note(format!(
         "peak RSS {}: it covers the service, its projectors and the load generator",
         if peak_reset {
