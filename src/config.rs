@@ -111,7 +111,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: "http://localhost:8080".into(),
             log_json: false,
-            max_body_bytes: 1024 * 1024,
+            // A long call's end-of-call report (artifact.messages, messagesOpenAIFormatted and the
+            // call's assistant) can pass 1 MiB, and VAPI does not retry a 413.
+            max_body_bytes: 4 * 1024 * 1024,
             vapi_webhook_secret: None,
             twilio_auth_token: None,
             stripe_webhook_secret: None,

@@ -195,6 +195,40 @@ async fn public_vapi_fixtures_are_accepted_and_projected(backend: &str) {
     app.app.stop().await;
 }
 
+/// A long call's end-of-call report (here 1,200 turns in both message formats, about 2 MB)
+/// is accepted whole: VAPI does not retry a 413, so a tight limit would lose the report.
+async fn a_long_calls_end_of_call_report_over_one_megabyte_is_accepted(backend: &str) {
+    let app = spawn_app(backend).await;
+    let turn = "I need the load on route 12 moved to Thursday because the trailer is in the shop. ";
+    let messages: Vec<_> = (0..1_200)
+        .map(|i| {
+            let role = if i % 2 == 0 { "bot" } else { "user" };
+            json!({"role": role, "message": turn.repeat(4), "time": 1_721_000_000_000i64 + i,
+                   "secondsFromStart": i})
+        })
+        .collect();
+    let openai: Vec<_> = (0..1_200)
+        .map(|i| json!({"role": if i % 2 == 0 { "assistant" } else { "user" }, "content": turn.repeat(4)}))
+        .collect();
+    let transcript = turn.repeat(3_600);
+    let body = vapi_message(
+        "end-of-call-report",
+        "long-call",
+        json!({"endedReason": "customer-ended-call",
+               "artifact": {"messages": messages, "messagesOpenAIFormatted": openai,
+                            "transcript": transcript}}),
+    );
+    assert!(body.len() > 1024 * 1024, "{} bytes", body.len());
+    app.vapi_ok(&body).await;
+    app.settle().await;
+    assert_eq!(
+        app.scalar_i64("SELECT CAST(LENGTH(final_text) AS BIGINT) FROM transcripts")
+            .await,
+        transcript.len() as i64
+    );
+    app.app.stop().await;
+}
+
 async fn every_vapi_authentication_scheme_is_checked_and_failures_record_nothing(backend: &str) {
     let app = spawn_app(backend).await;
     let url = format!("{}/api/webhooks/vapi/{}", app.base, app.org);
@@ -287,9 +321,10 @@ async fn bad_input_gets_a_clear_error_and_never_poisons_the_log(backend: &str) {
             .status(),
         415
     );
-    // Just over the 1 MiB limit: small enough that the client finishes sending before the
-    // server answers (a much larger body can be cut off by a connection reset instead).
-    let huge = vec![b' '; 1024 * 1024 + 4096];
+    // Just over the limit: small enough that the client finishes sending before the server
+    // answers (a much larger body can be cut off by a connection reset instead).
+    let limit = app.app.state().config.max_body_bytes;
+    let huge = vec![b' '; limit + 4096];
     assert_eq!(
         post(url.clone(), "application/json", huge)
             .await
@@ -712,6 +747,7 @@ crate::both_backends!(
     tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer,
     a_legacy_function_call_gets_a_result_and_unknown_functions_are_declined,
     public_vapi_fixtures_are_accepted_and_projected,
+    a_long_calls_end_of_call_report_over_one_megabyte_is_accepted,
     every_vapi_authentication_scheme_is_checked_and_failures_record_nothing,
     bad_input_gets_a_clear_error_and_never_poisons_the_log,
     an_assistant_request_is_answered_with_the_linked_assistant,
