@@ -111,6 +111,7 @@ pub(crate) fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
             DateTime::parse_from_rfc3339(s)
                 .map(|d| d.with_timezone(&Utc))
                 .ok()
+                .or_else(|| naive_utc(s))
                 .or_else(|| i64_of(Some(&Value::String(s.to_owned()))).and_then(epoch_to_utc))
         }
         Value::Number(_) => i64_of(v)
@@ -118,6 +119,15 @@ pub(crate) fn time_of(v: Option<&Value>) -> Option<DateTime<Utc>> {
             .and_then(epoch_to_utc),
         _ => None,
     }
+}
+
+/// An ISO date-time without an offset (`2024-07-15T05:45:29.814`, or with a space), taken as
+/// UTC: some senders and logging layers drop the `Z`.
+fn naive_utc(s: &str) -> Option<DateTime<Utc>> {
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|n| n.and_utc())
 }
 
 fn trunc(f: f64) -> Option<i64> {
@@ -128,6 +138,15 @@ fn trunc(f: f64) -> Option<i64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn iso_times_without_an_offset_are_taken_as_utc() {
+        let expected = time_of(Some(&json!("2024-07-15T05:45:29.814Z")));
+        assert!(expected.is_some());
+        assert_eq!(time_of(Some(&json!("2024-07-15T05:45:29.814"))), expected);
+        assert_eq!(time_of(Some(&json!("2024-07-15 05:45:29.814"))), expected);
+        assert_eq!(time_of(Some(&json!("2024-07-15 25:45:29"))), None);
+    }
 
     #[test]
     fn numbers_as_strings_are_accepted() {
