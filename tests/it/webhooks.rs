@@ -578,6 +578,13 @@ async fn stripe_events_drive_the_subscription_and_redeliveries_change_nothing(ba
             .unwrap();
         assert_eq!(res.status(), 200, "{name}");
     }
+    // The same invoice's invoice.payment_succeeded (another event id) records nothing new.
+    let succeeded = stripe_fixture("invoice.paid", app.org)
+        .replace("\"invoice.paid\"", "\"invoice.payment_succeeded\"")
+        .replacen("\"id\": \"evt_", "\"id\": \"evt_succeeded_", 1);
+    assert!(succeeded.contains("evt_succeeded_"), "{succeeded}");
+    assert_eq!(post(succeeded, STRIPE_SECRET).await.unwrap().status(), 200);
+    assert_eq!(app.count_events("InvoicePaid").await, 1);
     let head = app.head().await;
     assert_eq!(post(checkout, STRIPE_SECRET).await.unwrap().status(), 200);
     assert_eq!(

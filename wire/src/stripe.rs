@@ -54,7 +54,7 @@ pub enum StripeChange {
         /// True for `customer.subscription.deleted`.
         deleted: bool,
     },
-    /// `invoice.paid`.
+    /// `invoice.paid` or `invoice.payment_succeeded`.
     InvoicePaid(Invoice),
     /// `invoice.payment_failed`.
     InvoicePaymentFailed(Invoice),
@@ -108,7 +108,11 @@ pub fn parse_stripe_event(body: &[u8]) -> Result<StripeEvent, WireError> {
             object.ok_or_else(missing_object)?,
             event_type == "customer.subscription.deleted",
         )?,
-        "invoice.paid" => StripeChange::InvoicePaid(invoice(object.ok_or_else(missing_object)?)?),
+        // Stripe sends both for a paid invoice; older integrations subscribe to the second only.
+        // The Subscription aggregate records an invoice once, whichever comes first.
+        "invoice.paid" | "invoice.payment_succeeded" => {
+            StripeChange::InvoicePaid(invoice(object.ok_or_else(missing_object)?)?)
+        }
         "invoice.payment_failed" => {
             StripeChange::InvoicePaymentFailed(invoice(object.ok_or_else(missing_object)?)?)
         }
@@ -466,6 +470,13 @@ mod tests {
                 ),
                 number: Some("ABCD1234-0001".into()),
             }
+        );
+        let mut v = value(fixture!("invoice.paid.reconstructed.json"));
+        v["type"] = json!("invoice.payment_succeeded");
+        let succeeded = parse(&v);
+        assert_eq!(
+            succeeded.change, e.change,
+            "the same invoice, the same change"
         );
     }
 
