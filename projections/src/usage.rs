@@ -1,7 +1,7 @@
 //! The `usage_daily` read model: calls, seconds, billable minutes and cost per organization
 //! per UTC day, from ended calls. Each call bills whole minutes, rounded up, as in the seed.
 
-use aggregates::call::CallEvent;
+use aggregates::call::{CallEvent, MAX_CALL_SECONDS};
 use async_trait::async_trait;
 use eventlog::StoredEvent;
 use std::collections::HashMap;
@@ -21,6 +21,9 @@ pub fn billable_minutes(seconds: f64) -> i64 {
         0
     }
 }
+
+/// The largest cost of one call metered, in USD (the same bound the VAPI parser applies).
+const MAX_METERED_COST: f64 = 100_000.0;
 
 /// One ended call's contribution to its organization's day.
 struct Metered {
@@ -42,7 +45,12 @@ fn metered(stored: &StoredEvent, event: &DomainEvent) -> Option<Metered> {
         );
         return None;
     };
-    let seconds = report.duration_seconds.unwrap_or(0.0).max(0.0);
+    // Events logged before the Call aggregate refused absurd durations may still carry one
+    // (1e308 would overflow the day's totals and stall this projector): metered as unknown.
+    let seconds = report
+        .duration_seconds
+        .filter(|s| (0.0..=MAX_CALL_SECONDS).contains(s))
+        .unwrap_or(0.0);
     Some(Metered {
         organization_id,
         day: report
@@ -52,7 +60,10 @@ fn metered(stored: &StoredEvent, event: &DomainEvent) -> Option<Metered> {
             .to_string(),
         seconds,
         minutes: billable_minutes(seconds),
-        cost: report.cost.unwrap_or(0.0),
+        cost: report
+            .cost
+            .filter(|c| c.is_finite() && (0.0..=MAX_METERED_COST).contains(c))
+            .unwrap_or(0.0),
     })
 }
 

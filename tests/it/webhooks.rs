@@ -229,6 +229,36 @@ async fn a_long_calls_end_of_call_report_over_one_megabyte_is_accepted(backend: 
     app.app.stop().await;
 }
 
+/// A sender's absurd duration or cost (1e308 overflows any total it is added to) must not
+/// stall the usage read model: the duration comes from the report's times instead.
+async fn absurd_durations_and_costs_are_not_metered(backend: &str) {
+    let app = spawn_app(backend).await;
+    for call in ["absurd-1", "absurd-2"] {
+        let body = vapi_message(
+            "end-of-call-report",
+            call,
+            json!({"endedReason": "customer-ended-call", "durationSeconds": 1e308,
+                   "cost": 1e300, "startedAt": "2024-07-15T05:00:00Z",
+                   "endedAt": "2024-07-15T05:01:30Z"}),
+        );
+        app.vapi_ok(&body).await;
+    }
+    // `settle` fails if any projector stalled.
+    app.settle().await;
+    assert_eq!(app.scalar_i64("SELECT minutes FROM usage_daily").await, 4);
+    assert_eq!(
+        app.scalar_i64("SELECT CAST(seconds AS BIGINT) FROM usage_daily")
+            .await,
+        180
+    );
+    assert_eq!(
+        app.scalar_i64("SELECT CAST(cost AS BIGINT) FROM usage_daily")
+            .await,
+        0
+    );
+    app.app.stop().await;
+}
+
 async fn every_vapi_authentication_scheme_is_checked_and_failures_record_nothing(backend: &str) {
     let app = spawn_app(backend).await;
     let url = format!("{}/api/webhooks/vapi/{}", app.base, app.org);
@@ -754,6 +784,7 @@ crate::both_backends!(
     tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer,
     a_legacy_function_call_gets_a_result_and_unknown_functions_are_declined,
     public_vapi_fixtures_are_accepted_and_projected,
+    absurd_durations_and_costs_are_not_metered,
     a_long_calls_end_of_call_report_over_one_megabyte_is_accepted,
     every_vapi_authentication_scheme_is_checked_and_failures_record_nothing,
     bad_input_gets_a_clear_error_and_never_poisons_the_log,

@@ -278,8 +278,19 @@ fn first_non_empty(candidates: &[Option<&Value>]) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn non_negative(f: f64) -> Option<f64> {
-    (f >= 0.0).then_some(f)
+/// The longest call we believe: VAPI caps a call at 12 hours (`maxDurationSeconds`); a week
+/// leaves room for any future limit while refusing the absurd (1e308 would overflow every
+/// usage total it was added to, stalling the usage read model).
+const MAX_CALL_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+/// The largest cost of one call we believe, in USD.
+const MAX_CALL_COST: f64 = 100_000.0;
+
+fn plausible_seconds(f: f64) -> Option<f64> {
+    (0.0..=MAX_CALL_SECONDS).contains(&f).then_some(f)
+}
+
+fn plausible_cost(f: f64) -> Option<f64> {
+    (0.0..=MAX_CALL_COST).contains(&f).then_some(f)
 }
 
 fn duration_seconds(v: &Value) -> Option<f64> {
@@ -287,7 +298,7 @@ fn duration_seconds(v: &Value) -> Option<f64> {
         .or_else(|| f64_of(v.get("durationMs")).map(|ms| ms / 1000.0))
         .or_else(|| f64_of(v.get("durationMinutes")).map(|m| m * 60.0))
         .or_else(|| f64_of(v.get("duration")))
-        .and_then(non_negative)
+        .and_then(plausible_seconds)
 }
 
 fn end_of_call(msg: &Value, call: &Value) -> EndOfCall {
@@ -305,25 +316,31 @@ fn end_of_call(msg: &Value, call: &Value) -> EndOfCall {
         },
         _ => Value::Null,
     };
+    let messages = first_non_empty(&[
+        artifact.get("messages"),
+        msg.get("messages"),
+        call.get("messages"),
+    ]);
+    let (first_said, last_said) = message_span(&messages);
     EndOfCall {
         ended_reason: first_string(&[msg.get("endedReason"), call.get("endedReason")]),
-        started_at: time_of(msg.get("startedAt")).or_else(|| time_of(call.get("startedAt"))),
-        ended_at: time_of(msg.get("endedAt")).or_else(|| time_of(call.get("endedAt"))),
+        started_at: time_of(msg.get("startedAt"))
+            .or_else(|| time_of(call.get("startedAt")))
+            .or(first_said),
+        ended_at: time_of(msg.get("endedAt"))
+            .or_else(|| time_of(call.get("endedAt")))
+            .or(last_said),
         duration_seconds: duration_seconds(msg).or_else(|| duration_seconds(call)),
         cost: f64_of(msg.get("cost"))
             .or_else(|| f64_of(call.get("cost")))
-            .and_then(non_negative),
+            .and_then(plausible_cost),
         costs: first_non_empty(&[msg.get("costs"), call.get("costs")]),
         transcript: first_string(&[
             artifact.get("transcript"),
             msg.get("transcript"),
             call.get("transcript"),
         ]),
-        messages: first_non_empty(&[
-            artifact.get("messages"),
-            msg.get("messages"),
-            call.get("messages"),
-        ]),
+        messages,
         recording_url: first_string(&[
             artifact.get("recordingUrl"),
             at(artifact, &["recording", "mono", "combinedUrl"]),
@@ -344,6 +361,25 @@ fn end_of_call(msg: &Value, call: &Value) -> EndOfCall {
         structured_data,
         success_evaluation: stringify_scalar(analysis.get("successEvaluation")),
     }
+}
+
+/// The first and last instants in a report's messages (`time`, and `endTime` where a turn
+/// has one). Reports from 2024 carry neither `startedAt`/`endedAt` nor a duration; the
+/// conversation's span (from the system message at `secondsFromStart` 0 to the end of the
+/// last turn) stands in for them, never longer than the call.
+fn message_span(messages: &Value) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let instants = messages
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|m| [time_of(m.get("time")), time_of(m.get("endTime"))])
+        .flatten();
+    instants.fold((None, None), |(first, last), t| {
+        (
+            Some(first.map_or(t, |f: DateTime<Utc>| f.min(t))),
+            Some(last.map_or(t, |l: DateTime<Utc>| l.max(t))),
+        )
+    })
 }
 
 /// Tool-call arguments: object as is; a JSON string is parsed (non-object or invalid → empty).
@@ -510,8 +546,10 @@ mod tests {
         assert_eq!(e.cost, None);
         assert_eq!(e.costs, Value::Null);
         assert_eq!(e.duration_seconds, None);
-        assert_eq!(e.started_at, None);
-        assert_eq!(e.ended_at, None);
+        // No startedAt/endedAt in 2024: the conversation's span stands in (the system
+        // message at secondsFromStart 0 to the end of the last turn).
+        assert_eq!(e.started_at.unwrap().timestamp_millis(), 1721022288293);
+        assert_eq!(e.ended_at.unwrap().timestamp_millis(), 1721022324181);
         assert_eq!(
             m.timestamp.unwrap().to_rfc3339(),
             "2024-07-15T05:45:29.814+00:00"
@@ -1048,6 +1086,14 @@ mod tests {
         assert_eq!(e.cost, None);
         assert_eq!(e.started_at, None);
         assert_eq!(e.ended_at, None);
-        assert_eq!(e.duration_seconds, Some(1e308));
+        assert_eq!(e.duration_seconds, None, "an absurd duration is absent");
+        let m = parse_value(json!({"message": {"type": "end-of-call-report",
+            "durationSeconds": 43_200, "cost": 100_000.5}}));
+        assert_eq!(
+            eoc(&m).duration_seconds,
+            Some(43_200.0),
+            "a 12-hour call is believed"
+        );
+        assert_eq!(eoc(&m).cost, None);
     }
 }

@@ -126,10 +126,12 @@ impl Call {
                     return Err(CallError::AlreadyEnded);
                 }
                 self.start_or_learn(&ctx, ctx.started_at.or(report.started_at), out);
-                if report.duration_seconds.is_none() {
-                    report.duration_seconds =
-                        duration_seconds(report.started_at.or(self.started_at), report.ended_at);
-                }
+                report.duration_seconds = report
+                    .duration_seconds
+                    .filter(|d| plausible_duration(*d))
+                    .or_else(|| {
+                        duration_seconds(report.started_at.or(self.started_at), report.ended_at)
+                    });
                 let recording =
                     report
                         .recording_url
@@ -291,10 +293,18 @@ impl Call {
     }
 }
 
-/// Seconds between two instants, when both are known and ordered.
+/// The longest call believed (VAPI caps calls at 12 hours): a longer duration is a sender's
+/// error, and it would swamp every usage total it was added to.
+pub const MAX_CALL_SECONDS: f64 = 7.0 * 24.0 * 3600.0;
+
+fn plausible_duration(seconds: f64) -> bool {
+    (0.0..=MAX_CALL_SECONDS).contains(&seconds)
+}
+
+/// Seconds between two instants, when both are known, ordered and plausibly one call apart.
 fn duration_seconds(start: Option<Timestamp>, end: Option<Timestamp>) -> Option<f64> {
     let millis = (end? - start?).num_milliseconds();
-    (millis >= 0).then(|| millis as f64 / 1000.0)
+    Some(millis as f64 / 1000.0).filter(|d| plausible_duration(*d))
 }
 
 fn fill(slot: &mut Option<String>, value: Option<String>) {

@@ -618,6 +618,37 @@ fn a_duration_stays_unknown_without_an_end_time() {
 }
 
 #[test]
+fn an_implausible_duration_is_replaced_by_the_report_times() {
+    let mut r = report();
+    r.duration_seconds = Some(1e308);
+    r.ended_at = Some(t(75));
+    let mut expected = r.clone();
+    expected.duration_seconds = Some(75.0);
+    CallTest::with(())
+        .given(vec![started()])
+        .when(CallCommand::End {
+            ctx: ctx(),
+            report: r,
+        })
+        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+}
+
+#[test]
+fn times_decades_apart_give_no_duration_rather_than_an_absurd_one() {
+    let mut r = report();
+    r.duration_seconds = None;
+    r.started_at = Some(t(0) - chrono::Duration::days(365 * 30));
+    let expected = r.clone();
+    CallTest::with(())
+        .given(vec![started()])
+        .when(CallCommand::End {
+            ctx: ctx(),
+            report: r,
+        })
+        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+}
+
+#[test]
 fn ending_marks_the_status_ended() {
     let call = replay::<Call>(vec![started(), ended()]);
     assert!(call.ended);
