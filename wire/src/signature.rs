@@ -177,7 +177,9 @@ pub fn twilio_signature(auth_token: &str, url: &str, params: &[(String, String)]
 }
 
 /// The URL variants Twilio's helper libraries try: as given, plus with the scheme's default
-/// port (443/80) added when absent or removed when present. Non-default ports are kept.
+/// port (443/80) added when absent, or with the port removed when one is present (any port:
+/// twilio-python's `remove_port` and twilio-node's `removePort` drop `:1234` too, and their
+/// published vector signs `https://mycompany.com:1234/...` without it).
 pub fn twilio_url_variants(url: &str) -> Vec<String> {
     let mut out = vec![url.to_owned()];
     let Some(scheme_end) = url.find("://") else {
@@ -202,11 +204,10 @@ pub fn twilio_url_variants(url: &str) -> Vec<String> {
         .rfind(':')
         .filter(|&i| !hostport[i..].contains(']'));
     match port_sep {
-        Some(i) if &hostport[i + 1..] == default_port => {
+        Some(i) => {
             let stripped = &authority[..host_start + i];
             out.push(format!("{head}{stripped}{tail}"));
         }
-        Some(_) => {}
         None if !authority.is_empty() => {
             out.push(format!("{head}{authority}:{default_port}{tail}"));
         }
@@ -453,12 +454,67 @@ mod tests {
             twilio("tok", with_port, &params, Some(&sig_without)),
             Ok(())
         );
-        // A non-default port is never dropped.
+        // A non-default port may be dropped too, as the helper libraries do.
         let odd = "https://example.com:8443/hook";
         let sig_plain = twilio_signature("tok", "https://example.com/hook", &params);
+        assert_eq!(twilio("tok", odd, &params, Some(&sig_plain)), Ok(()));
+        // ...but never changed into another one.
+        let sig_other = twilio_signature("tok", "https://example.com:9443/hook", &params);
         assert_eq!(
-            twilio("tok", odd, &params, Some(&sig_plain)),
+            twilio("tok", odd, &params, Some(&sig_other)),
             Err(SignatureError::Mismatch)
+        );
+    }
+
+    /// Published vectors of Twilio's helper libraries (twilio-python
+    /// `tests/unit/test_request_validator.py`, twilio-ruby `request_validator_spec.rb`).
+    #[test]
+    fn twilio_helper_library_vectors_validate() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let call = pairs(&[
+            ("CallSid", "CA1234567890ABCDE"),
+            ("Digits", "1234"),
+            ("From", "+14158675309"),
+            ("To", "+18005551212"),
+            ("Caller", "+14158675309"),
+        ]);
+        let sig = Some("RSOYDt4T1cUTdK1PDd93/VVr8B8=");
+        for url in [
+            "https://mycompany.com/myapp.php?foo=1&bar=2",
+            // test_validation_removes_port_on_https: signed without the port.
+            "https://mycompany.com:1234/myapp.php?foo=1&bar=2",
+        ] {
+            assert_eq!(twilio("12345", url, &call, sig), Ok(()), "{url}");
+        }
+        // Userinfo is part of the signed URL.
+        assert_eq!(
+            twilio(
+                "12345",
+                "https://user:pass@mycompany.com/myapp.php?foo=1&bar=2",
+                &call,
+                Some("CukzLTc1tT5dXEDIHm/tKBanW10=")
+            ),
+            Ok(())
+        );
+        // A repeated name signs every value, values sorted within the name.
+        let repeated = pairs(&[
+            ("Sid", "CA123"),
+            ("SidAccount", "AC123"),
+            ("Digits", "5678"),
+            ("Digits", "1234"),
+        ]);
+        assert_eq!(
+            twilio(
+                "12345",
+                "https://mycompany.com/myapp.php?foo=1&bar=2",
+                &repeated,
+                Some("IK+Dwps556ElfBT0I3Rgjkr1wJU=")
+            ),
+            Ok(())
         );
     }
 
@@ -467,6 +523,10 @@ mod tests {
         assert_eq!(
             twilio_url_variants("http://h/p"),
             vec!["http://h/p".to_owned(), "http://h:80/p".to_owned()]
+        );
+        assert_eq!(
+            twilio_url_variants("http://h:8080/p"),
+            vec!["http://h:8080/p".to_owned(), "http://h/p".to_owned()]
         );
         assert_eq!(
             twilio_url_variants("HTTPS://u:p@h:443?q=1"),
