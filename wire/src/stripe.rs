@@ -85,8 +85,7 @@ pub struct Invoice {
 /// Parses a Stripe webhook body. `id` and `type` are required; known types also require
 /// `data.object` with an `id` (and a customer and status for subscriptions).
 pub fn parse_stripe_event(body: &[u8]) -> Result<StripeEvent, WireError> {
-    let root: Value =
-        serde_json::from_slice(body).map_err(|e| WireError::InvalidJson(e.to_string()))?;
+    let root = crate::surrogates::parse_json(body)?;
     if !root.is_object() {
         return Err(WireError::InvalidShape("body is not a JSON object".into()));
     }
@@ -551,6 +550,17 @@ mod tests {
             (e.id.as_str(), &e.change),
             ("evt_123", &StripeChange::Other)
         );
+    }
+
+    #[test]
+    fn a_cut_emoji_in_a_stripe_event_is_kept_as_the_replacement_character() {
+        let body = br#"{"id":"evt_1","type":"customer.subscription.updated","data":{"object":
+            {"id":"sub_1","customer":"cus_1","status":"active","metadata":{"plan":"pro \ud83d"}}}}"#;
+        let e = parse_stripe_event(body).unwrap();
+        let StripeChange::SubscriptionChanged { plan, .. } = e.change else {
+            panic!("{:?}", e.change)
+        };
+        assert_eq!(plan.as_deref(), Some("pro \u{fffd}"));
     }
 
     #[test]

@@ -8,6 +8,20 @@
 
 use std::borrow::Cow;
 
+/// Parses a provider's JSON body; a body refused only for lone surrogate escapes is repaired
+/// and parsed again (a cut emoji from a JavaScript sender: the message is kept, minus that
+/// character).
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, crate::WireError> {
+    let invalid = |e: serde_json::Error| crate::WireError::InvalidJson(e.to_string());
+    match serde_json::from_slice(body) {
+        Ok(value) => Ok(value),
+        Err(err) => match repair_lone_surrogates(body) {
+            Cow::Owned(repaired) => serde_json::from_slice(&repaired).map_err(invalid),
+            Cow::Borrowed(_) => Err(invalid(err)),
+        },
+    }
+}
+
 /// `json` with every unpaired surrogate escape replaced by `\ufffd`; borrowed when there is
 /// none. Escaped backslashes (`\\ud83d` is the text `\ud83d`) are left alone.
 pub fn repair_lone_surrogates(json: &[u8]) -> Cow<'_, [u8]> {

@@ -133,15 +133,7 @@ pub struct EndOfCall {
 
 /// Parses a VAPI webhook body (envelope or flat shape).
 pub fn parse_vapi(body: &[u8]) -> Result<VapiMessage, WireError> {
-    let root: Value = match serde_json::from_slice(body) {
-        Ok(root) => root,
-        Err(err) => match crate::surrogates::repair_lone_surrogates(body) {
-            // A cut emoji from a JavaScript sender: keep the message, minus that character.
-            std::borrow::Cow::Owned(repaired) => serde_json::from_slice(&repaired)
-                .map_err(|e| WireError::InvalidJson(e.to_string()))?,
-            std::borrow::Cow::Borrowed(_) => return Err(WireError::InvalidJson(err.to_string())),
-        },
-    };
+    let root = crate::surrogates::parse_json(body)?;
     let top = root
         .as_object()
         .ok_or_else(|| WireError::InvalidShape("body is not a JSON object".into()))?;
