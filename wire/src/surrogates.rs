@@ -11,7 +11,9 @@ use std::borrow::Cow;
 /// Parses a provider's JSON body; a body refused only for lone surrogate escapes is repaired
 /// and parsed again (a cut emoji from a JavaScript sender: the message is kept, minus that
 /// character).
+/// A leading UTF-8 byte order mark (which some senders and proxies add) is skipped too.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, crate::WireError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let invalid = |e: serde_json::Error| crate::WireError::InvalidJson(e.to_string());
     match serde_json::from_slice(body) {
         Ok(value) => Ok(value),
@@ -77,6 +79,13 @@ fn escape_at(json: &[u8], at: usize) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_byte_order_mark_before_the_json_is_skipped() {
+        let parsed = super::parse_json(b"\xEF\xBB\xBF{\"a\":1}").unwrap();
+        assert_eq!(parsed, serde_json::json!({"a": 1}));
+        assert!(super::parse_json(b"\xEF\xBB").is_err());
+    }
+
     use super::*;
 
     fn repaired(json: &str) -> String {
