@@ -25,10 +25,16 @@ fn text(args: &Map<String, Value>, key: &str) -> Option<String> {
     }
 }
 
+/// A yes/no argument. Models write it as a boolean, a number or a word ("true", "yes"); a
+/// missed urgent flag costs a missed SMS, so every affirmative spelling counts.
 fn flag(args: &Map<String, Value>, key: &str) -> bool {
     match args.get(key) {
         Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true") || s == "1",
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "y"
+        ),
         _ => false,
     }
 }
@@ -253,6 +259,31 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn every_affirmative_spelling_of_a_flag_counts() {
+        for yes in [
+            json!(true),
+            json!("true"),
+            json!(" Yes "),
+            json!("y"),
+            json!("1"),
+            json!(1),
+        ] {
+            assert!(flag(&args(json!({"urgent": yes})), "urgent"), "{yes}");
+        }
+        for no in [
+            json!(false),
+            json!("no"),
+            json!("maybe"),
+            json!(0),
+            json!(null),
+            json!([]),
+        ] {
+            assert!(!flag(&args(json!({"urgent": no})), "urgent"), "{no}");
+        }
+        assert!(!flag(&args(json!({})), "urgent"));
     }
 
     #[test]
