@@ -5,6 +5,7 @@ use std::time::Duration;
 use aggregates::call::Call;
 use aggregates::organization::Organization;
 use aggregates::subscription::Subscription;
+use aggregates::telephony::TwilioCall;
 use aggregates::user::{User, UserEmail};
 use eventlog::{AggregateRepository, EventStore};
 use projections::ProjectorHandle;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub users: AggregateRepository<User>,
     /// One stream per normalized email address: who owns it.
     pub user_emails: AggregateRepository<UserEmail>,
+    /// One stream per Twilio CallSid: status callbacks waiting for their VAPI call.
+    pub twilio_calls: AggregateRepository<TwilioCall>,
     pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
     /// Raw webhook deliveries and their answers, written in the background.
@@ -51,6 +54,8 @@ impl AppState {
                 .with_snapshots(SNAPSHOT_EVERY, 1)
                 .with_upcasters(upcasters.clone()),
             user_emails: AggregateRepository::new(store.clone(), ())
+                .with_upcasters(upcasters.clone()),
+            twilio_calls: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),
             sign_in_limiter: SignInLimiter::new(
                 config.redis_url.as_deref(),

@@ -16,6 +16,8 @@
 //!   and outgoing webhook endpoints.
 //! - [`subscription`]: one [`subscription::Subscription`] per Stripe
 //!   subscription: status sync, invoices, usage metering and overage.
+//! - [`telephony`]: one [`telephony::TwilioCall`] per Twilio CallSid: status callbacks that
+//!   arrived before their VAPI call was known, kept until the call learns its CallSid.
 //! - [`user`]: one [`user::User`] per account (registration, sessions, password
 //!   resets) and one [`user::UserEmail`] per email address (uniqueness).
 //!
@@ -33,6 +35,7 @@ pub mod call;
 pub mod common;
 pub mod organization;
 pub mod subscription;
+pub mod telephony;
 pub mod user;
 
 use cqrs_es::Aggregate;

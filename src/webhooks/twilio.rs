@@ -1,10 +1,14 @@
 //! Twilio call status callbacks → call status events.
 
+use std::time::Duration;
+
 use aggregates::call::{CallCommand, CallContext, CallError, CallStatus, Direction};
+use aggregates::telephony::{StatusReport, TwilioCallCommand};
 use chrono::Utc;
 use eventlog::{CommandMeta, ExecuteError};
 use sqlx::Row;
 use uuid::Uuid;
+use wire::TwilioStatus;
 
 use super::deliveries::Delivery;
 use super::Outcome;
@@ -23,8 +27,124 @@ fn status(call_status: &str) -> Option<(CallStatus, Option<String>)> {
     })
 }
 
+/// How long an unmatched callback waits for the read models to catch up with the log before
+/// it is left for the VAPI handler to apply.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// The call a CallSid belongs to, from the calls read model.
+struct KnownCall {
+    id: String,
+    organization_id: Uuid,
+    vapi_call_id: String,
+}
+
+async fn find_call(state: &AppState, call_sid: &str) -> Result<Option<KnownCall>, ApiError> {
+    let row = sqlx::query(
+        "SELECT id, organization_id, vapi_call_id FROM calls WHERE provider_call_id = $1",
+    )
+    .bind(call_sid.to_string())
+    .fetch_optional(state.store.pool())
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let organization: String = row.try_get(1)?;
+    Ok(Some(KnownCall {
+        id: row.try_get(0)?,
+        organization_id: Uuid::parse_str(&organization).map_err(ApiError::internal)?,
+        vapi_call_id: row.try_get(2)?,
+    }))
+}
+
+fn report_of(callback: &TwilioStatus, key: &str) -> StatusReport {
+    StatusReport {
+        key: key.to_string(),
+        call_status: callback.call_status.clone().unwrap_or_default(),
+        sequence_number: callback.sequence_number,
+        from: callback.from.clone(),
+        to: callback.to.clone(),
+        direction: callback.direction.clone(),
+        call_duration: callback.call_duration,
+        at: callback.timestamp.unwrap_or_else(Utc::now),
+    }
+}
+
+/// Applies one Twilio status to a call, under the idempotency key `twilio:{key}`: the Twilio
+/// handler and the VAPI handler may both apply the same report, and it lands once.
+pub async fn apply_report(
+    state: &AppState,
+    call_sid: &str,
+    report: &StatusReport,
+    call: (&str, Uuid, &str),
+    outcome: &mut Outcome,
+) -> Result<(), ApiError> {
+    let (call_id, organization_id, vapi_call_id) = call;
+    let Some((status, ended_reason)) = status(&report.call_status) else {
+        return Ok(());
+    };
+    let ctx = CallContext {
+        organization_id,
+        vapi_call_id: vapi_call_id.to_string(),
+        from_number: report.from.clone(),
+        to_number: report.to.clone(),
+        direction: Direction::Inbound,
+        phone_number_id: None,
+        assistant_id: None,
+        provider_call_id: Some(call_sid.to_string()),
+        started_at: None,
+    };
+    let cmd = CallCommand::UpdateStatus {
+        ctx,
+        status,
+        ended_reason,
+        at: report.at,
+    };
+    let meta = CommandMeta::new(format!("provider:twilio:{}", report.key))
+        .tenant(organization_id)
+        .idempotency_key(format!("twilio:{}", report.key));
+    match state.calls.execute(call_id, cmd, &meta).await {
+        Ok(executed) => outcome.record(&executed.result),
+        Err(ExecuteError::Domain(CallError::AlreadyEnded)) => {}
+        Err(ExecuteError::Domain(err)) => {
+            return Err(ApiError::conflict(err.code(), err.to_string()))
+        }
+        Err(ExecuteError::Store(err)) => return Err(err.into()),
+    }
+    Ok(())
+}
+
+/// Keeps a callback that matched no call on its CallSid's stream, durably, so the VAPI handler
+/// can apply it once a message names that CallSid.
+async fn keep_unmatched(
+    state: &AppState,
+    callback: &TwilioStatus,
+    report: StatusReport,
+    outcome: &mut Outcome,
+) -> Result<(), ApiError> {
+    let meta = CommandMeta::new(format!("provider:twilio:{}", report.key))
+        .idempotency_key(format!("twilio-report:{}", report.key));
+    let cmd = TwilioCallCommand::Report { report };
+    match state
+        .twilio_calls
+        .execute(&callback.call_sid, cmd, &meta)
+        .await
+    {
+        Ok(executed) => outcome.record(&executed.result),
+        Err(ExecuteError::Domain(err)) => {
+            return Err(ApiError::bad_request(err.code(), err.to_string()))
+        }
+        Err(ExecuteError::Store(err)) => return Err(err.into()),
+    }
+    Ok(())
+}
+
 /// Handles `POST /api/webhooks/twilio/status`. `query` is the request's query string, which
 /// Twilio includes in the signed URL.
+///
+/// A callback for a call we know updates its status. One for a CallSid no call has named
+/// yet (Twilio can be faster than VAPI's first message, or than its projection) is kept on
+/// the CallSid's stream; after the read models catch up it is looked up once more, and
+/// otherwise the VAPI handler applies it when a message first names that CallSid.
 pub async fn ingest(
     state: &AppState,
     signature: Option<&str>,
@@ -63,50 +183,31 @@ pub async fn ingest(
         return Ok(previous);
     }
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true, "matched": false }));
-    let row = sqlx::query(
-        "SELECT id, organization_id, vapi_call_id, direction FROM calls WHERE provider_call_id = $1",
-    )
-    .bind(callback.call_sid.clone())
-    .fetch_optional(state.store.pool())
-    .await?;
-    let mut organization_id = None;
-    if let (Some(row), Some((call_status, ended_reason))) =
-        (row, callback.call_status.as_deref().and_then(status))
-    {
-        let id: String = row.try_get(0)?;
-        let org: String = row.try_get(1)?;
-        let vapi_call_id: String = row.try_get(2)?;
-        let org_id = Uuid::parse_str(&org).map_err(ApiError::internal)?;
-        let ctx = CallContext {
-            organization_id: org_id,
-            vapi_call_id,
-            from_number: callback.from.clone(),
-            to_number: callback.to.clone(),
-            direction: Direction::Inbound,
-            phone_number_id: None,
-            assistant_id: None,
-            provider_call_id: Some(callback.call_sid.clone()),
-            started_at: None,
-        };
-        let cmd = CallCommand::UpdateStatus {
-            ctx,
-            status: call_status,
-            ended_reason,
-            at: callback.timestamp.unwrap_or_else(Utc::now),
-        };
-        let meta = CommandMeta::new(format!("provider:twilio:{key}"))
-            .tenant(org_id)
-            .idempotency_key(format!("twilio:{key}"));
-        match state.calls.execute(&id, cmd, &meta).await {
-            Ok(executed) => outcome.record(&executed.result),
-            Err(ExecuteError::Domain(CallError::AlreadyEnded)) => {}
-            Err(ExecuteError::Domain(err)) => {
-                return Err(ApiError::conflict(err.code(), err.to_string()))
-            }
-            Err(ExecuteError::Store(err)) => return Err(err.into()),
+    let report = report_of(&callback, &key);
+    let mut call = find_call(state, &callback.call_sid).await?;
+    if call.is_none() && !report.call_status.is_empty() {
+        keep_unmatched(state, &callback, report.clone(), &mut outcome).await?;
+        // A VAPI message naming this CallSid may have committed before our report without
+        // being projected yet: look again once the read models have caught up. One that
+        // commits after our report finds the report itself.
+        let head = state.store.head().await?;
+        if state.wait_for_position(head, CATCH_UP).await? {
+            call = find_call(state, &callback.call_sid).await?;
         }
+        outcome.body = serde_json::json!({ "received": true, "matched": false, "pending": true });
+    }
+    let mut organization_id = None;
+    if let Some(known) = call {
+        apply_report(
+            state,
+            &callback.call_sid,
+            &report,
+            (&known.id, known.organization_id, &known.vapi_call_id),
+            &mut outcome,
+        )
+        .await?;
         outcome.body = serde_json::json!({ "received": true, "matched": true });
-        organization_id = Some(org);
+        organization_id = Some(known.organization_id.to_string());
     }
     let outcome = outcome.with_position();
     state

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use aggregates::call::{
-    functions, Call, CallCommand, CallContext, CallError, CallStatus, Direction, EndReport,
-    FunctionInvocation, TranscriptSegment,
+    functions, Call, CallCommand, CallContext, CallError, CallEvent, CallStatus, Direction,
+    EndReport, FunctionInvocation, TranscriptSegment,
 };
 use aggregates::organization::Organization;
 use chrono::{DateTime, Utc};
@@ -202,6 +202,9 @@ async fn run(
     match state.calls.execute(&id, command, &meta).await {
         Ok(executed) => {
             outcome.record(&executed.result);
+            if let Some(call_sid) = newly_learned_call_sid(&executed.events) {
+                apply_waiting_twilio_reports(state, org_id, ctx, &id, call_sid, outcome).await?;
+            }
             Ok(Some(executed))
         }
         // A second end report for an ended call is a redelivery in another shape: accepted.
@@ -209,6 +212,38 @@ async fn run(
         Err(ExecuteError::Domain(err)) => Err(ApiError::conflict(err.code(), err.to_string())),
         Err(ExecuteError::Store(err)) => Err(err.into()),
     }
+}
+
+/// The CallSid a command's events tied to the call for the first time, if any.
+fn newly_learned_call_sid(events: &[CallEvent]) -> Option<&str> {
+    events.iter().find_map(|event| match event {
+        CallEvent::CallStarted {
+            provider_call_id, ..
+        }
+        | CallEvent::CallDetailsLearned {
+            provider_call_id, ..
+        } => provider_call_id.as_deref(),
+        _ => None,
+    })
+}
+
+/// Twilio callbacks that arrived before any call named this CallSid wait on the CallSid's
+/// stream; now that this call has named it, they are applied to it (under the same keys the
+/// Twilio handler would use, so a report both sides apply lands once).
+async fn apply_waiting_twilio_reports(
+    state: &AppState,
+    org_id: Uuid,
+    ctx: &CallContext,
+    call_id: &str,
+    call_sid: &str,
+    outcome: &mut Outcome,
+) -> Result<(), ApiError> {
+    let (waiting, _) = state.twilio_calls.load(call_sid).await?;
+    for report in &waiting.reports {
+        let call = (call_id, org_id, ctx.vapi_call_id.as_str());
+        super::twilio::apply_report(state, call_sid, report, call, outcome).await?;
+    }
+    Ok(())
 }
 
 async fn handle(

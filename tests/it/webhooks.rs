@@ -528,7 +528,7 @@ async fn twilio_status_callbacks_are_verified_and_update_the_matching_call(backe
     ))
     .await;
     app.settle().await;
-    let params: Vec<(String, String)> = [
+    let params = [
         ("CallSid", "CAtw-1"),
         ("AccountSid", "AC123"),
         ("CallStatus", "completed"),
@@ -536,27 +536,10 @@ async fn twilio_status_callbacks_are_verified_and_update_the_matching_call(backe
         ("To", "+15559990000"),
         ("CallDuration", "42"),
         ("SequenceNumber", "3"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let url = format!("{PUBLIC_URL}/api/webhooks/twilio/status");
-    let signature = wire::signature::twilio_signature(TWILIO_TOKEN, &url, &params);
-    let form: String = params
-        .iter()
-        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
-        .collect::<Vec<_>>()
-        .join("&");
-    let post = |sig: String| {
-        app.client
-            .post(format!("{}/api/webhooks/twilio/status", app.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-twilio-signature", sig)
-            .body(form.clone())
-            .send()
-    };
-    assert_eq!(post("bm90LXZhbGlk".into()).await.unwrap().status(), 403);
-    let res = post(signature.clone()).await.unwrap();
+    ];
+    let post = |sig: Option<&'static str>| post_twilio(&app, &params, sig);
+    assert_eq!(post(Some("bm90LXZhbGlk")).await.status(), 403);
+    let res = post(None).await;
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["matched"], true);
@@ -566,6 +549,96 @@ async fn twilio_status_callbacks_are_verified_and_update_the_matching_call(backe
         app.strings("SELECT ended_reason FROM calls").await,
         vec!["twilio-completed"]
     );
+    app.app.stop().await;
+}
+
+/// Posts a Twilio status callback with these form fields, signed correctly unless a
+/// signature is given.
+async fn post_twilio(
+    app: &crate::helpers::TestApp,
+    params: &[(&str, &str)],
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let pairs: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let url = format!("{PUBLIC_URL}/api/webhooks/twilio/status");
+    let signed = wire::signature::twilio_signature(TWILIO_TOKEN, &url, &pairs);
+    let form: String = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B")))
+        .collect::<Vec<_>>()
+        .join("&");
+    app.client
+        .post(format!("{}/api/webhooks/twilio/status", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature.unwrap_or(&signed))
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Twilio can call back before VAPI's first message about the call (or before that message
+/// is projected): the status is kept on the CallSid's stream, durably, and applied when a
+/// VAPI message first names that CallSid.
+async fn a_twilio_callback_before_its_vapi_call_is_applied_when_the_call_appears(backend: &str) {
+    let app = spawn_app(backend).await;
+    let params = [
+        ("CallSid", "CAtw-early"),
+        ("CallStatus", "ringing"),
+        ("From", "+15551230000"),
+        ("To", "+15559990000"),
+        ("Direction", "inbound"),
+        ("SequenceNumber", "0"),
+    ];
+    let res = post_twilio(&app, &params, None).await;
+    assert_eq!(res.status(), 200);
+    let first: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(first["matched"], false);
+    assert_eq!(first["pending"], true);
+    assert_eq!(app.count_events("StatusReported").await, 1);
+    let head = app.head().await;
+    let again: serde_json::Value = post_twilio(&app, &params, None).await.json().await.unwrap();
+    assert_eq!(again, first, "a redelivery gets the first answer");
+    assert_eq!(app.head().await, head, "and records nothing new");
+    // VAPI's first message about the call carries no status of its own.
+    let transcript = vapi_message(
+        "transcript",
+        "tw-early",
+        json!({"role": "user", "transcriptType": "final", "transcript": "hello"}),
+    );
+    app.vapi_ok(&transcript).await;
+    app.settle().await;
+    assert_eq!(
+        app.strings("SELECT status FROM calls").await,
+        vec!["ringing"]
+    );
+    assert_eq!(app.count_events("CallStatusChanged").await, 1);
+    // Once applied, nothing applies it again.
+    let other = vapi_message(
+        "transcript",
+        "tw-early",
+        json!({"role": "assistant", "transcriptType": "final", "transcript": "hi there"}),
+    );
+    app.vapi_ok(&other).await;
+    assert_eq!(app.count_events("CallStatusChanged").await, 1);
+    // The next callback finds the call at once.
+    let completed = [
+        ("CallSid", "CAtw-early"),
+        ("CallStatus", "completed"),
+        ("CallDuration", "12"),
+        ("SequenceNumber", "2"),
+    ];
+    let res: serde_json::Value = post_twilio(&app, &completed, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["matched"], true, "{res}");
+    app.settle().await;
+    assert_eq!(app.strings("SELECT status FROM calls").await, vec!["ended"]);
     app.app.stop().await;
 }
 
@@ -791,5 +864,6 @@ crate::both_backends!(
     an_assistant_request_is_answered_with_the_linked_assistant,
     a_transfer_destination_request_is_answered_with_the_configured_line,
     twilio_status_callbacks_are_verified_and_update_the_matching_call,
+    a_twilio_callback_before_its_vapi_call_is_applied_when_the_call_appears,
     stripe_events_drive_the_subscription_and_redeliveries_change_nothing,
 );
