@@ -202,7 +202,9 @@ async fn run(
     match state.calls.execute(&id, command, &meta).await {
         Ok(executed) => {
             outcome.record(&executed.result);
-            if let Some(call_sid) = newly_learned_call_sid(&executed.events) {
+            // Without a Twilio token no callback is accepted, so none can be waiting.
+            let twilio = state.config.twilio_auth_token.is_some();
+            if let Some(call_sid) = newly_learned_call_sid(&executed.events).filter(|_| twilio) {
                 apply_waiting_twilio_reports(state, org_id, ctx, &id, call_sid, outcome).await?;
             }
             Ok(Some(executed))
