@@ -388,12 +388,10 @@ async fn handle(
             // it is recorded as the same transfer action (or the same "take a message").
             let ctx = context(org_id, message)?;
             let numbers = &org.settings.transfer_numbers;
-            let configured =
-                |n: &Option<String>| n.as_deref().is_some_and(|n| !n.trim().is_empty());
-            let destination = if !configured(&numbers.dispatch) && configured(&numbers.manager) {
-                "manager"
-            } else {
-                "dispatch"
+            let line = |n: &Option<String>| n.clone().filter(|n| !n.trim().is_empty());
+            let (destination, number) = match (line(&numbers.dispatch), line(&numbers.manager)) {
+                (None, Some(manager)) => ("manager", Some(manager)),
+                (dispatch, _) => ("dispatch", dispatch),
             };
             let mut arguments = serde_json::Map::new();
             arguments.insert("destination".into(), destination.into());
@@ -406,13 +404,8 @@ async fn handle(
             let calls = std::slice::from_ref(&call);
             let replies = invoke(state, org_id, org, &ctx, calls, at, key, &mut outcome).await?;
             let reply = replies.into_iter().next().unwrap_or_default();
-            let number = match destination {
-                "manager" => numbers.manager.as_deref(),
-                _ => numbers.dispatch.as_deref(),
-            }
-            .filter(|n| !n.trim().is_empty());
             outcome.body = match number {
-                Some(number) => wire::vapi::transfer_destination_reply(number, &reply),
+                Some(number) => wire::vapi::transfer_destination_reply(&number, &reply),
                 None => wire::vapi::assistant_request_error(&reply),
             };
             return Ok(outcome);
