@@ -31,11 +31,12 @@ fn status(call_status: &str) -> Option<(CallStatus, Option<String>)> {
 /// it is left for the VAPI handler to apply.
 const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// The call a CallSid belongs to, from the calls read model.
-struct KnownCall {
-    id: String,
-    organization_id: Uuid,
-    vapi_call_id: String,
+/// The call a CallSid belongs to.
+pub struct KnownCall {
+    /// Our call stream id.
+    pub id: String,
+    pub organization_id: Uuid,
+    pub vapi_call_id: String,
 }
 
 async fn find_call(state: &AppState, call_sid: &str) -> Result<Option<KnownCall>, ApiError> {
@@ -75,16 +76,16 @@ pub async fn apply_report(
     state: &AppState,
     call_sid: &str,
     report: &StatusReport,
-    call: (&str, Uuid, &str),
+    call: &KnownCall,
     outcome: &mut Outcome,
 ) -> Result<(), ApiError> {
-    let (call_id, organization_id, vapi_call_id) = call;
+    let organization_id = call.organization_id;
     let Some((status, ended_reason)) = status(&report.call_status) else {
         return Ok(());
     };
     let ctx = CallContext {
         organization_id,
-        vapi_call_id: vapi_call_id.to_string(),
+        vapi_call_id: call.vapi_call_id.clone(),
         from_number: report.from.clone(),
         to_number: report.to.clone(),
         direction: Direction::Inbound,
@@ -102,7 +103,7 @@ pub async fn apply_report(
     let meta = CommandMeta::new(format!("provider:twilio:{}", report.key))
         .tenant(organization_id)
         .idempotency_key(format!("twilio:{}", report.key));
-    match state.calls.execute(call_id, cmd, &meta).await {
+    match state.calls.execute(&call.id, cmd, &meta).await {
         Ok(executed) => outcome.record(&executed.result),
         Err(ExecuteError::Domain(CallError::AlreadyEnded)) => {}
         Err(ExecuteError::Domain(err)) => {
@@ -198,14 +199,7 @@ pub async fn ingest(
     }
     let mut organization_id = None;
     if let Some(known) = call {
-        apply_report(
-            state,
-            &callback.call_sid,
-            &report,
-            (&known.id, known.organization_id, &known.vapi_call_id),
-            &mut outcome,
-        )
-        .await?;
+        apply_report(state, &callback.call_sid, &report, &known, &mut outcome).await?;
         outcome.body = serde_json::json!({ "received": true, "matched": true });
         organization_id = Some(known.organization_id.to_string());
     }

@@ -241,9 +241,13 @@ async fn apply_waiting_twilio_reports(
     outcome: &mut Outcome,
 ) -> Result<(), ApiError> {
     let (waiting, _) = state.twilio_calls.load(call_sid).await?;
+    let call = super::twilio::KnownCall {
+        id: call_id.to_string(),
+        organization_id: org_id,
+        vapi_call_id: ctx.vapi_call_id.clone(),
+    };
     for report in &waiting.reports {
-        let call = (call_id, org_id, ctx.vapi_call_id.as_str());
-        super::twilio::apply_report(state, call_sid, report, call, outcome).await?;
+        super::twilio::apply_report(state, call_sid, report, &call, outcome).await?;
     }
     Ok(())
 }
