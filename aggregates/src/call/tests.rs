@@ -570,20 +570,22 @@ fn ending_twice_is_rejected() {
         .then_expect_error(CallError::AlreadyEnded);
 }
 
+/// Ends a started call with `report` and expects it recorded with `duration` seconds.
+fn ending_records_duration(report: EndReport, duration: Option<f64>) {
+    let mut expected = report.clone();
+    expected.duration_seconds = duration;
+    CallTest::with(())
+        .given(vec![started()])
+        .when(CallCommand::End { ctx: ctx(), report })
+        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+}
+
 #[test]
 fn a_missing_duration_is_computed_from_the_report_times() {
     let mut r = report();
     r.duration_seconds = None;
     r.ended_at = Some(t(75));
-    let mut expected = r.clone();
-    expected.duration_seconds = Some(75.0);
-    CallTest::with(())
-        .given(vec![started()])
-        .when(CallCommand::End {
-            ctx: ctx(),
-            report: r,
-        })
-        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+    ending_records_duration(r, Some(75.0));
 }
 
 #[test]
@@ -592,15 +594,7 @@ fn a_missing_duration_falls_back_to_the_recorded_start_time() {
     r.duration_seconds = None;
     r.started_at = None;
     r.ended_at = Some(t(30));
-    let mut expected = r.clone();
-    expected.duration_seconds = Some(30.0);
-    CallTest::with(())
-        .given(vec![started()])
-        .when(CallCommand::End {
-            ctx: ctx(),
-            report: r,
-        })
-        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+    ending_records_duration(r, Some(30.0));
 }
 
 #[test]
@@ -608,13 +602,7 @@ fn a_duration_stays_unknown_without_an_end_time() {
     let mut r = report();
     r.duration_seconds = None;
     r.ended_at = None;
-    CallTest::with(())
-        .given(vec![started()])
-        .when(CallCommand::End {
-            ctx: ctx(),
-            report: r.clone(),
-        })
-        .then_expect_events(vec![CallEvent::CallEnded { report: r }]);
+    ending_records_duration(r, None);
 }
 
 #[test]
@@ -622,15 +610,7 @@ fn an_implausible_duration_is_replaced_by_the_report_times() {
     let mut r = report();
     r.duration_seconds = Some(1e308);
     r.ended_at = Some(t(75));
-    let mut expected = r.clone();
-    expected.duration_seconds = Some(75.0);
-    CallTest::with(())
-        .given(vec![started()])
-        .when(CallCommand::End {
-            ctx: ctx(),
-            report: r,
-        })
-        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+    ending_records_duration(r, Some(75.0));
 }
 
 #[test]
@@ -638,14 +618,7 @@ fn times_decades_apart_give_no_duration_rather_than_an_absurd_one() {
     let mut r = report();
     r.duration_seconds = None;
     r.started_at = Some(t(0) - chrono::Duration::days(365 * 30));
-    let expected = r.clone();
-    CallTest::with(())
-        .given(vec![started()])
-        .when(CallCommand::End {
-            ctx: ctx(),
-            report: r,
-        })
-        .then_expect_events(vec![CallEvent::CallEnded { report: expected }]);
+    ending_records_duration(r, None);
 }
 
 #[test]
