@@ -71,6 +71,10 @@ pub struct Config {
     pub log_json: bool,
     /// Largest accepted webhook body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Largest body of an `/api/v1` request (other than the auth routes); 413 beyond.
+    pub api_max_body_bytes: usize,
+    /// Largest body of an `/api/v1/auth/...` request (reachable without signing in).
+    pub auth_max_body_bytes: usize,
     /// Fallback VAPI webhook secret when an organization has none of its own.
     pub vapi_webhook_secret: Option<Secret>,
     pub twilio_auth_token: Option<Secret>,
@@ -114,6 +118,8 @@ impl Default for Config {
             // A long call's end-of-call report (artifact.messages, messagesOpenAIFormatted and the
             // call's assistant) can pass 1 MiB, and VAPI does not retry a 413.
             max_body_bytes: 4 * 1024 * 1024,
+            api_max_body_bytes: 1024 * 1024,
+            auth_max_body_bytes: 64 * 1024,
             vapi_webhook_secret: None,
             twilio_auth_token: None,
             stripe_webhook_secret: None,
@@ -203,6 +209,16 @@ impl Config {
             c.max_body_bytes = n
                 .parse()
                 .map_err(|_| ConfigError(format!("MAX_BODY_BYTES={n} is not a number")))?;
+        }
+        for (key, field) in [
+            ("API_MAX_BODY_BYTES", &mut c.api_max_body_bytes),
+            ("AUTH_MAX_BODY_BYTES", &mut c.auth_max_body_bytes),
+        ] {
+            if let Some(n) = get(key) {
+                *field = n
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{key}={n} is not a number")))?;
+            }
         }
         c.vapi_webhook_secret = secret("VAPI_WEBHOOK_SECRET");
         c.twilio_auth_token = secret("TWILIO_AUTH_TOKEN");

@@ -25,10 +25,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = Application::build(config).await?;
-            app.run_until(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+            app.run_until(callflex::startup::shutdown_signal()).await?;
         }
         Command::Migrate => {
             eventlog::EventStore::open(&config.database_url, 2).await?;

@@ -29,6 +29,27 @@ pub struct Application {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
+/// Resolves on SIGTERM (how Docker, systemd and Kubernetes stop a service) or SIGINT
+/// (Ctrl-C): both take the same graceful path in [`Application::run_until`].
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down gracefully"),
+                }
+                return;
+            }
+            Err(err) => tracing::error!(error = %err, "cannot listen for SIGTERM"),
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("SIGINT: shutting down gracefully");
+}
+
 /// A future that resolves once `stop` is set.
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -99,10 +120,13 @@ impl Application {
             result = &mut server => { result??; return Ok(()); }
             _ = shutdown => {}
         }
+        // Stop accepting and finish the requests in flight, then make their raw deliveries
+        // durable, then stop the consumers.
         let _ = self.stop.send(true);
         let served = server.await;
         self.state.ledger.flush().await;
         let _ = self.stop_projectors.send(true);
+        tracing::info!("stopped");
         served??;
         Ok(())
     }

@@ -48,7 +48,7 @@ impl Backend {
     /// (`synchronous_commit = off`, set in the same round trip). For data the log stands
     /// behind: read models and their checkpoints (a crash can lose the last few milliseconds
     /// of such commits, each losing its changes and its checkpoint together, so the projector
-    /// applies those events again) and the delivery ledger. The log's own appends keep waiting.
+    /// applies those events again). The log's own appends and the delivery ledger keep waiting.
     pub async fn begin_relaxed(
         self,
         pool: &AnyPool,

@@ -10,6 +10,8 @@
 //! - [`group_commit`]: on PostgreSQL, concurrent appends to different streams share one
 //!   statement (one round trip, one commit) when the writer slots are busy.
 //! - [`snapshot`]: snapshot rows (our own: cqrs-es 0.5's snapshot store double-applies events).
+//! - `gate`: commands to one stream inside one process take turns (no self-inflicted
+//!   conflicts when a provider's deliveries of one call overlap).
 //! - [`repository`]: [`AggregateRepository`]: load (snapshot + tail), handle a cqrs-es command,
 //!   append the resulting events, retry on conflict.
 //! - [`upcast`]: raw-JSON upcasters applied before deserializing old event versions.
@@ -21,6 +23,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod error;
 pub mod event;
+mod gate;
 pub mod group_commit;
 pub mod json;
 pub mod repository;

@@ -15,6 +15,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use thiserror::Error;
 
 use crate::event::{Append, AppendResult, CommandMeta, NewEvent, StoredEvent};
+use crate::gate::StreamGates;
 use crate::snapshot::{self, Snapshot};
 use crate::{EventStore, StoreError, Upcasters};
 
@@ -32,8 +33,13 @@ struct Cached<A> {
     checked: Instant,
 }
 
-/// How often a conflicting command is retried on fresh state before giving up (→ 409).
-const MAX_ATTEMPTS: usize = 5;
+/// How long a command keeps retrying conflicts with OTHER processes (this process's own
+/// commands to one stream take turns and never conflict with each other) before the conflict
+/// is reported. A provider's delivery is then answered 503 with `Retry-After`, never 409.
+const CONFLICT_BUDGET: Duration = Duration::from_secs(10);
+/// The first pause after a conflict; it doubles (with full jitter) up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(2);
+const MAX_BACKOFF: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum ExecuteError<E: std::error::Error> {
@@ -66,6 +72,10 @@ pub struct AggregateRepository<A: Aggregate> {
     cache: Arc<Mutex<HashMap<String, Cached<A>>>>,
     /// How long `execute` trusts a cache entry without reading the stream's tail.
     trust_cache_for: Duration,
+    /// Commands to one stream take turns inside this process.
+    gates: StreamGates,
+    /// How long conflicts with other processes are retried.
+    conflict_budget: Duration,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -79,6 +89,8 @@ impl<A: Aggregate> Clone for AggregateRepository<A> {
             schema_version: self.schema_version,
             cache: self.cache.clone(),
             trust_cache_for: self.trust_cache_for,
+            gates: self.gates.clone(),
+            conflict_budget: self.conflict_budget,
             _aggregate: PhantomData,
         }
     }
@@ -98,6 +110,8 @@ where
             schema_version: 1,
             cache: Arc::new(Mutex::new(HashMap::new())),
             trust_cache_for: DEFAULT_TRUST,
+            gates: StreamGates::default(),
+            conflict_budget: CONFLICT_BUDGET,
             _aggregate: PhantomData,
         }
     }
@@ -132,6 +146,12 @@ where
     /// (0 = always read it).
     pub fn trust_cache_for(mut self, age: Duration) -> Self {
         self.trust_cache_for = age;
+        self
+    }
+
+    /// How long conflicts with other processes are retried before one is reported.
+    pub fn conflict_budget(mut self, budget: Duration) -> Self {
+        self.conflict_budget = budget;
         self
     }
 
@@ -244,10 +264,14 @@ where
         // stream's tail: if another process appended meanwhile, the append conflicts on the
         // sequence and the command is decided again on fresh state. A refusal or a no-op
         // decided on cached state is also re-decided fresh before it is believed.
-        let mut attempt = 0;
+        //
+        // Commands to this stream from this process take turns (see `gate`): the state the
+        // previous one left in the cache is current, so only another process can conflict.
+        let _turn = self.gates.turn(id).await;
+        let started = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
         let mut trusted = !self.trust_cache_for.is_zero();
         loop {
-            attempt += 1;
             let cached = if trusted {
                 self.cached(id)
                     .filter(|hit| hit.checked.elapsed() < self.trust_cache_for)
@@ -303,8 +327,14 @@ where
                         state: aggregate,
                     });
                 }
-                Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS || from_cache => {
-                    continue
+                Err(StoreError::Conflict { .. }) if from_cache => continue,
+                Err(StoreError::Conflict { .. }) if started.elapsed() < self.conflict_budget => {
+                    // Another process wrote this stream meanwhile. Full jitter keeps two
+                    // processes that keep colliding from colliding in step.
+                    let pause = backoff.mul_f64(rand::random::<f64>());
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
                 Err(err) => return Err(err.into()),
             }

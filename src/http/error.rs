@@ -197,12 +197,21 @@ impl ApiError {
 impl From<eventlog::StoreError> for ApiError {
     fn from(err: eventlog::StoreError) -> Self {
         match err {
-            eventlog::StoreError::Conflict { .. } => ApiError::conflict(
-                "concurrency_conflict",
-                "the resource was changed concurrently; retry the request",
+            // Commands to one stream take turns inside a process and retry conflicts with
+            // other processes for seconds; one still conflicting is a transient overload, not
+            // a refusal (a provider must never read it as "don't retry").
+            eventlog::StoreError::Conflict { .. } => ApiError::unavailable(
+                "write_contention",
+                "the resource is being changed by another process; retry the request",
             ),
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl From<crate::webhooks::deliveries::NotRecorded> for ApiError {
+    fn from(err: crate::webhooks::deliveries::NotRecorded) -> Self {
+        ApiError::unavailable("delivery_not_recorded", err.to_string())
     }
 }
 

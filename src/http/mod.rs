@@ -1,6 +1,7 @@
 //! The HTTP edge: the only module that knows about poem, poem-openapi and wire JSON shapes.
 
 pub mod accounts;
+pub mod body_limit;
 pub mod error;
 pub mod health;
 pub mod payload;
@@ -79,6 +80,10 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let spec_yaml = service.spec_endpoint_yaml();
     let docs = service.swagger_ui();
     let limit = state.config.max_body_bytes;
+    let api_limits = body_limit::ApiBodyLimits {
+        api: state.config.api_max_body_bytes,
+        auth: state.config.auth_max_body_bytes,
+    };
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec_json)
@@ -99,8 +104,12 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                 .body(body.to_string())
                 .into_response()
         })
+        .around(move |next, req| body_limit::limit_body(next, req, api_limits))
         .around(server_timing)
 }
+
+/// `Retry-After` on a 503 that does not set its own.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Adds `Server-Timing: app;dur=<ms>, log;dur=<ms>` to every answer: the time spent inside
 /// the service (reading the body, handling, committing), without the network, and the part of
@@ -115,6 +124,16 @@ async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::R
         poem::http::HeaderValue::from_str(&format!("app;dur={ms:.3}, log;dur={log_ms:.3}"))
     {
         response.headers_mut().insert("server-timing", value);
+    }
+    // Every 503 is transient (write contention, a read model catching up, a provider or the
+    // database unavailable): tell clients and providers when to come back.
+    if response.status() == poem::http::StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key("retry-after")
+    {
+        response.headers_mut().insert(
+            "retry-after",
+            poem::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
     }
     Ok(response)
 }

@@ -1,11 +1,14 @@
 //! The raw-delivery ledger (`webhook_deliveries`): every accepted delivery's raw body and the
-//! answer it got, for audit and for answering an exact redelivery with the first answer.
+//! answer it got, for audit and replay, and for answering an exact redelivery with the first
+//! answer.
 //!
-//! Rows are written off the request path by [`Ledger`]'s writer task, many per statement: the
-//! events a delivery produced are already durably committed when it answers, and a
-//! redelivery whose row was lost (a crash within milliseconds) is answered from the log
-//! through the commands' idempotency keys. Until a row is written, [`Ledger::find`] answers
-//! from memory, so this process never misses its own recent deliveries.
+//! A 2xx means the raw body is durable too: [`Ledger::record`] waits until its row is
+//! committed (a durable commit). Rows are written by [`Ledger`]'s writer task, every row that
+//! queued meanwhile in one statement, so concurrent deliveries share the commit. A row that
+//! cannot be written in time fails the delivery with a 503: its events are already in the
+//! log, and the provider's retry is answered from the commands' idempotency keys and writes
+//! the row then. Until a row is written, [`Ledger::find`] answers from memory, so this
+//! process never misses its own recent deliveries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ const PER_WRITE: usize = 256;
 const BATCH_ATTEMPTS: usize = 3;
 /// The longest [`Ledger::flush`] waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(20);
+/// The longest a delivery waits for its row before it is answered 503 (the provider retries).
+const RECORD_WAIT: Duration = Duration::from_secs(10);
 
 const COLUMNS: [&str; 12] = [
     "provider",
@@ -55,12 +60,19 @@ struct Pending {
     provider: String,
     key: String,
     cells: Vec<Cell>,
+    /// Told whether the row was written (dropped unanswered if the writer gave up).
+    written: Option<oneshot::Sender<bool>>,
 }
 
 enum Message {
     Row(Pending),
     Flush(oneshot::Sender<()>),
 }
+
+/// The raw delivery could not be made durable in time (its events are in the log).
+#[derive(Debug, thiserror::Error)]
+#[error("the raw delivery could not be recorded durably in time; retry")]
+pub struct NotRecorded;
 
 type Key = (String, String);
 
@@ -103,8 +115,14 @@ impl Ledger {
             .and_then(|u| u.get(&(provider.to_string(), key.to_string())).cloned())
     }
 
-    /// Queues an accepted delivery and its answer (the first answer for a key wins).
-    pub async fn record(&self, delivery: Delivery<'_>, outcome: &Outcome) {
+    /// Records an accepted delivery and its answer (the first answer for a key wins) and
+    /// waits until the row is durably committed.
+    pub async fn record(
+        &self,
+        delivery: Delivery<'_>,
+        outcome: &Outcome,
+    ) -> Result<(), NotRecorded> {
+        let (written, done) = oneshot::channel();
         let pending = Pending {
             provider: delivery.provider.to_string(),
             key: delivery.key.to_string(),
@@ -123,23 +141,40 @@ impl Ledger {
                 outcome.last_position.into(),
                 outcome.event_count.into(),
             ],
+            written: Some(written),
         };
         if let Ok(mut unwritten) = self.unwritten.lock() {
             unwritten
                 .entry((pending.provider.clone(), pending.key.clone()))
                 .or_insert_with(|| outcome.clone());
         }
-        if let Err(mpsc::error::SendError(Message::Row(pending))) =
-            self.queue.send(Message::Row(pending)).await
-        {
-            // The writer is gone (shutting down): write this one directly.
-            let key = (pending.provider.clone(), pending.key.clone());
-            if let Err(err) = write(&self.store, vec![pending.cells]).await {
-                tracing::error!(error = %err, "delivery ledger write failed");
+        let recorded = tokio::time::timeout(RECORD_WAIT, async {
+            match self.queue.send(Message::Row(pending)).await {
+                Ok(()) => done.await.unwrap_or(false),
+                Err(mpsc::error::SendError(message)) => {
+                    // The writer is gone (shutting down): write this one directly.
+                    let Message::Row(pending) = message else {
+                        return false;
+                    };
+                    let key = (pending.provider.clone(), pending.key.clone());
+                    let ok = match write(&self.store, vec![pending.cells]).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::error!(error = %err, "delivery ledger write failed");
+                            false
+                        }
+                    };
+                    if let Ok(mut unwritten) = self.unwritten.lock() {
+                        unwritten.remove(&key);
+                    }
+                    ok
+                }
             }
-            if let Ok(mut unwritten) = self.unwritten.lock() {
-                unwritten.remove(&key);
-            }
+        })
+        .await;
+        match recorded {
+            Ok(true) => Ok(()),
+            _ => Err(NotRecorded),
         }
     }
 
@@ -169,20 +204,27 @@ async fn write_loop(
     while rx.recv_many(&mut messages, PER_WRITE).await > 0 {
         let mut keys = Vec::new();
         let mut rows = Vec::new();
+        let mut recorders = Vec::new();
         let mut waiters = Vec::new();
         for message in messages.drain(..) {
             match message {
                 Message::Row(pending) => {
                     keys.push((pending.provider, pending.key));
                     rows.push(pending.cells);
+                    recorders.push(pending.written);
                 }
                 Message::Flush(done) => waiters.push(done),
             }
         }
-        write_retrying(&store, &keys, rows).await;
+        let written = write_retrying(&store, &keys, rows).await;
         if let Ok(mut unwritten) = unwritten.lock() {
             for key in &keys {
                 unwritten.remove(key);
+            }
+        }
+        for (recorder, ok) in recorders.into_iter().zip(written) {
+            if let Some(recorder) = recorder {
+                let _ = recorder.send(ok);
             }
         }
         for done in waiters {
@@ -194,12 +236,13 @@ async fn write_loop(
 /// Writes `rows`, retrying while the database is unavailable (the rows stay answerable from
 /// memory meanwhile): the audit trail is not dropped because the database blinked. A batch
 /// that keeps failing is written row by row, so one row the database refuses cannot block
-/// every later delivery's; such a row is logged and dropped (its events are in the log).
-async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) {
+/// every later delivery's; such a row is logged and dropped (its events are in the log, and
+/// its delivery is answered 503). Returns, per row, whether it was written.
+async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) -> Vec<bool> {
     let mut backoff = Duration::from_millis(50);
     for _ in 0..BATCH_ATTEMPTS {
         match write(store, rows.clone()).await {
-            Ok(()) => return,
+            Ok(()) => return vec![true; rows.len()],
             Err(err) => {
                 tracing::error!(error = %err, rows = rows.len(), "delivery ledger write failed; retrying");
                 tokio::time::sleep(backoff).await;
@@ -207,14 +250,19 @@ async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) 
             }
         }
     }
+    let mut written = Vec::with_capacity(rows.len());
     for (key, row) in keys.iter().zip(rows) {
         let mut backoff = Duration::from_millis(50);
         loop {
             match write(store, vec![row.clone()]).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    written.push(true);
+                    break;
+                }
                 Err(sqlx::Error::Database(err)) => {
                     tracing::error!(error = %err, provider = %key.0, delivery = %key.1,
                         "delivery ledger row refused; dropped (its events are in the log)");
+                    written.push(false);
                     break;
                 }
                 Err(err) => {
@@ -225,16 +273,16 @@ async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) 
             }
         }
     }
+    written
 }
 
 fn clean(text: &str) -> String {
     eventlog::json::without_nul(text).into_owned()
 }
 
-/// One transaction for the rows; on PostgreSQL its commit does not wait for the WAL flush
-/// (see the module comment).
+/// One durable transaction for the rows (see the module comment).
 async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
-    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
     insert_rows(
         &mut tx,
         "webhook_deliveries",

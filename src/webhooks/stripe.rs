@@ -198,6 +198,6 @@ pub async fn ingest(
             },
             &outcome,
         )
-        .await;
+        .await?;
     Ok(outcome)
 }

@@ -217,6 +217,6 @@ pub async fn ingest(
             },
             &outcome,
         )
-        .await;
+        .await?;
     Ok(outcome)
 }

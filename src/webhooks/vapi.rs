@@ -134,7 +134,7 @@ pub async fn ingest(
             },
             &outcome,
         )
-        .await;
+        .await?;
     Ok(outcome)
 }
 

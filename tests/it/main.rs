@@ -4,6 +4,7 @@
 mod accounts;
 mod helpers;
 mod outbound;
+mod overlap;
 mod projectors;
 mod provisioning;
 mod query;

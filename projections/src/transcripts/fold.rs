@@ -10,7 +10,7 @@ use eventlog::StoredEvent;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{add_segment, parse_segments, Segment};
+use super::{add_segment, parse_segments, running_text, Segment};
 use crate::batch::{fetch_in, insert_rows, replace_all, Cell};
 use crate::projector::{DomainEvent, ProjectionError, Tables};
 use crate::sql::json_text;
@@ -140,8 +140,6 @@ pub async fn apply_batch(
                     continue;
                 };
                 add_segment(&mut row.segments, Segment::new(stored, segment));
-                row.full_text
-                    .push_str(&format!("{}: {}\n", segment.role, segment.text));
                 row.segment_count += 1;
                 row.updated_at = stored.recorded_at;
                 dirty.insert(id.clone());
@@ -167,6 +165,13 @@ pub async fn apply_batch(
 
     let mut dirty: Vec<String> = dirty.into_iter().collect();
     dirty.sort_unstable();
+    // The running text follows the segments' order, which a late segment can change
+    // anywhere: rebuilt once per call and batch.
+    for id in &dirty {
+        if let Some(row) = rows.get_mut(id) {
+            row.full_text = running_text(&row.segments);
+        }
+    }
     let written: Vec<Vec<Cell>> = dirty
         .iter()
         .filter_map(|id| rows.get(id))

@@ -23,7 +23,8 @@ pub struct TranscriptsProjector;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub key: String,
-    /// The event's sequence in the call's stream (the order segments were added in).
+    /// The event's sequence in the call's stream (the order segments ARRIVED in; the list
+    /// itself is in conversation order).
     pub seq: i64,
     pub role: String,
     pub text: String,
@@ -50,11 +51,23 @@ pub fn parse_segments(text: &str) -> Result<Vec<Segment>, serde_json::Error> {
     serde_json::from_str(text)
 }
 
-/// Adds `segment` unless one with its key is there already (first write wins).
+/// Adds `segment` unless one with its key is there already (first write wins), in
+/// conversation order: by the segment's own time, ties by its key. Deliveries arrive
+/// overlapped, shuffled and repeated; the transcript must not depend on that.
 fn add_segment(segments: &mut Vec<Segment>, segment: Segment) {
-    if !segments.iter().any(|s| s.key == segment.key) {
-        segments.push(segment);
+    if segments.iter().any(|s| s.key == segment.key) {
+        return;
     }
+    let place = segments.partition_point(|s| (s.at, s.key.as_str()) <= (segment.at, &segment.key));
+    segments.insert(place, segment);
+}
+
+/// The running text: one `role: text` line per segment, in conversation order.
+fn running_text(segments: &[Segment]) -> String {
+    segments
+        .iter()
+        .map(|s| format!("{}: {}\n", s.role, s.text))
+        .collect()
 }
 
 /// Replaces the call's row in `transcript_search` with its current searchable text (the final
@@ -165,11 +178,11 @@ impl Projector for TranscriptsProjector {
                 let mut segments = parse_segments(&text)?;
                 add_segment(&mut segments, Segment::new(stored, segment));
                 sqlx::query(&format!(
-                    "UPDATE {transcripts} SET segments = $1, full_text = full_text || $2, \
+                    "UPDATE {transcripts} SET segments = $1, full_text = $2, \
                      segment_count = segment_count + 1, updated_at = $3 WHERE call_id = $4"
                 ))
                 .bind(serde_json::to_string(&segments)?)
-                .bind(format!("{}: {}\n", segment.role, segment.text))
+                .bind(running_text(&segments))
                 .bind(stored.recorded_at)
                 .bind(id.clone())
                 .execute(&mut **tx)

@@ -95,7 +95,8 @@ pub struct CallResponse {
 
 #[derive(Debug, Object)]
 pub struct TranscriptSegment {
-    /// Order of the segment within the call.
+    /// Place of the segment in the conversation (1-based; segments are ordered by their own
+    /// time, whatever order their deliveries arrived in).
     pub seq: i64,
     /// `user`, `assistant`, ...
     pub role: String,
@@ -162,13 +163,15 @@ const CALL_COLUMNS: &str = "id, vapi_call_id, provider_call_id, direction, statu
      call_type, sentiment, caller_name, action_items, has_recording, hung_up, processed, \
      segment_count, action_count, action_types, recording_url, stereo_recording_url";
 
+/// The distinct action types of a call, sorted (the column lists them in arrival order).
 pub fn action_types(raw: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for t in raw.split(',').filter(|t| !t.is_empty()) {
-        if !out.iter().any(|o| o == t) {
-            out.push(t.to_string());
-        }
-    }
+    let mut out: Vec<String> = raw
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
     out
 }
 
@@ -508,8 +511,9 @@ impl CallsApi {
         let segments = projections::transcripts::parse_segments(&segments)
             .map_err(|err| ApiError::internal(format!("stored segments unreadable: {err}")))?
             .into_iter()
-            .map(|s| TranscriptSegment {
-                seq: s.seq,
+            .zip(1..)
+            .map(|(s, seq)| TranscriptSegment {
+                seq,
                 role: s.role,
                 text: s.text,
                 at: at(s.at),
