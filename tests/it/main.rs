@@ -2,10 +2,13 @@
 //! backends: PostgreSQL (127.0.0.1:5432, never skipped) and embedded SQLite.
 
 mod accounts;
+mod child;
 mod helpers;
+mod limits;
 mod outbound;
 mod overlap;
 mod projectors;
 mod provisioning;
 mod query;
+mod shutdown;
 mod webhooks;
