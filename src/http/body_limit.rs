@@ -1,13 +1,16 @@
 //! Body limits for the `/api/v1` routes, enforced before anything buffers a body: a declared
 //! `Content-Length` over the limit is refused without reading, and a chunked body is read at
 //! most to the limit. The auth routes (reachable without signing in) get the smallest limit.
-//! Webhook routes keep their own, larger limit (see `payload`).
+//! Webhook routes keep their own, larger limit (see `payload`). On the way, control
+//! characters are checked (see `control_chars`): in every route's path and query, and in
+//! `/api/v1` JSON bodies.
 
 use std::sync::Arc;
 
 use poem::error::ReadBodyError;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
+use crate::http::control_chars;
 use crate::http::error::ApiError;
 
 /// The limits, from configuration.
@@ -40,6 +43,9 @@ pub async fn limit_body<E: Endpoint>(
     mut req: Request,
     limits: ApiBodyLimits,
 ) -> poem::Result<Response> {
+    if let Err(err) = control_chars::check_uri(req.uri()) {
+        return Ok(err.into_response());
+    }
     let Some(limit) = limits.for_path(req.uri().path()) else {
         return Ok(next.get_response(req).await);
     };
@@ -53,7 +59,11 @@ pub async fn limit_body<E: Endpoint>(
     }
     let body = req.take_body();
     match body.into_bytes_limit(limit).await {
-        Ok(bytes) => req.set_body(bytes),
+        Ok(bytes) => match control_chars::check_json(&bytes) {
+            Ok(Some(rewritten)) => req.set_body(rewritten),
+            Ok(None) => req.set_body(bytes),
+            Err(err) => return Ok(err.into_response()),
+        },
         Err(ReadBodyError::PayloadTooLarge) => return Ok(too_large(limit)),
         Err(err) => return Err(err.into()),
     }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod body_limit;
+pub mod control_chars;
 pub mod error;
 pub mod health;
 pub mod payload;

@@ -4,6 +4,7 @@
 mod accounts;
 mod child;
 mod helpers;
+mod hostile;
 mod limits;
 mod outbound;
 mod overlap;

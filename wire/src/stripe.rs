@@ -90,6 +90,12 @@ pub fn parse_stripe_event(body: &[u8]) -> Result<StripeEvent, WireError> {
         return Err(WireError::InvalidShape("body is not a JSON object".into()));
     }
     let id = string(root.get("id")).ok_or_else(|| shape("missing event id"))?;
+    // Stripe's ids are short printable ASCII; anything else is not an event we can key on.
+    if id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(shape(
+            "event id must be printable ASCII of at most 255 bytes",
+        ));
+    }
     let event_type = root
         .get("type")
         .and_then(Value::as_str)

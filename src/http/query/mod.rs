@@ -190,11 +190,19 @@ pub fn reject_unknown_parameters(req: &Request, allowed: &[&str]) -> Result<(), 
 }
 
 /// A non-empty string parameter.
+/// The longest free-text query parameter (searches): SQLite refuses LIKE patterns past
+/// 50,000 bytes, and no search needs more than this.
+pub const MAX_TEXT_PARAMETER: usize = 500;
+
 pub fn text(value: Option<String>, name: &str) -> Result<Option<String>, ApiError> {
     match value {
         Some(v) if v.trim().is_empty() => Err(ApiError::bad_parameter(
             name,
             format!("{name} must not be empty"),
+        )),
+        Some(v) if v.chars().count() > MAX_TEXT_PARAMETER => Err(ApiError::bad_parameter(
+            name,
+            format!("{name} must be at most {MAX_TEXT_PARAMETER} characters"),
         )),
         other => Ok(other.map(|v| v.trim().to_string())),
     }
