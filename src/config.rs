@@ -75,6 +75,8 @@ pub struct Config {
     pub api_max_body_bytes: usize,
     /// Largest body of an `/api/v1/auth/...` request (reachable without signing in).
     pub auth_max_body_bytes: usize,
+    /// What customer-chosen URLs (webhook integrations) may point at.
+    pub egress: crate::providers::egress::EgressPolicy,
     /// Fallback VAPI webhook secret when an organization has none of its own.
     pub vapi_webhook_secret: Option<Secret>,
     pub twilio_auth_token: Option<Secret>,
@@ -120,6 +122,7 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             api_max_body_bytes: 1024 * 1024,
             auth_max_body_bytes: 64 * 1024,
+            egress: Default::default(),
             vapi_webhook_secret: None,
             twilio_auth_token: None,
             stripe_webhook_secret: None,
@@ -218,6 +221,24 @@ impl Config {
                 *field = n
                     .parse()
                     .map_err(|_| ConfigError(format!("{key}={n} is not a number")))?;
+            }
+        }
+        let flag = |key: &str| {
+            get(key).is_some_and(|v| {
+                matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes")
+            })
+        };
+        c.egress.allow_http = flag("CALLFLEX_WEBHOOK_ALLOW_HTTP");
+        c.egress.allow_private = flag("CALLFLEX_WEBHOOK_ALLOW_PRIVATE");
+        if let Some(pairs) = get("CALLFLEX_RESOLVE") {
+            for pair in pairs.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parsed = pair.split_once('=').and_then(|(host, ip)| {
+                    Some((host.trim().to_ascii_lowercase(), ip.trim().parse().ok()?))
+                });
+                let (host, ip) = parsed.ok_or_else(|| {
+                    ConfigError(format!("CALLFLEX_RESOLVE entry `{pair}` is not host=ip"))
+                })?;
+                c.egress.resolve.insert(host, ip);
             }
         }
         c.vapi_webhook_secret = secret("VAPI_WEBHOOK_SECRET");

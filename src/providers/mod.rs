@@ -6,6 +6,7 @@
 //! sandbox mode: the request is recorded (visibly, `sandbox = 1`) and a realistic fake answer
 //! is returned by the caller instead of sending anything.
 
+pub mod egress;
 pub mod oauth;
 pub mod resend;
 pub mod twilio;

@@ -145,17 +145,26 @@ fn view(org: &Organization, provider: &str) -> Result<Integration, ApiError> {
     })
 }
 
-fn target_url(url: Option<&str>) -> Result<String, ApiError> {
+/// A customer's target URL, checked against the egress policy (https, public addresses).
+fn target_url(state: &AppState, url: Option<&str>) -> Result<String, ApiError> {
     let url = url.map(str::trim).unwrap_or_default();
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
-            Ok(url.to_string())
-        }
-        _ => Err(
-            ApiError::unprocessable("invalid_input", "url must be an absolute http(s) URL")
-                .with_details(json!({ "field": "url" })),
-        ),
+    match state.config.egress.check_url(url) {
+        Ok(_) => Ok(url.to_string()),
+        Err(err) => Err(ApiError::unprocessable("invalid_url", err.to_string())
+            .with_details(json!({ "field": "url", "parameter": "url" }))),
     }
+}
+
+/// An error with its causes (reqwest's own message hides why a connection was refused).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -291,7 +300,7 @@ impl IntegrationsApi {
                 sandbox: oauth_config(&state, &provider).sandbox(),
             }));
         }
-        let url = target_url(body.0.url.as_deref())?;
+        let url = target_url(&state, body.0.url.as_deref())?;
         let event_types = body.0.event_types.unwrap_or_default();
         let secret = random_secret("whsec_");
         let endpoint = endpoint_id(&provider);
@@ -463,7 +472,7 @@ impl IntegrationsApi {
         let endpoint = endpoint_id(&provider);
         if let Some(details) = org.webhook_endpoint_details.get(&endpoint) {
             let url = match body.0.url.as_deref() {
-                Some(u) => target_url(Some(u))?,
+                Some(u) => target_url(&state, Some(u))?,
                 None => details.url.clone(),
             };
             let event_types = body
@@ -591,9 +600,13 @@ impl IntegrationsApi {
         })
         .to_string();
         let signature = signature(&details.secret, body.as_bytes());
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
+        // Checked again: the policy may have tightened since the URL was saved. The client
+        // checks every address it connects to and follows no redirect.
+        target_url(&state, Some(&details.url))?;
+        let client = state
+            .config
+            .egress
+            .client(std::time::Duration::from_secs(10))
             .map_err(ApiError::internal)?;
         let sent = client
             .post(&details.url)
@@ -612,7 +625,7 @@ impl IntegrationsApi {
             Err(e) => IntegrationTest {
                 delivered: false,
                 status: None,
-                error: Some(e.to_string()),
+                error: Some(error_chain(&e)),
                 signature,
             },
         }))

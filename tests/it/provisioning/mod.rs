@@ -15,6 +15,7 @@ use crate::helpers::*;
 mod oauth;
 mod recovery;
 mod roles;
+mod ssrf;
 
 const VAPI_KEY: &str = "vapi-test-key";
 const ACCOUNT_SID: &str = "ACaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -784,7 +785,12 @@ async fn sandbox_mode_answers_fake_ids_and_records_every_request(backend: &str) 
 /// A webhook integration: connect (secret shown once), test (signed delivery checked by the
 /// target), disconnect; an OAuth integration answers an authorization URL.
 async fn a_webhook_integration_gets_signed_test_deliveries(backend: &str) {
-    let app = spawn_app(backend).await;
+    // The target is a local listener: allowed only by the development settings.
+    let app = spawn_app_with(backend, |c| {
+        c.egress.allow_http = true;
+        c.egress.allow_private = true;
+    })
+    .await;
     let target = MockServer::start().await;
     let (status, err) = app
         .post("/integrations/webhook/connect", json!({"url": "not a url"}))
