@@ -25,9 +25,11 @@ pub enum Command {
     /// Apply database migrations and exit.
     Migrate,
     /// Rebuild read models from position 0 into fresh tables and swap them in. Run it while
-    /// the server is stopped (the swap pauses only projectors of this process).
+    /// the server is stopped (the swap pauses only projectors of this process). An unknown
+    /// name exits with status 2 and the list of names.
     Rebuild {
-        /// Projector names (calls, transcripts, contacts, usage, billing); all when omitted.
+        /// Projector names (accounts, calls, transcripts, contacts, usage, billing); all when
+        /// omitted.
         names: Vec<String>,
     },
     /// Print the OpenAPI document.
@@ -38,9 +40,9 @@ pub enum Command {
 
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
-    /// Base URL of the running server.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// Base URL of the running server (default: http://127.0.0.1:$PORT, as `serve` listens).
+    #[arg(long)]
+    pub url: Option<String>,
     /// Organization to post to (see --create-demo-org).
     #[arg(long)]
     pub organization: Option<uuid::Uuid>,
@@ -59,7 +61,31 @@ pub struct SimulateArgs {
     pub concurrency: usize,
 }
 
+/// A command-line mistake: printed and the process exits with status 2 (as clap does).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Every name `unknown` holds that is not a projector's, as a usage error listing them all.
+pub fn check_projector_names(names: &[String]) -> Result<(), UsageError> {
+    let known: Vec<&str> = projections::all().iter().map(|p| p.name()).collect();
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| !known.contains(n))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "unknown projector {}; the projectors are: {}",
+        unknown.join(", "),
+        known.join(", ")
+    )))
+}
+
 pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
+    check_projector_names(names)?;
     let store =
         eventlog::EventStore::open(&config.database_url, config.database_max_connections).await?;
     let handles: Vec<_> = projections::all()
@@ -172,10 +198,12 @@ pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()
         }
         (None, false) => anyhow::bail!("pass --organization <id> or --create-demo-org"),
     };
-    let url = format!(
-        "{}/api/webhooks/vapi/{organization}",
-        args.url.trim_end_matches('/')
-    );
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()));
+    let base = base.trim_end_matches('/').to_string();
+    let url = format!("{base}/api/webhooks/vapi/{organization}");
     let signing = if args.hmac {
         Signing::Hmac(args.secret.clone())
     } else {
@@ -195,12 +223,15 @@ pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()
         simulate::percentile(&report.tool_latencies, 99.0),
     );
     println!(
-        "see them: curl -H 'Authorization: Bearer {}' {}/api/v1/calls",
+        "see them: curl -H 'Authorization: Bearer {}' {base}/api/v1/calls",
         api_key.as_deref().unwrap_or("<session token or API key>"),
-        args.url.trim_end_matches('/')
     );
     if report.failures > 0 {
-        anyhow::bail!("{} deliveries were refused", report.failures);
+        anyhow::bail!(
+            "{} deliveries failed; the first: {}",
+            report.failures,
+            report.first_failure.as_deref().unwrap_or("(no detail)")
+        );
     }
     Ok(())
 }

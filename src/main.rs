@@ -31,7 +31,13 @@ async fn main() -> anyhow::Result<()> {
             eventlog::EventStore::open(&config.database_url, 2).await?;
             println!("migrations applied");
         }
-        Command::Rebuild { names } => callflex::cli::rebuild(&config, &names).await?,
+        Command::Rebuild { names } => {
+            if let Err(err) = callflex::cli::check_projector_names(&names) {
+                eprintln!("error: {err}");
+                std::process::exit(2);
+            }
+            callflex::cli::rebuild(&config, &names).await?
+        }
         Command::Openapi => println!("{}", callflex::http::openapi_json()),
         Command::Simulate(args) => callflex::cli::simulate(&config, &args).await?,
     }

@@ -194,6 +194,31 @@ pub async fn send(
     signing: &Signing,
     delivery: &Delivery,
 ) -> Result<u16, reqwest::Error> {
+    Ok(request(client, url, signing, delivery)
+        .send()
+        .await?
+        .status()
+        .as_u16())
+}
+
+/// Sends one delivery; returns the HTTP status and the answer's body.
+pub async fn send_reading(
+    client: &reqwest::Client,
+    url: &str,
+    signing: &Signing,
+    delivery: &Delivery,
+) -> Result<(u16, String), reqwest::Error> {
+    let res = request(client, url, signing, delivery).send().await?;
+    let status = res.status().as_u16();
+    Ok((status, res.text().await.unwrap_or_default()))
+}
+
+fn request(
+    client: &reqwest::Client,
+    url: &str,
+    signing: &Signing,
+    delivery: &Delivery,
+) -> reqwest::RequestBuilder {
     let mut request = client
         .post(url)
         .header("content-type", "application/json")
@@ -209,7 +234,7 @@ pub async fn send(
                 .header("x-signature", signature)
         }
     };
-    Ok(request.send().await?.status().as_u16())
+    request
 }
 
 /// Latencies and failures of a simulation run.
@@ -220,6 +245,8 @@ pub struct Report {
     pub elapsed: Duration,
     pub latencies: Vec<Duration>,
     pub tool_latencies: Vec<Duration>,
+    /// The first failure: its status and body, or why the request could not be sent.
+    pub first_failure: Option<String>,
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -247,8 +274,15 @@ pub async fn drive(url: &str, signing: Signing, calls: usize, concurrency: usize
                 }
                 for delivery in call_script(index) {
                     let sent = Instant::now();
-                    let ok = matches!(send(&client, &url, &signing, &delivery).await, Ok(200));
+                    let answer = send_reading(&client, &url, &signing, &delivery).await;
                     let took = sent.elapsed();
+                    let ok = matches!(answer, Ok((200, _)));
+                    if !ok && report.first_failure.is_none() {
+                        report.first_failure = Some(match answer {
+                            Ok((status, body)) => format!("HTTP {status}: {body}"),
+                            Err(err) => format!("{err} ({url})"),
+                        });
+                    }
                     report.deliveries += 1;
                     report.failures += usize::from(!ok);
                     report.latencies.push(took);
@@ -264,6 +298,7 @@ pub async fn drive(url: &str, signing: Signing, calls: usize, concurrency: usize
     while let Some(Ok(part)) = tasks.join_next().await {
         total.deliveries += part.deliveries;
         total.failures += part.failures;
+        total.first_failure = total.first_failure.or(part.first_failure);
         total.latencies.extend(part.latencies);
         total.tool_latencies.extend(part.tool_latencies);
     }

@@ -30,6 +30,9 @@ pub struct ProviderMode {
     pub name: String,
     /// True when no credentials are configured: requests are recorded, not sent.
     pub sandbox: bool,
+    /// `live` (credentials configured and requests sent), `sandbox` (recorded, not sent) or
+    /// `unused` (nothing in this version calls the provider yet).
+    pub mode: String,
 }
 
 /// Appends since start (PostgreSQL): concurrent appends to different streams share statements.
@@ -80,19 +83,26 @@ impl HealthApi {
             });
         }
         let c = &state.config;
+        // Stripe (outbound) and the LLM have no caller yet: never reported as live.
         let providers = [
-            ("vapi", c.vapi.sandbox()),
-            ("twilio", c.twilio.sandbox()),
-            ("stripe", c.stripe.sandbox()),
-            ("resend", c.resend.sandbox()),
-            ("llm", c.llm.sandbox()),
-            ("google_calendar", c.google.sandbox()),
-            ("hubspot", c.hubspot.sandbox()),
+            ("vapi", c.vapi.sandbox(), true),
+            ("twilio", c.twilio.sandbox(), true),
+            ("stripe", c.stripe.sandbox(), false),
+            ("resend", c.resend.sandbox(), true),
+            ("llm", c.llm.sandbox(), false),
+            ("google_calendar", c.google.sandbox(), true),
+            ("hubspot", c.hubspot.sandbox(), true),
         ]
         .into_iter()
-        .map(|(name, sandbox)| ProviderMode {
+        .map(|(name, sandbox, used)| ProviderMode {
             name: name.to_string(),
             sandbox,
+            mode: match (used, sandbox) {
+                (false, _) => "unused",
+                (true, true) => "sandbox",
+                (true, false) => "live",
+            }
+            .to_string(),
         })
         .collect();
         let degraded = projectors.iter().any(|p| p.last_error.is_some());

@@ -5,6 +5,7 @@ pub mod body_limit;
 pub mod control_chars;
 pub mod error;
 pub mod health;
+pub mod pages;
 pub mod payload;
 pub mod provisioning;
 pub mod query;
@@ -90,6 +91,8 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/docs", docs)
+        .at("/verify-email", poem::get(pages::verify_email))
+        .at("/reset-password", poem::get(pages::reset_password))
         .data(state)
         .data(payload::BodyLimit(limit))
         .with(Tracing)

@@ -18,6 +18,10 @@ pub struct Email {
 #[derive(Clone)]
 pub struct Resend {
     client: HttpClient,
+    /// Embedded (SQLite) development default: sandboxed emails are also printed to the log,
+    /// so a newcomer sees the verification link without opening the database. Never with
+    /// PostgreSQL (production logs carry no personal data).
+    print_sandboxed: bool,
 }
 
 impl Resend {
@@ -27,8 +31,10 @@ impl Resend {
             .as_ref()
             .map(|k| Auth::Bearer(k.expose().to_string()))
             .unwrap_or(Auth::None);
+        let print_sandboxed = store.backend() == eventlog::Backend::Sqlite;
         Self {
             client: HttpClient::new("resend", config, auth, store),
+            print_sandboxed,
         }
     }
 
@@ -71,6 +77,14 @@ impl Resend {
                 recorded,
             )
             .await?;
+        if self.client.sandbox() && self.print_sandboxed {
+            tracing::info!(
+                to = %email.to.join(", "),
+                subject = %email.subject,
+                "sandbox email (not sent; RESEND_API_KEY is unset):\n{}",
+                email.text
+            );
+        }
         Ok(match answer {
             Some(answer) => answer.body["id"].as_str().unwrap_or_default().to_string(),
             None => format!("sandbox-{}", uuid::Uuid::new_v4()),

@@ -6,6 +6,7 @@ mod child;
 mod helpers;
 mod hostile;
 mod limits;
+mod newcomer;
 mod outbound;
 mod overlap;
 mod projectors;

@@ -141,8 +141,8 @@ fn log_driver_callout(
         body.push_str(&format!("Notes: {notes}"));
     }
     let reply = format!(
-        "Got it, {driver_name}. I've logged your {reason} and notified dispatch. Take care and \
-         we'll see you {}.",
+        "Got it, {driver_name}. I've logged your call-out ({reason}) and notified dispatch. Take \
+         care and we'll see you {}.",
         expected_return
             .clone()
             .unwrap_or_else(|| "when you're feeling better".to_string())
@@ -336,7 +336,7 @@ mod tests {
         );
         assert_eq!(
             out.reply,
-            "Got it, Sam. I've logged your sick and notified dispatch. Take care and we'll see \
+            "Got it, Sam. I've logged your call-out (sick) and notified dispatch. Take care and we'll see \
              you Monday."
         );
         assert_eq!(out.notifications.len(), 1);
