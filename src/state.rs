@@ -30,8 +30,10 @@ pub struct AppState {
     pub twilio_calls: AggregateRepository<TwilioCall>,
     pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
-    /// Raw webhook deliveries and their answers, written in the background.
+    /// Raw webhook deliveries and their answers (a 2xx waits for the row).
     pub ledger: Ledger,
+    /// Keeps sign-up answers as slow for known addresses as for new ones.
+    pub sign_up_pace: crate::http::accounts::pace::SignUpPace,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             ),
             config,
             ledger: Ledger::start(store.clone()),
+            sign_up_pace: Default::default(),
             store,
             projectors,
         }

@@ -13,4 +13,5 @@ mod projectors;
 mod provisioning;
 mod query;
 mod shutdown;
+mod signup_timing;
 mod webhooks;

@@ -282,6 +282,7 @@ impl AuthApi {
         req: &Request,
         body: Json<SignUp>,
     ) -> Result<AcceptedResponse, ApiError> {
+        let started = std::time::Instant::now();
         let body = body.0;
         let email = email_address(&body.email)?;
         let name = body.name.trim().to_string();
@@ -338,9 +339,10 @@ impl AuthApi {
             Err(err) => return Err(user_error(err)),
         };
         let Some(user_id) = claimed else {
-            // The address has an account: answer exactly as for a new one, and tell the
-            // owner by email instead.
+            // The address has an account: answer exactly as for a new one, as late as one
+            // (see `pace`), and tell the owner by email instead.
             notify_existing_in_background(&state, email);
+            state.sign_up_pace.wait_as_new(started).await;
             return accepted();
         };
         let uid = Uuid::parse_str(&user_id).map_err(ApiError::internal)?;
@@ -363,6 +365,7 @@ impl AuthApi {
             Err(ExecuteError::Domain(UserError::AlreadyRegistered)) => {
                 // A concurrent sign-up with the same address won.
                 notify_existing_in_background(&state, email);
+                state.sign_up_pace.wait_as_new(started).await;
                 return accepted();
             }
             Err(other) => return Err(user_error(other)),
@@ -396,6 +399,7 @@ impl AuthApi {
             }
         });
         settle(&state, position).await?;
+        state.sign_up_pace.new_address_took(started.elapsed());
         accepted()
     }
 

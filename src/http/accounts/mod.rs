@@ -11,6 +11,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod members;
 pub mod organizations;
+pub mod pace;
 
 use aggregates::organization::{OrganizationError, Role};
 use aggregates::user::UserError;
