@@ -25,7 +25,14 @@ use crate::projector::{DomainEvent, ProjectionError, Projector, Tables};
 
 /// The longest a checkpoint moved past skipped events stays unpersisted (so a restart does not
 /// re-read a long run of events this projector ignores).
-pub const PERSIST_SKIPPED_AFTER: Duration = Duration::from_secs(1);
+/// A standby process follows this stored checkpoint, so it is also how long a standby's
+/// read-your-writes can wait on an event this projector ignores.
+pub const PERSIST_SKIPPED_AFTER: Duration = Duration::from_millis(250);
+
+/// How often a standby runner reads the active runner's stored checkpoint.
+const STANDBY_FOLLOW_EVERY: Duration = Duration::from_millis(50);
+/// How often a standby runner tries to become the active one.
+const STANDBY_CLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// How far the runner has got: `cursor` (every event up to it is applied or irrelevant) and
 /// `persisted` (the checkpoint as stored, which the next write must find unchanged). `None`
@@ -121,7 +128,7 @@ impl ProjectorRunner {
             projector,
             batch_size: 500,
             catch_up_size: 5_000,
-            poll_interval: Duration::from_millis(500),
+            poll_interval: Duration::from_millis(250),
             status,
             batch_lock: Arc::new(Mutex::new(Progress::default())),
         }
@@ -165,18 +172,21 @@ impl ProjectorRunner {
 
     async fn run(self) {
         let name = self.projector.name();
-        // Keep the advisory lock's connection for as long as we run.
+        // Keep the advisory lock's connection for as long as we run. Until we hold it,
+        // another process's runner is active: follow its stored checkpoint, so this
+        // process's read-your-writes waits see the read models move (they are shared).
         let _lock = loop {
             match self.acquire_leadership().await {
                 Ok(Some(conn)) => break conn,
-                Ok(None) => tokio::time::sleep(Duration::from_secs(2)).await,
+                Ok(None) => self.follow_active(STANDBY_CLAIM_EVERY).await,
                 Err(err) => {
                     self.report_error(&err);
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    self.follow_active(STANDBY_CLAIM_EVERY).await;
                 }
             }
         };
         self.status.send_modify(|s| s.active = true);
+        tracing::info!(projector = name, "projector active");
         let mut wake = self.store.wake().subscribe();
         let mut backoff = Duration::from_millis(100);
         // The wake generation this batch answers; `None` after a poll timeout.
@@ -201,6 +211,23 @@ impl ProjectorRunner {
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
+        }
+    }
+
+    /// Standby: for `period`, mirrors the stored checkpoint (written by the active runner
+    /// of another process) into this runner's status.
+    async fn follow_active(&self, period: Duration) {
+        let until = Instant::now() + period;
+        let name = self.projector.name();
+        while Instant::now() < until {
+            match checkpoint::load(self.store.pool(), name).await {
+                Ok(stored) => self.status.send_modify(|s| {
+                    s.checkpoint = s.checkpoint.max(stored);
+                    s.active = false;
+                }),
+                Err(err) => self.report_error(&err.into()),
+            }
+            tokio::time::sleep(STANDBY_FOLLOW_EVERY).await;
         }
     }
 
@@ -258,6 +285,29 @@ impl ProjectorRunner {
         let full = events.len() as i64 >= limit;
         progress.behind = full;
         let Some(last) = events.last().map(|(stored, _)| stored.checkpoint()) else {
+            // Quiet: persist a cursor moved past skipped events once it is overdue, so a
+            // standby following the stored checkpoint is not left waiting on them.
+            if known.cursor > known.persisted
+                && known.persisted_at.elapsed() >= PERSIST_SKIPPED_AFTER
+            {
+                let mut tx = self
+                    .store
+                    .backend()
+                    .begin_relaxed(self.store.write_pool())
+                    .await?;
+                if checkpoint::advance(&mut tx, name, known.persisted, known.cursor).await? {
+                    tx.commit().await?;
+                    progress.known = Some(Known {
+                        persisted: known.cursor,
+                        persisted_at: Instant::now(),
+                        ..known
+                    });
+                } else {
+                    drop(tx);
+                    progress.reset();
+                    return Ok(Batch::EMPTY);
+                }
+            }
             self.status
                 .send_modify(|s| s.checkpoint = s.checkpoint.max(known.cursor));
             return Ok(Batch::EMPTY);

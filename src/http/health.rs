@@ -53,6 +53,12 @@ pub struct Health {
     /// `ok`, or `degraded` when a projector reports an error.
     pub status: String,
     pub backend: String,
+    /// This process's part in projecting: `active` (its projectors write the read models),
+    /// `standby` (another process's do; this one follows their checkpoints and takes over
+    /// within seconds if that process dies) or `partly_active` (during a takeover).
+    pub role: String,
+    /// This process's id, to tell processes apart.
+    pub pid: u32,
     /// Highest position in the log.
     pub log_head: i64,
     pub projectors: Vec<ProjectorHealth>,
@@ -106,9 +112,17 @@ impl HealthApi {
         })
         .collect();
         let degraded = projectors.iter().any(|p| p.last_error.is_some());
+        let active = projectors.iter().filter(|p| p.active).count();
+        let role = match active {
+            0 => "standby",
+            n if n == projectors.len() => "active",
+            _ => "partly_active",
+        };
         Ok(Json(Health {
             status: if degraded { "degraded" } else { "ok" }.to_string(),
             backend: state.store.backend().name().to_string(),
+            role: role.to_string(),
+            pid: std::process::id(),
             log_head: head,
             projectors,
             providers,

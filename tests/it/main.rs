@@ -14,4 +14,5 @@ mod provisioning;
 mod query;
 mod shutdown;
 mod signup_timing;
+mod standby;
 mod webhooks;
