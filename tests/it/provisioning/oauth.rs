@@ -343,7 +343,8 @@ async fn without_client_credentials_oauth_says_it_runs_in_sandbox(backend: &str)
     assert!(
         health["providers"]
             .as_array()
-            .is_some_and(|p| p.contains(&json!({"name": "google_calendar", "sandbox": true}))),
+            .is_some_and(|p| p
+                .contains(&json!({"name": "google_calendar", "sandbox": true, "mode": "sandbox"}))),
         "{health}"
     );
     app.app.stop().await;
