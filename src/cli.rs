@@ -110,6 +110,11 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
     let id = uuid::Uuid::new_v4();
     let actor = "system:simulate".to_string();
     let meta = CommandMeta::new(actor.clone()).tenant(id);
+    // Sealed with the keys the server reads (see `secrets`).
+    let keyring = match &config.keyring {
+        Some(keyring) => keyring.clone(),
+        None => crate::secrets::Keyring::load_or_create(&config.secret_key_file)?,
+    };
     let commands = [
         OrganizationCommand::Create {
             id,
@@ -120,8 +125,8 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
         },
         OrganizationCommand::ConfigureWebhookAuth {
             auth: WebhookAuth {
-                shared_secret: Some(secret.to_string()),
-                hmac_secret: Some(secret.to_string()),
+                shared_secret: Some(keyring.seal(secret)),
+                hmac_secret: Some(keyring.seal(secret)),
             },
             actor: actor.clone(),
         },

@@ -77,6 +77,12 @@ pub struct Config {
     pub auth_max_body_bytes: usize,
     /// What customer-chosen URLs (webhook integrations) may point at.
     pub egress: crate::providers::egress::EgressPolicy,
+    /// The keys that seal secrets in events (`CALLFLEX_SECRET_KEYS`). `None`: read (or
+    /// create) `secret_key_file` at start-up.
+    pub keyring: Option<crate::secrets::Keyring>,
+    /// `CALLFLEX_SECRET_KEY_FILE`; by default `secret-keys` beside the SQLite file, or
+    /// `data/secret-keys` with PostgreSQL.
+    pub secret_key_file: std::path::PathBuf,
     /// Fallback VAPI webhook secret when an organization has none of its own.
     pub vapi_webhook_secret: Option<Secret>,
     pub twilio_auth_token: Option<Secret>,
@@ -123,6 +129,9 @@ impl Default for Config {
             api_max_body_bytes: 1024 * 1024,
             auth_max_body_bytes: 64 * 1024,
             egress: Default::default(),
+            // Built in code (tests): a key that lives as long as the process.
+            keyring: Some(crate::secrets::Keyring::ephemeral()),
+            secret_key_file: "data/secret-keys".into(),
             vapi_webhook_secret: None,
             twilio_auth_token: None,
             stripe_webhook_secret: None,
@@ -193,6 +202,23 @@ impl Config {
         if let Some(url) = get("DATABASE_URL") {
             c.database_url = url;
         }
+        c.keyring = match get("CALLFLEX_SECRET_KEYS") {
+            Some(list) => Some(
+                crate::secrets::Keyring::parse(&list)
+                    .map_err(|e| ConfigError(format!("CALLFLEX_SECRET_KEYS: {e}")))?,
+            ),
+            None => None,
+        };
+        c.secret_key_file = match get("CALLFLEX_SECRET_KEY_FILE") {
+            Some(path) => path.into(),
+            None => match c.database_url.strip_prefix("sqlite://") {
+                Some(db) => std::path::Path::new(db.split('?').next().unwrap_or(db))
+                    .parent()
+                    .map(|dir| dir.join("secret-keys"))
+                    .unwrap_or_else(|| "secret-keys".into()),
+                None => "data/secret-keys".into(),
+            },
+        };
         if let Some(n) = get("DATABASE_MAX_CONNECTIONS") {
             c.database_max_connections = n.parse().map_err(|_| {
                 ConfigError(format!("DATABASE_MAX_CONNECTIONS={n} is not a number"))

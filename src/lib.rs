@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod providers;
+pub mod secrets;
 pub mod simulate;
 pub mod startup;
 pub mod state;

@@ -56,7 +56,12 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Application> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Application> {
+        if config.keyring.is_none() {
+            config.keyring = Some(crate::secrets::Keyring::load_or_create(
+                &config.secret_key_file,
+            )?);
+        }
         let store =
             eventlog::EventStore::open(&config.database_url, config.database_max_connections)
                 .await?;

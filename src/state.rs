@@ -32,6 +32,8 @@ pub struct AppState {
     pub projectors: Vec<ProjectorHandle>,
     /// Raw webhook deliveries and their answers (a 2xx waits for the row).
     pub ledger: Ledger,
+    /// Seals and opens secrets carried by events.
+    pub secrets: crate::secrets::Keyring,
     /// Keeps sign-up answers as slow for known addresses as for new ones.
     pub sign_up_pace: crate::http::accounts::pace::SignUpPace,
 }
@@ -40,6 +42,10 @@ impl AppState {
     pub fn new(config: Config, store: EventStore, projectors: Vec<ProjectorHandle>) -> Self {
         // Commands and read models decode old event versions through the same upcasters.
         let upcasters = projections::upcasting::all();
+        let secrets = config
+            .keyring
+            .clone()
+            .unwrap_or_else(crate::secrets::Keyring::ephemeral);
         Self {
             calls: AggregateRepository::new(store.clone(), ())
                 .with_snapshots(SNAPSHOT_EVERY, 1)
@@ -66,6 +72,7 @@ impl AppState {
             config,
             ledger: Ledger::start(store.clone()),
             sign_up_pace: Default::default(),
+            secrets,
             store,
             projectors,
         }

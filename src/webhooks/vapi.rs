@@ -50,6 +50,16 @@ fn authenticate(
     body: &[u8],
 ) -> Result<(), ApiError> {
     let auth = org.webhook_auth.clone().unwrap_or_default();
+    let open = |sealed: Option<String>| -> Result<Option<String>, ApiError> {
+        sealed
+            .map(|s| state.secrets.open(&s))
+            .transpose()
+            .map_err(ApiError::internal)
+    };
+    let auth = aggregates::organization::WebhookAuth {
+        shared_secret: open(auth.shared_secret)?,
+        hmac_secret: open(auth.hmac_secret)?,
+    };
     let fallback = state
         .config
         .vapi_webhook_secret

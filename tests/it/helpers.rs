@@ -232,6 +232,19 @@ impl TestApp {
         assert!(caught_up, "read models caught up");
     }
 
+    /// Posts JSON as the owner; returns the status and the JSON answer.
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn post_vapi(&self, body: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/webhooks/vapi/{}", self.base, self.org))

@@ -12,6 +12,7 @@ mod overlap;
 mod projectors;
 mod provisioning;
 mod query;
+mod secrets;
 mod shutdown;
 mod signup_timing;
 mod standby;

@@ -314,7 +314,7 @@ fn problems(a: &AssistantState) -> Vec<String> {
 }
 
 /// The secret VAPI sends us in `X-Vapi-Secret`: the organization's, else the service-wide
-/// one, else a new one stored on the organization first.
+/// one, else a new one stored (sealed) on the organization first.
 async fn webhook_secret(
     state: &AppState,
     principal: &Principal,
@@ -323,7 +323,10 @@ async fn webhook_secret(
     let own = org
         .webhook_auth
         .as_ref()
-        .and_then(|a| a.shared_secret.clone());
+        .and_then(|a| a.shared_secret.as_deref())
+        .map(|sealed| state.secrets.open(sealed))
+        .transpose()
+        .map_err(ApiError::internal)?;
     if let Some(secret) = own.or_else(|| {
         state
             .config
@@ -335,7 +338,7 @@ async fn webhook_secret(
     }
     let secret = super::random_secret("vapi_");
     let auth = WebhookAuth {
-        shared_secret: Some(secret.clone()),
+        shared_secret: Some(state.secrets.seal(&secret)),
         hmac_secret: org
             .webhook_auth
             .as_ref()

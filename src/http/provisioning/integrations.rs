@@ -310,7 +310,8 @@ impl IntegrationsApi {
             OrganizationCommand::RegisterWebhookEndpoint {
                 endpoint_id: endpoint.clone(),
                 url: url.clone(),
-                secret: secret.clone(),
+                // Sealed: the log never holds the signing secret in plaintext.
+                secret: state.secrets.seal(&secret),
                 event_types: event_types.clone(),
                 actor: principal.actor(),
             },
@@ -599,7 +600,11 @@ impl IntegrationsApi {
             "data": { "message": "This is a test delivery from CallFlex." },
         })
         .to_string();
-        let signature = signature(&details.secret, body.as_bytes());
+        let secret = state
+            .secrets
+            .open(&details.secret)
+            .map_err(ApiError::internal)?;
+        let signature = signature(&secret, body.as_bytes());
         // Checked again: the policy may have tightened since the URL was saved. The client
         // checks every address it connects to and follows no redirect.
         target_url(&state, Some(&details.url))?;
