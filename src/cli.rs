@@ -127,6 +127,7 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
             auth: WebhookAuth {
                 shared_secret: Some(keyring.seal(secret)),
                 hmac_secret: Some(keyring.seal(secret)),
+                ..Default::default()
             },
             actor: actor.clone(),
         },

@@ -41,56 +41,74 @@ pub struct AuthHeaders {
     pub vapi_signature: Option<String>,
 }
 
-/// Checks whichever credential the request carries against the organization's (or the
-/// service-wide fallback) secret. Every comparison is constant-time.
+/// The secrets a delivery may be authenticated with: the organization's current one, the one
+/// before its last rotation while the overlap lasts, and the service-wide fallback.
+fn candidate_secrets(state: &AppState, org: &Organization) -> Result<Vec<String>, ApiError> {
+    let open = |sealed: &str| state.secrets.open(sealed).map_err(ApiError::internal);
+    let mut secrets = Vec::new();
+    if let Some(auth) = &org.webhook_auth {
+        for sealed in [auth.shared_secret.as_deref(), auth.hmac_secret.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            secrets.push(open(sealed)?);
+        }
+        if let (Some(previous), Some(until)) = (&auth.previous_secret, auth.previous_valid_until) {
+            if Utc::now() < until {
+                secrets.push(open(previous)?);
+            }
+        }
+    }
+    if let Some(fallback) = &state.config.vapi_webhook_secret {
+        secrets.push(fallback.expose().to_string());
+    }
+    secrets.dedup();
+    Ok(secrets)
+}
+
+/// Checks whichever credential the request carries (all three of VAPI's forms) against each
+/// candidate secret. Every comparison is constant-time.
 fn authenticate(
     state: &AppState,
     org: &Organization,
     headers: &AuthHeaders,
     body: &[u8],
 ) -> Result<(), ApiError> {
-    let auth = org.webhook_auth.clone().unwrap_or_default();
-    let open = |sealed: Option<String>| -> Result<Option<String>, ApiError> {
-        sealed
-            .map(|s| state.secrets.open(&s))
-            .transpose()
-            .map_err(ApiError::internal)
-    };
-    let auth = aggregates::organization::WebhookAuth {
-        shared_secret: open(auth.shared_secret)?,
-        hmac_secret: open(auth.hmac_secret)?,
-    };
-    let fallback = state
-        .config
-        .vapi_webhook_secret
-        .as_ref()
-        .map(|s| s.expose().to_string());
-    let shared = auth.shared_secret.or_else(|| fallback.clone());
-    let hmac = auth.hmac_secret.or(fallback);
-    let now = Utc::now().timestamp();
-    let tolerance = state.config.signature_tolerance_secs;
-    let verdict = if let (Some(sig), Some(secret)) = (&headers.signature, &hmac) {
-        wire::signature::vapi_hmac(
-            secret,
-            headers.timestamp.as_deref(),
-            Some(sig),
-            body,
-            now,
-            tolerance,
-        )
-    } else if let (Some(sig), Some(secret)) = (&headers.vapi_signature, &hmac) {
-        wire::signature::vapi_body_hmac(secret, Some(sig), body)
-    } else if let (Some(given), Some(secret)) = (&headers.vapi_secret, &shared) {
-        wire::signature::vapi_shared_secret(secret, Some(given))
-    } else if shared.is_none() && hmac.is_none() {
+    let secrets = candidate_secrets(state, org)?;
+    if secrets.is_empty() {
         return Err(ApiError::unauthorized(
             "webhook_auth_not_configured",
             "this organization has no VAPI webhook credential configured",
         ));
-    } else {
-        Err(wire::SignatureError::Missing)
+    }
+    let now = Utc::now().timestamp();
+    let tolerance = state.config.signature_tolerance_secs;
+    let check = |secret: &str| {
+        if let Some(sig) = &headers.signature {
+            wire::signature::vapi_hmac(
+                secret,
+                headers.timestamp.as_deref(),
+                Some(sig),
+                body,
+                now,
+                tolerance,
+            )
+        } else if let Some(sig) = &headers.vapi_signature {
+            wire::signature::vapi_body_hmac(secret, Some(sig), body)
+        } else if let Some(given) = &headers.vapi_secret {
+            wire::signature::vapi_shared_secret(secret, Some(given))
+        } else {
+            Err(wire::SignatureError::Missing)
+        }
     };
-    verdict.map_err(|err| {
+    let mut last = Err(wire::SignatureError::Missing);
+    for secret in &secrets {
+        last = check(secret);
+        if last.is_ok() {
+            return Ok(());
+        }
+    }
+    last.map_err(|err| {
         ApiError::unauthorized(
             "invalid_signature",
             format!("VAPI authentication failed: {err}"),

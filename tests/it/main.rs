@@ -16,4 +16,5 @@ mod secrets;
 mod shutdown;
 mod signup_timing;
 mod standby;
+mod webhook_credentials;
 mod webhooks;

@@ -65,11 +65,29 @@ pub struct OrganizationSettings {
     pub timezone: Option<String>,
 }
 
-/// How VAPI authenticates its webhooks to us for this organization.
+/// How VAPI authenticates its webhooks to us for this organization. Secrets are sealed (see
+/// the service's `secrets` module): the aggregate never sees them in plaintext.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WebhookAuth {
     pub shared_secret: Option<String>,
     pub hmac_secret: Option<String>,
+    /// The secret before the last rotation, accepted until `previous_valid_until`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The current secret was shown to someone (it is shown once).
+    #[serde(default)]
+    pub revealed: bool,
+}
+
+impl WebhookAuth {
+    /// The current secret (the same one serves all three VAPI authentication forms).
+    pub fn current(&self) -> Option<&str> {
+        self.shared_secret
+            .as_deref()
+            .or(self.hmac_secret.as_deref())
+    }
 }
 
 /// Commands accepted by the [`super::Organization`] aggregate. `actor` is
@@ -93,6 +111,17 @@ pub enum OrganizationCommand {
     },
     ConfigureWebhookAuth {
         auth: WebhookAuth,
+        actor: String,
+    },
+    /// Replaces the webhook secret with `secret` (sealed); the old one stays valid until
+    /// `previous_valid_until`. The new secret is shown to the caller once.
+    RotateWebhookSecret {
+        secret: String,
+        previous_valid_until: chrono::DateTime<chrono::Utc>,
+        actor: String,
+    },
+    /// Shows the current webhook secret, once.
+    RevealWebhookSecret {
         actor: String,
     },
     InviteMember {
@@ -330,6 +359,8 @@ impl OrganizationCommand {
             | UpdateProfile { actor, .. }
             | UpdateSettings { actor, .. }
             | ConfigureWebhookAuth { actor, .. }
+            | RotateWebhookSecret { actor, .. }
+            | RevealWebhookSecret { actor }
             | InviteMember { actor, .. }
             | AcceptInvite { actor, .. }
             | ChangeMemberRole { actor, .. }

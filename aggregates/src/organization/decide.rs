@@ -59,6 +59,16 @@ impl Organization {
                 Permission::Own
             }
             C::RemoveMember { user_id, .. } if target_is_owner(user_id) => Permission::Own,
+            // The first webhook secret is created by whoever first syncs an assistant (a
+            // member may); it is pushed to VAPI, never shown. Replacing one is an admin's.
+            C::ConfigureWebhookAuth { .. }
+                if self
+                    .webhook_auth
+                    .as_ref()
+                    .is_none_or(|a| a.current().is_none()) =>
+            {
+                Permission::Write
+            }
             other => other.permission(),
         }
     }
@@ -156,6 +166,34 @@ impl Organization {
                 if self.webhook_auth.as_ref() != Some(&auth) {
                     emit(self, out, Ev::WebhookAuthConfigured { auth });
                 }
+            }
+            C::RotateWebhookSecret {
+                secret,
+                previous_valid_until,
+                ..
+            } => {
+                require(!secret.is_empty(), invalid("secret must not be empty"))?;
+                let has_previous = self
+                    .webhook_auth
+                    .as_ref()
+                    .is_some_and(|a| a.current().is_some());
+                emit(
+                    self,
+                    out,
+                    Ev::WebhookSecretRotated {
+                        secret,
+                        previous_valid_until: has_previous.then_some(previous_valid_until),
+                    },
+                );
+            }
+            C::RevealWebhookSecret { .. } => {
+                let auth = self
+                    .webhook_auth
+                    .as_ref()
+                    .filter(|a| a.current().is_some())
+                    .ok_or(E::NoWebhookSecret)?;
+                require(!auth.revealed, E::WebhookSecretAlreadyRevealed)?;
+                emit(self, out, Ev::WebhookSecretRevealed {});
             }
             C::InviteMember {
                 user_id,

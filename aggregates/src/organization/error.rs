@@ -41,6 +41,10 @@ pub enum OrganizationError {
     WebhookEndpointNotFound,
     #[error("API key not found")]
     ApiKeyNotFound,
+    #[error("the organization has no webhook secret yet; rotate to create one")]
+    NoWebhookSecret,
+    #[error("the webhook secret was already shown once; rotate it to get a new one")]
+    WebhookSecretAlreadyRevealed,
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }
@@ -68,6 +72,8 @@ impl OrganizationError {
             IntegrationNotFound => "integration_not_found",
             WebhookEndpointNotFound => "webhook_endpoint_not_found",
             ApiKeyNotFound => "api_key_not_found",
+            NoWebhookSecret => "no_webhook_secret",
+            WebhookSecretAlreadyRevealed => "webhook_secret_already_revealed",
             InvalidInput(_) => "invalid_input",
         }
     }

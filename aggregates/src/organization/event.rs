@@ -28,6 +28,12 @@ pub enum OrganizationEvent {
     WebhookAuthConfigured {
         auth: WebhookAuth,
     },
+    WebhookSecretRotated {
+        /// Sealed.
+        secret: String,
+        previous_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    WebhookSecretRevealed {},
     MemberInvited {
         user_id: String,
         email: String,
@@ -197,6 +203,8 @@ impl OrganizationEvent {
             ProfileUpdated { .. } => "ProfileUpdated",
             SettingsUpdated { .. } => "SettingsUpdated",
             WebhookAuthConfigured { .. } => "WebhookAuthConfigured",
+            WebhookSecretRotated { .. } => "WebhookSecretRotated",
+            WebhookSecretRevealed { .. } => "WebhookSecretRevealed",
             MemberInvited { .. } => "MemberInvited",
             MemberJoined { .. } => "MemberJoined",
             MemberRoleChanged { .. } => "MemberRoleChanged",

@@ -24,6 +24,8 @@ mod error;
 mod event;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod webhook_secret_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -268,6 +270,27 @@ impl Aggregate for Organization {
             }
             SettingsUpdated { settings } => self.settings = settings,
             WebhookAuthConfigured { auth } => self.webhook_auth = Some(auth),
+            WebhookSecretRotated {
+                secret,
+                previous_valid_until,
+            } => {
+                let previous = self
+                    .webhook_auth
+                    .as_ref()
+                    .and_then(|a| a.current().map(str::to_string));
+                self.webhook_auth = Some(WebhookAuth {
+                    shared_secret: Some(secret.clone()),
+                    hmac_secret: Some(secret),
+                    previous_valid_until: previous.as_ref().and(previous_valid_until),
+                    previous_secret: previous,
+                    revealed: true,
+                });
+            }
+            WebhookSecretRevealed {} => {
+                if let Some(auth) = self.webhook_auth.as_mut() {
+                    auth.revealed = true;
+                }
+            }
             MemberInvited {
                 user_id,
                 email,

@@ -303,6 +303,7 @@ fn webhook_auth_is_configured_once_per_change() {
     let auth = WebhookAuth {
         shared_secret: Some(s("shh")),
         hmac_secret: None,
+        ..Default::default()
     };
     OrgTest::with(())
         .given(team())
@@ -1277,6 +1278,7 @@ fn organization_state_survives_a_json_round_trip() {
                 auth: WebhookAuth {
                     shared_secret: None,
                     hmac_secret: Some(s("h")),
+                    ..Default::default()
                 },
             },
             Ev::SettingsUpdated {

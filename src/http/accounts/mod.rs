@@ -12,6 +12,7 @@ pub mod auth;
 pub mod members;
 pub mod organizations;
 pub mod pace;
+pub mod webhook_credentials;
 
 use aggregates::organization::{OrganizationError, Role};
 use aggregates::user::UserError;
@@ -30,6 +31,7 @@ pub type AccountsApi = (
     organizations::OrganizationsApi,
     members::MembersApi,
     api_keys::ApiKeysApi,
+    webhook_credentials::WebhookCredentialsApi,
 );
 
 pub fn api() -> AccountsApi {
@@ -38,6 +40,7 @@ pub fn api() -> AccountsApi {
         organizations::OrganizationsApi,
         members::MembersApi,
         api_keys::ApiKeysApi,
+        webhook_credentials::WebhookCredentialsApi,
     )
 }
 

@@ -343,6 +343,7 @@ async fn webhook_secret(
             .webhook_auth
             .as_ref()
             .and_then(|a| a.hmac_secret.clone()),
+        ..Default::default()
     };
     execute(
         state,
