@@ -43,15 +43,26 @@ pub struct SimulateArgs {
     /// Base URL of the running server (default: http://127.0.0.1:$PORT, as `serve` listens).
     #[arg(long)]
     pub url: Option<String>,
-    /// Organization to post to (see --create-demo-org).
+    /// Play the calls into your own organization: a session token (from sign-in) or an
+    /// organization API key. Everything then goes over HTTP.
+    #[arg(long, env = "CALLFLEX_TOKEN")]
+    pub token: Option<String>,
+    /// Organization to post to (needed with a token when you belong to several).
     #[arg(long)]
     pub organization: Option<uuid::Uuid>,
-    /// Create a demo organization (in the store at DATABASE_URL) whose VAPI secret is --secret.
+    /// Create a demo organization (in the store at DATABASE_URL, which must be the running
+    /// server's) whose VAPI secret is --secret.
     #[arg(long)]
     pub create_demo_org: bool,
-    /// The organization's VAPI webhook secret.
-    #[arg(long, default_value = "demo-vapi-secret")]
-    pub secret: String,
+    /// The organization's VAPI webhook secret. With --token and no --secret, the
+    /// organization's secret is revealed (an admin sees it once) or, with --rotate-secret,
+    /// rotated.
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// With --token: rotate the organization's webhook secret (the old one stays valid for a
+    /// day) and play the calls with the new one.
+    #[arg(long)]
+    pub rotate_secret: bool,
     /// Sign with HMAC (`x-signature`) instead of the shared-secret header.
     #[arg(long)]
     pub hmac: bool,
@@ -98,6 +109,21 @@ pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
             "{}: {} events, {:.2?} applying, {took:.2?} in all (checkpoint {})",
             report.projector, report.events, report.apply_time, report.checkpoint.position
         );
+    }
+    Ok(())
+}
+
+/// An embedded store must already exist (the server creates it): run from another
+/// directory, `--create-demo-org` would otherwise create a second database silently.
+fn ensure_existing_store(config: &Config) -> anyhow::Result<()> {
+    if let Some(path) = config.database_url.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if !std::path::Path::new(path).exists() {
+            anyhow::bail!(
+                "no database at {path}: start the server first, and run simulate from its \
+                 directory (or set DATABASE_URL to the server's), or use --token"
+            );
+        }
     }
     Ok(())
 }
@@ -188,32 +214,56 @@ pub async fn create_demo_api_key(
     Ok(secret)
 }
 
+const DEMO_SECRET: &str = "demo-vapi-secret";
+
 pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()> {
-    let mut api_key = None;
-    let organization = match (args.organization, args.create_demo_org) {
-        (Some(id), _) => id,
-        (None, true) => {
-            let id = create_demo_org(config, &args.secret).await?;
-            let key = create_demo_api_key(config, id).await?;
-            println!(
-                "created demo organization {id} (VAPI secret: {}; API key: {key})",
-                args.secret
-            );
-            api_key = Some(key);
-            id
-        }
-        (None, false) => anyhow::bail!("pass --organization <id> or --create-demo-org"),
-    };
     let base = args
         .url
         .clone()
         .unwrap_or_else(|| format!("http://127.0.0.1:{}", config.listen.port()));
     let base = base.trim_end_matches('/').to_string();
+    let mut api_key = args.token.clone();
+    let (organization, secret) = match (&args.token, args.create_demo_org) {
+        (Some(token), _) => {
+            let organization =
+                crate::simulate::own_organization(&base, token, args.organization).await?;
+            let secret = match &args.secret {
+                Some(secret) => secret.clone(),
+                None => {
+                    crate::simulate::webhook_secret(&base, token, organization, args.rotate_secret)
+                        .await?
+                }
+            };
+            (organization, secret)
+        }
+        (None, true) => {
+            let secret = args
+                .secret
+                .clone()
+                .unwrap_or_else(|| DEMO_SECRET.to_string());
+            ensure_existing_store(config)?;
+            let id = create_demo_org(config, &secret).await?;
+            let key = create_demo_api_key(config, id).await?;
+            // The organization was written to the store directly: make sure the server at
+            // `base` reads the same store, rather than playing calls nobody can see.
+            crate::simulate::check_server_knows(&base, &key).await?;
+            println!("created demo organization {id} (VAPI secret: {secret}; API key: {key})");
+            api_key = Some(key);
+            (id, secret)
+        }
+        (None, false) => match (args.organization, &args.secret) {
+            (Some(id), Some(secret)) => (id, secret.clone()),
+            _ => anyhow::bail!(
+                "pass --token <session token or API key> (your own organization), \
+                 --create-demo-org, or --organization <id> --secret <its VAPI secret>"
+            ),
+        },
+    };
     let url = format!("{base}/api/webhooks/vapi/{organization}");
     let signing = if args.hmac {
-        Signing::Hmac(args.secret.clone())
+        Signing::Hmac(secret)
     } else {
-        Signing::SharedSecret(args.secret.clone())
+        Signing::SharedSecret(secret)
     };
     let report = simulate::drive(&url, signing, args.calls, args.concurrency).await;
     let rate = report.deliveries as f64 / report.elapsed.as_secs_f64().max(1e-9);

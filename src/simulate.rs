@@ -326,3 +326,100 @@ mod tests {
         assert_eq!(script.iter().filter(|d| d.is_tool_call()).count(), 2);
     }
 }
+
+/// The organization `token` acts for: the API key's own, the one chosen, or the user's only
+/// active one.
+pub async fn own_organization(
+    base: &str,
+    token: &str,
+    chosen: Option<uuid::Uuid>,
+) -> anyhow::Result<uuid::Uuid> {
+    if let Some(id) = chosen {
+        return Ok(id);
+    }
+    let client = reqwest::Client::new();
+    let res = client
+        .get(format!("{base}/api/v1/organizations"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the server at {base}: {e}"))?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("GET {base}/api/v1/organizations answered {status}: {body}");
+    }
+    let ids: Vec<uuid::Uuid> = body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["id"].as_str().and_then(|id| id.parse().ok()))
+        .collect();
+    match ids.as_slice() {
+        [one] => Ok(*one),
+        [] => anyhow::bail!("the token belongs to no organization"),
+        _ => anyhow::bail!("you belong to several organizations: pass --organization <id>"),
+    }
+}
+
+/// The organization's VAPI webhook secret, revealed (once) or rotated through the API.
+pub async fn webhook_secret(
+    base: &str,
+    token: &str,
+    organization: uuid::Uuid,
+    rotate: bool,
+) -> anyhow::Result<String> {
+    let action = if rotate { "rotate" } else { "reveal" };
+    let url = format!("{base}/api/v1/organizations/{organization}/webhook-credentials/{action}");
+    let res = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token)
+        .header("x-organization-id", organization.to_string())
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the server at {base}: {e}"))?;
+    let status = res.status();
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    match body["secret"].as_str() {
+        Some(secret) if status.is_success() => {
+            println!("the organization's VAPI webhook secret ({action}ed; shown once): {secret}");
+            Ok(secret.to_string())
+        }
+        _ if body["error"]["code"] == "webhook_secret_already_revealed" => anyhow::bail!(
+            "the webhook secret was already shown once: pass it with --secret, or --rotate-secret"
+        ),
+        _ if body["error"]["code"] == "no_webhook_secret" => anyhow::bail!(
+            "the organization has no webhook secret yet: pass --rotate-secret to create one"
+        ),
+        _ => anyhow::bail!("POST {url} answered {status}: {body}"),
+    }
+}
+
+/// Fails unless the server at `base` accepts `api_key` (it reads the store we wrote to).
+pub async fn check_server_knows(base: &str, api_key: &str) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/calls?limit=1");
+    for _ in 0..50 {
+        let res = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the server at {base}: {e}"))?;
+        if res.status().is_success() {
+            return Ok(());
+        }
+        if res.status() != reqwest::StatusCode::UNAUTHORIZED {
+            let status = res.status();
+            let body = res.text().await.unwrap_or_default();
+            anyhow::bail!("GET {url} answered {status}: {body}");
+        }
+        // The server may not have projected the new key yet.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!(
+        "the server at {base} does not know the demo organization: it uses another database \
+         than DATABASE_URL here ({}). Run simulate from the server's directory, or use --token",
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://data/callflex.db".into())
+    )
+}

@@ -67,3 +67,57 @@ async fn emailed_links_open_pages_and_health_reports_unused_providers(backend: &
 }
 
 crate::both_backends!(emailed_links_open_pages_and_health_reports_unused_providers);
+
+/// `simulate --token` plays calls into the signed-in user's own organization over HTTP only;
+/// `--create-demo-org` against a database that does not exist says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_plays_calls_into_your_own_organization_over_http() {
+    let url = eventlog::testing::fresh_url("sqlite").await;
+    let service = crate::child::ChildService::start(&url, &[]);
+    let (token, _) =
+        crate::child::sign_up_over_http(&service.base, &url, "sim@newcomer.test").await;
+    let elsewhere = std::env::temp_dir().join(format!("callflex-sim-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    let base = service.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_callflex"))
+            .args([
+                "simulate",
+                "--token",
+                &token,
+                "--rotate-secret",
+                "--calls",
+                "3",
+            ])
+            .args(["--concurrency", "2", "--url", &base])
+            // Run from another directory, with no database configured: HTTP only.
+            .current_dir(&elsewhere)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("simulate")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "simulate failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("(0 failed) for 3 calls"), "{stdout}");
+
+    let missing = std::env::temp_dir().join(format!("callflex-none-{}", uuid::Uuid::new_v4()));
+    let base = service.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_callflex"))
+            .args(["simulate", "--create-demo-org", "--url", &base])
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/callflex.db", missing.display()),
+            )
+            .output()
+            .expect("simulate")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no database at"), "{stderr}");
+}
