@@ -308,25 +308,6 @@ pub async fn drive(url: &str, signing: Signing, calls: usize, concurrency: usize
     total
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_scripted_call_parses_as_vapi_messages_of_one_call() {
-        let script = call_script(3);
-        assert!(script.len() >= 18);
-        let mut ids = std::collections::BTreeSet::new();
-        for d in &script {
-            let message = wire::parse_vapi(d.body.as_bytes()).expect("valid VAPI message");
-            ids.insert(message.call.id.clone());
-        }
-        assert_eq!(ids.len(), 1);
-        assert_eq!(script.last().map(|d| d.kind), Some("end-of-call-report"));
-        assert_eq!(script.iter().filter(|d| d.is_tool_call()).count(), 2);
-    }
-}
-
 /// The organization `token` acts for: the API key's own, the one chosen, or the user's only
 /// active one.
 pub async fn own_organization(
@@ -422,4 +403,23 @@ pub async fn check_server_knows(base: &str, api_key: &str) -> anyhow::Result<()>
          than DATABASE_URL here ({}). Run simulate from the server's directory, or use --token",
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://data/callflex.db".into())
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scripted_call_parses_as_vapi_messages_of_one_call() {
+        let script = call_script(3);
+        assert!(script.len() >= 18);
+        let mut ids = std::collections::BTreeSet::new();
+        for d in &script {
+            let message = wire::parse_vapi(d.body.as_bytes()).expect("valid VAPI message");
+            ids.insert(message.call.id.clone());
+        }
+        assert_eq!(ids.len(), 1);
+        assert_eq!(script.last().map(|d| d.kind), Some("end-of-call-report"));
+        assert_eq!(script.iter().filter(|d| d.is_tool_call()).count(), 2);
+    }
 }
