@@ -13,7 +13,8 @@
 //! - `rebuild`: a realistic log on PostgreSQL and SQLite, live catch-up, then
 //!   `projections::rebuild` of all five read models, compared row by row with the live ones.
 //! - `ingest`: the real service in-process, signed VAPI deliveries over HTTP at 1, 16 and 64
-//!   concurrent calls; throughput, p50/p99 (tool calls separately) and peak RSS.
+//!   concurrent calls; throughput, p50/p99 (tool calls separately) and peak RSS; 16 calls with
+//!   16 of each call's deliveries in flight at once (none may be refused).
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
 //!   through the live service, the rest decided by the Call aggregate, written to the log with
@@ -29,6 +30,8 @@ mod command;
 mod http1;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/overlap.rs"]
+mod overlap;
 #[path = "bench/query.rs"]
 mod query;
 #[path = "bench/query_load.rs"]

@@ -208,3 +208,65 @@ impl Projector for TranscriptsProjector {
         fold::apply_batch(tx, tables, events).await
     }
 }
+
+#[cfg(test)]
+mod order_tests {
+    use proptest::prelude::*;
+
+    use super::{add_segment, running_text, Segment};
+
+    fn segment(i: usize, at: i64) -> Segment {
+        Segment {
+            key: format!("k{i:03}"),
+            seq: i as i64 + 1,
+            role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+            text: format!("line {i}"),
+            at,
+            seconds_from_start: None,
+        }
+    }
+
+    fn fold(order: &[Segment]) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        for s in order {
+            add_segment(&mut segments, s.clone());
+        }
+        segments
+    }
+
+    fn view(segments: &[Segment]) -> Vec<(String, i64)> {
+        segments.iter().map(|s| (s.key.clone(), s.at)).collect()
+    }
+
+    proptest! {
+        /// Whatever order the deliveries arrive in, and however often each is repeated, the
+        /// transcript is the in-order one: segments by their own time (ties by key), the
+        /// running text built from them.
+        #[test]
+        fn transcripts_do_not_depend_on_arrival_order_or_repeats(
+            times in proptest::collection::vec(0i64..40, 1..40),
+            picks in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+            seed in any::<u64>(),
+        ) {
+            // Times with ties (0..40 for up to 40 segments), in conversation order.
+            let mut times = times;
+            times.sort_unstable();
+            let in_order: Vec<Segment> =
+                times.iter().enumerate().map(|(i, at)| segment(i, *at)).collect();
+            // Every segment once plus some repeated, shuffled (a seeded Fisher-Yates).
+            let mut arrived = in_order.clone();
+            arrived.extend(picks.iter().map(|p| in_order[p.index(in_order.len())].clone()));
+            let mut state = seed | 1;
+            for i in (1..arrived.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                arrived.swap(i, (state % (i as u64 + 1)) as usize);
+            }
+            let expected = fold(&in_order);
+            let got = fold(&arrived);
+            prop_assert_eq!(view(&got), view(&expected));
+            prop_assert_eq!(running_text(&got), running_text(&expected));
+        }
+    }
+}

@@ -28,6 +28,8 @@ const LEVELS: [usize; 3] = [1, 16, 64];
 const PACE: Duration = Duration::from_millis(500);
 /// Interval of the raw-INSERT probe beside the paced run.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// Deliveries of one call in flight at once in the overlapping run.
+const OVERLAP_K: usize = 16;
 /// Bare fdatasync samples for the disk's floor (one every 5 ms: about 6 s).
 const FLOOR_SAMPLES: usize = 1_000;
 
@@ -49,7 +51,7 @@ struct LevelRun {
 
 /// The service's own account of a request (`Server-Timing: app;dur=.., log;dur=..`).
 #[derive(Debug, Clone, Copy)]
-struct Inside {
+pub(crate) struct Inside {
     /// Everything inside the service.
     app: Duration,
     /// The part spent in the log's appends (round trip and durable commit).
@@ -72,14 +74,14 @@ fn server_timing(header: &str) -> Option<Inside> {
 
 /// Where deliveries go: the service's address and the organization's webhook path.
 #[derive(Clone)]
-struct Endpoint {
+pub(crate) struct Endpoint {
     addr: SocketAddr,
     path: String,
 }
 
 /// Sends one delivery on the worker's connection (opened on first use, and again after a
 /// failure); returns the answer and the service's own time (`Server-Timing`).
-async fn send(
+pub(crate) async fn send(
     conn: &mut Option<Conn>,
     endpoint: &Endpoint,
     body: String,
@@ -392,6 +394,44 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             ));
         }
     }
+
+    // Overlapping: 16 calls, each with K = 16 of its deliveries in flight at once (VAPI does
+    // not wait for an answer before the call's next message). None may be refused.
+    let head = store.head().await?;
+    app.state()
+        .wait_for_position(head, Duration::from_secs(60))
+        .await?;
+    app.state().ledger.flush().await;
+    let raw16 = ctx.raw_baseline_now(16).await?;
+    let overlapped =
+        crate::overlap::drive(&endpoint, 16, OVERLAP_K, ctx.run_for, 500_000_000).await;
+    let rate = overlapped.deliveries as f64 / overlapped.elapsed.as_secs_f64().max(1e-9);
+    section.row(
+        Row::num(
+            format!("deliveries/s, 16 calls x {OVERLAP_K} in flight per call"),
+            rate,
+            "req/s",
+        )
+        .vs(Baseline::new(raw_name(&raw16, "rate"), raw16.rate, "ev/s"))
+        .detail(json!({
+            "deliveries": overlapped.deliveries,
+            "refused": overlapped.refused,
+            "first_refusal": overlapped.first_refusal,
+        })),
+    );
+    section.row(
+        Row::num(
+            format!("  refused deliveries, 16 calls x {OVERLAP_K} in flight"),
+            overlapped.refused as f64,
+            "req",
+        )
+        .vs(Baseline::new(
+            "deliveries sent",
+            overlapped.deliveries as f64,
+            "req",
+        ))
+        .target(Target::Below(0.5)),
+    );
 
     // Paced: 64 calls in progress at once, each sending one delivery per PACE (real calls
     // send a final transcript every few seconds; this is about five times faster). This is
