@@ -24,9 +24,9 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Rebuild read models from position 0 into fresh tables and swap them in. Run it while
-    /// the server is stopped (the swap pauses only projectors of this process). An unknown
-    /// name exits with status 2 and the list of names.
+    /// Rebuild read models from position 0 into fresh tables and swap them in atomically.
+    /// Safe while the service runs: its live runners pause only for the last events and the
+    /// swap, also across processes. An unknown name exits with status 2 and the list of names.
     Rebuild {
         /// Projector names (accounts, calls, transcripts, contacts, usage, billing); all when
         /// omitted.
