@@ -25,14 +25,16 @@ fn is_identifier(name: &str) -> bool {
         .any(|part| key.contains(part))
 }
 
-/// Refuses a query parameter or path with a control character in it (400 naming it).
+/// Refuses a query parameter with a control character in it (400 naming it). A path with
+/// one names nothing that can exist: 404.
 pub fn check_uri(uri: &poem::http::Uri) -> Result<(), ApiError> {
     let path = percent_decode(uri.path());
     if path.chars().any(|c| c.is_control()) {
-        return Err(ApiError::bad_parameter(
-            "path",
-            "the path must not contain control characters",
-        ));
+        return Err(ApiError::not_found(
+            "not_found",
+            "no resource has a control character in its path",
+        )
+        .with_details(serde_json::json!({ "parameter": "path" })));
     }
     if let Some(query) = uri.query() {
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -103,12 +105,8 @@ fn walk(
                 } else {
                     format!("{path}.{key}")
                 };
-                if key.chars().any(|c| c.is_control()) {
-                    return Err(ApiError::unprocessable(
-                        "invalid_input",
-                        "member names must not contain control characters",
-                    ));
-                }
+                // A member name with a control character names no field: it is ignored
+                // like any unknown member (its value is still cleaned below).
                 walk(member, &child, is_identifier(key), replaced)?;
             }
         }
@@ -153,7 +151,7 @@ mod tests {
         let err = check_uri(&uri).unwrap_err();
         assert_eq!(err.detail().details.as_ref().unwrap()["parameter"], "q");
         let uri: poem::http::Uri = "/api/v1/calls/a%00b".parse().unwrap();
-        assert!(check_uri(&uri).is_err());
+        assert!(matches!(check_uri(&uri), Err(ApiError::NotFound(_))));
         let uri: poem::http::Uri = "/api/v1/contacts?q=caf%C3%A9+ok".parse().unwrap();
         assert!(check_uri(&uri).is_ok());
     }

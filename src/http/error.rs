@@ -6,6 +6,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorDetail {
     /// Stable, machine-readable code (e.g. `invalid_signature`, `call_already_ended`).
     pub code: String,
@@ -16,6 +17,7 @@ pub struct ErrorDetail {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }

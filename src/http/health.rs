@@ -12,6 +12,7 @@ use crate::http::ApiTags;
 use crate::state::AppState;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectorHealth {
     pub name: String,
     /// Last applied log position.
@@ -26,6 +27,7 @@ pub struct ProjectorHealth {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProviderMode {
     pub name: String,
     /// True when no credentials are configured: requests are recorded, not sent.
@@ -37,6 +39,7 @@ pub struct ProviderMode {
 
 /// Appends since start (PostgreSQL): concurrent appends to different streams share statements.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct GroupCommit {
     /// Statements written, alone or shared.
     pub statements: u64,
@@ -49,6 +52,7 @@ pub struct GroupCommit {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Health {
     /// `ok`, or `degraded` when a projector reports an error.
     pub status: String,

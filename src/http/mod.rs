@@ -1,6 +1,7 @@
 //! The HTTP edge: the only module that knows about poem, poem-openapi and wire JSON shapes.
 
 pub mod accounts;
+pub mod allow;
 pub mod body_limit;
 pub mod control_chars;
 pub mod error;
@@ -82,6 +83,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let spec_yaml = service.spec_endpoint_yaml();
     let docs = service.swagger_ui();
     let limit = state.config.max_body_bytes;
+    let allowed = Arc::new(allow::AllowedMethods::from_spec(&service.spec()));
     let api_limits = body_limit::ApiBodyLimits {
         api: state.config.api_max_body_bytes,
         auth: state.config.auth_max_body_bytes,
@@ -109,6 +111,24 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                 .into_response()
         })
         .around(move |next, req| body_limit::limit_body(next, req, api_limits))
+        .around(move |next, req| {
+            let allowed = allowed.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                let mut response = next.get_response(req).await;
+                if response.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+                    && !response.headers().contains_key("allow")
+                {
+                    if let Some(value) = allowed
+                        .for_path(&path)
+                        .and_then(|v| poem::http::HeaderValue::from_str(&v).ok())
+                    {
+                        response.headers_mut().insert("allow", value);
+                    }
+                }
+                Ok(response)
+            }
+        })
         .around(server_timing)
 }
 

@@ -183,6 +183,18 @@ pub async fn ingest(
     if let Some(previous) = state.ledger.find("twilio", &key).await? {
         return Ok(previous);
     }
+    // The raw body first: the events' durable commit below makes it durable too.
+    state
+        .ledger
+        .receive(Delivery {
+            provider: "twilio",
+            key: &key,
+            organization_id: None,
+            message_type: callback.call_status.clone(),
+            content_type,
+            body,
+        })
+        .await?;
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true, "matched": false }));
     let report = report_of(&callback, &key);
     let mut call = find_call(state, &callback.call_sid).await?;
@@ -206,17 +218,7 @@ pub async fn ingest(
     let outcome = outcome.with_position();
     state
         .ledger
-        .record(
-            Delivery {
-                provider: "twilio",
-                key: &key,
-                organization_id,
-                message_type: callback.call_status.clone(),
-                content_type,
-                body,
-            },
-            &outcome,
-        )
+        .answer("twilio", &key, organization_id, &outcome)
         .await?;
     Ok(outcome)
 }

@@ -14,7 +14,6 @@ mod provisioning;
 mod query;
 mod secrets;
 mod shutdown;
-mod signup_timing;
 mod standby;
 mod webhook_credentials;
 mod webhooks;

@@ -31,8 +31,9 @@ fn rebuild_of_an_unknown_projector_exits_2_listing_the_names() {
         .output()
         .expect("help");
     let help = String::from_utf8_lossy(&help.stdout);
+    // The README says the same: safe while the service runs.
     assert!(
-        help.contains("accounts") && help.contains("stopped"),
+        help.contains("accounts") && help.contains("Safe while the service runs"),
         "{help}"
     );
     let _ = std::fs::remove_dir_all(dir);

@@ -52,6 +52,7 @@ fn scope_name(s: &str) -> Option<ScopeName> {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
@@ -61,11 +62,13 @@ pub struct ApiKeyView {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyList {
     pub data: Vec<ApiKeyView>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewApiKey {
     pub name: String,
     /// Default `["read"]`.
@@ -74,6 +77,7 @@ pub struct NewApiKey {
 
 /// The new key. `secret` is shown only in this answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiKeyCreated {
     pub id: String,
     pub name: String,

@@ -34,6 +34,7 @@ use crate::providers::resend::{Email, Resend};
 use crate::state::AppState;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignUp {
     pub email: String,
     /// At least 10 characters, two kinds (lowercase, uppercase, digits, symbols), not the email.
@@ -44,12 +45,14 @@ pub struct SignUp {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SignIn {
     pub email: String,
     pub password: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserView {
     pub id: String,
     pub email: String,
@@ -57,6 +60,7 @@ pub struct UserView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationRef {
     pub id: String,
     pub name: String,
@@ -65,6 +69,7 @@ pub struct OrganizationRef {
 
 /// A new session. The token is shown only here; send it as `Authorization: Bearer <token>`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionCreated {
     pub token: String,
     pub expires_at: DateTime<Utc>,
@@ -76,17 +81,20 @@ pub struct SessionCreated {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ForgotPassword {
     pub email: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct VerifyEmail {
     /// The token from the verification email.
     pub token: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ResetPassword {
     /// The token from the reset email.
     pub token: String,
@@ -94,11 +102,13 @@ pub struct ResetPassword {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Accepted {
     pub accepted: bool,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Membership {
     pub organization_id: String,
     pub organization_name: String,
@@ -108,6 +118,7 @@ pub struct Membership {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Me {
     pub user: UserView,
     pub memberships: Vec<Membership>,

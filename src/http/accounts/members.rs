@@ -31,6 +31,7 @@ use crate::providers::resend::{Email, Resend};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberView {
     pub user_id: String,
     pub email: String,
@@ -40,11 +41,13 @@ pub struct MemberView {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberList {
     pub data: Vec<MemberView>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MemberWritten {
     pub data: MemberView,
     /// Log position written.
@@ -52,12 +55,14 @@ pub struct MemberWritten {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Invitation {
     pub email: String,
     pub role: RoleName,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RoleChange {
     pub role: RoleName,
 }

@@ -26,6 +26,7 @@ use crate::http::ApiTags;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Notifications {
     pub sms_enabled: bool,
     pub sms_numbers: Vec<String>,
@@ -34,6 +35,7 @@ pub struct Notifications {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Transfers {
     pub dispatch: Option<String>,
     pub manager: Option<String>,
@@ -41,6 +43,7 @@ pub struct Transfers {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Settings {
     pub notifications: Notifications,
     pub transfer_numbers: Transfers,
@@ -52,6 +55,7 @@ pub struct Settings {
 
 /// Absent fields stay unchanged; a present group replaces that group.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SettingsChanges {
     pub notifications: Option<Notifications>,
     pub transfer_numbers: Option<Transfers>,
@@ -60,6 +64,7 @@ pub struct SettingsChanges {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationView {
     pub id: String,
     pub name: String,
@@ -69,6 +74,7 @@ pub struct OrganizationView {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationWritten {
     pub data: OrganizationView,
     /// Log position written.
@@ -76,6 +82,7 @@ pub struct OrganizationWritten {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationSummary {
     pub id: String,
     pub name: String,
@@ -83,16 +90,19 @@ pub struct OrganizationSummary {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationList {
     pub data: Vec<OrganizationSummary>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewOrganization {
     pub name: String,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct OrganizationChanges {
     pub name: Option<String>,
     pub settings: Option<SettingsChanges>,

@@ -9,8 +9,11 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// How many recent new-address sign-ups the median is taken over.
-const WINDOW: usize = 64;
+/// How many recent new-address sign-ups the median is taken over: few enough to follow the
+/// current speed (a cold start's slow first sign-ups must not set the pace for long).
+const WINDOW: usize = 16;
+/// tokio's timer sleeps at least the duration asked, rounded up to its 1 ms tick.
+const TIMER_OVERSHOOT: Duration = Duration::from_millis(1);
 /// Before any new-address sign-up was measured.
 const FIRST_GUESS: Duration = Duration::from_millis(40);
 /// Longest wait (a stalled database must not hold every known-address answer).
@@ -42,10 +45,11 @@ impl SignUpPace {
         sorted[sorted.len() / 2]
     }
 
-    /// Waits until a sign-up that started at `started` has taken as long as a new one.
+    /// Waits until a sign-up that started at `started` has taken as long as a new one
+    /// (give or take a millisecond of jitter).
     pub async fn wait_as_new(&self, started: Instant) {
         let jitter = Duration::from_micros(rand::random::<u64>() % 2_000);
-        let target = self.target() + jitter;
+        let target = (self.target() + jitter).saturating_sub(TIMER_OVERSHOOT * 2);
         if let Some(rest) = target.checked_sub(started.elapsed()) {
             tokio::time::sleep(rest).await;
         }

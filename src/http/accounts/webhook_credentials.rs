@@ -26,6 +26,7 @@ const DEFAULT_OVERLAP_SECS: i64 = 24 * 3600;
 const MAX_OVERLAP_SECS: i64 = 30 * 24 * 3600;
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookCredentials {
     /// Whether the organization has its own secret (else the service-wide one, if any).
     pub configured: bool,
@@ -40,6 +41,7 @@ pub struct WebhookCredentials {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct WebhookSecret {
     /// The secret; shown in this answer only.
     pub secret: String,
@@ -50,6 +52,7 @@ pub struct WebhookSecret {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Rotation {
     /// How long the previous secret stays valid (default 86400, at most 30 days; 0 ends it
     /// at once).

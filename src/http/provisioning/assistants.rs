@@ -31,6 +31,7 @@ const MAX_PROMPT: usize = 20_000;
 const MAX_MESSAGE: usize = 1_000;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Assistant {
     pub id: String,
     pub name: String,
@@ -57,17 +58,20 @@ pub struct Assistant {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantList {
     pub data: Vec<Assistant>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantResponse {
     pub data: Assistant,
 }
 
 /// The answer to an assistant command.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantWritten {
     pub data: Assistant,
     /// The log position the command wrote (0 when it changed nothing).
@@ -75,6 +79,7 @@ pub struct AssistantWritten {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewAssistant {
     pub name: String,
     /// Build from this template (see `GET /templates`).
@@ -94,6 +99,7 @@ pub struct NewAssistant {
 /// Fields to change; absent fields are left as they are. Changing `variables` or
 /// `template_slug` (without `system_prompt`) renders the template again.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantChanges {
     pub name: Option<String>,
     pub template_slug: Option<String>,
@@ -106,6 +112,7 @@ pub struct AssistantChanges {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantSynced {
     pub data: Assistant,
     pub vapi_assistant_id: String,
@@ -117,6 +124,7 @@ pub struct AssistantSynced {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AssistantTest {
     /// True when the configuration can be synced as it is.
     pub valid: bool,

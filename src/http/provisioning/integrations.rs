@@ -39,6 +39,7 @@ const OAUTH_PROVIDERS: [&str; 2] = ["google_calendar", "hubspot"];
 pub const SIGNATURE_HEADER: &str = "X-CallFlex-Signature";
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Integration {
     pub provider: String,
     /// `webhook` (signed HTTP deliveries) or `oauth`.
@@ -49,11 +50,13 @@ pub struct Integration {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationList {
     pub data: Vec<Integration>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ConnectIntegration {
     /// Target URL (`webhook`, `zapier`).
     pub url: Option<String>,
@@ -62,6 +65,7 @@ pub struct ConnectIntegration {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationConnected {
     pub data: Integration,
     /// The signing secret of a webhook integration: shown only now.
@@ -77,6 +81,7 @@ pub struct IntegrationConnected {
 
 /// The OAuth callback's answer.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationAuthorized {
     pub data: Integration,
     pub position: i64,
@@ -85,6 +90,7 @@ pub struct IntegrationAuthorized {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationChanges {
     /// New target URL (`webhook`, `zapier`).
     pub url: Option<String>,
@@ -92,12 +98,14 @@ pub struct IntegrationChanges {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationWritten {
     pub data: Integration,
     pub position: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct IntegrationTest {
     /// True when the target answered 2xx.
     pub delivered: bool,

@@ -45,6 +45,7 @@ use crate::providers::ProviderError;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumber {
     pub id: String,
     /// E.164.
@@ -59,16 +60,19 @@ pub struct PhoneNumber {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberList {
     pub data: Vec<PhoneNumber>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberResponse {
     pub data: PhoneNumber,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberWritten {
     pub data: PhoneNumber,
     /// The log position the command wrote.
@@ -83,6 +87,7 @@ pub struct PhoneNumberWritten {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NumberSearch {
     /// US area code (3 digits).
     pub area_code: String,
@@ -91,6 +96,7 @@ pub struct NumberSearch {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AvailablePhoneNumber {
     pub phone_number: String,
     pub friendly_name: String,
@@ -102,6 +108,7 @@ pub struct AvailablePhoneNumber {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NumberSearchResult {
     pub data: Vec<AvailablePhoneNumber>,
     /// True when Twilio runs in sandbox mode (the numbers are made up).
@@ -110,6 +117,7 @@ pub struct NumberSearchResult {
 
 /// A number to buy: a specific `phone_number` (from a search) or any in `area_code`.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewPhoneNumber {
     pub area_code: Option<String>,
     pub phone_number: Option<String>,
@@ -120,18 +128,21 @@ pub struct NewPhoneNumber {
 
 /// `assistant_id: null` unlinks; absent fields are unchanged.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberChanges {
     pub assistant_id: MaybeUndefined<String>,
     pub friendly_name: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberTestRequest {
     /// Send a test SMS from the number to this one (E.164).
     pub to: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct PhoneNumberTest {
     /// True when calls to the number reach a synced assistant.
     pub ready: bool,

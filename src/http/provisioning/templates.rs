@@ -16,6 +16,7 @@ use crate::state::AppState;
 use crate::templates::{self, Template};
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TemplateVariable {
     pub name: String,
     pub description: String,
@@ -27,6 +28,7 @@ pub struct TemplateVariable {
 
 /// A function an assistant can call (its JSON schema as sent to VAPI as a tool).
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FunctionDefinition {
     pub name: String,
     pub description: String,
@@ -35,6 +37,7 @@ pub struct FunctionDefinition {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TemplateInfo {
     pub slug: String,
     pub name: String,
@@ -53,11 +56,13 @@ pub struct TemplateInfo {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TemplateList {
     pub data: Vec<TemplateInfo>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TemplateResponse {
     pub data: TemplateInfo,
 }

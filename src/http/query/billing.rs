@@ -33,6 +33,7 @@ fn stripe_ms(value: i64) -> i64 {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BillingOverview {
     pub subscription_id: Option<String>,
     /// Stripe's subscription status (`active`, `past_due`, `canceled`, ...) or `none`.
@@ -57,12 +58,14 @@ pub struct BillingOverview {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BillingResponse {
     pub data: BillingOverview,
     pub position: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UsageDay {
     /// `YYYY-MM-DD` (UTC).
     pub date: String,
@@ -73,6 +76,7 @@ pub struct UsageDay {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Usage {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
@@ -84,12 +88,14 @@ pub struct Usage {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UsageResponse {
     pub data: Usage,
     pub position: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Invoice {
     pub id: String,
     pub subscription_id: String,
@@ -104,6 +110,7 @@ pub struct Invoice {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct InvoicePage {
     pub data: Vec<Invoice>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -211,7 +218,7 @@ impl BillingApi {
         req: &Request,
         auth: OrganizationHeader,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<BillingResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         let sub = subscription(&state, &scope).await?;
@@ -276,7 +283,7 @@ impl BillingApi {
         /// End, exclusive (RFC 3339, epoch ms or YYYY-MM-DD); default: the period's end.
         to: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<UsageResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &["from", "to"], min_position.0).await?;
         let (from_ms, to_ms) = if from.0.is_none() && to.0.is_none() {
@@ -316,7 +323,7 @@ impl BillingApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<InvoicePage>, ApiError> {
         let scope = begin(&state, req, &auth, &["limit", "cursor"], min_position.0).await?;
         let limit = pagination::limit(limit.0)?;

@@ -37,6 +37,7 @@ pub const ACTION_TYPES: &[&str] = &[
 
 /// One call, as the dashboard shows it.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Call {
     pub id: String,
     /// VAPI's id of the call.
@@ -79,6 +80,7 @@ pub struct Call {
 
 /// A page of calls.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallPage {
     pub data: Vec<Call>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -88,12 +90,14 @@ pub struct CallPage {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallResponse {
     pub data: Call,
     pub position: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TranscriptSegment {
     /// Place of the segment in the conversation (1-based; segments are ordered by their own
     /// time, whatever order their deliveries arrived in).
@@ -106,6 +110,7 @@ pub struct TranscriptSegment {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Transcript {
     pub call_id: String,
     pub segments: Vec<TranscriptSegment>,
@@ -116,18 +121,21 @@ pub struct Transcript {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct TranscriptResponse {
     pub data: Transcript,
     pub position: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Recording {
     pub url: Option<String>,
     pub stereo_url: Option<String>,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RecordingResponse {
     pub data: Recording,
     pub position: i64,
@@ -135,6 +143,7 @@ pub struct RecordingResponse {
 
 /// A function the assistant called during the call, and what it did.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallActionItem {
     pub tool_call_id: String,
     /// The function name as called by the assistant.
@@ -152,6 +161,7 @@ pub struct CallActionItem {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallActionsResponse {
     pub data: Vec<CallActionItem>,
     pub position: i64,
@@ -402,7 +412,7 @@ impl CallsApi {
         /// `callback_scheduled`, `message_taken` or `unknown`.
         action_type: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<CallPage>, ApiError> {
         let scope = begin(
             &state,
@@ -467,7 +477,7 @@ impl CallsApi {
         /// The call id.
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<CallResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         let row = find(&state, &scope, &id.0).await?;
@@ -491,7 +501,7 @@ impl CallsApi {
         /// The call id.
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<TranscriptResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         find(&state, &scope, &id.0).await?;
@@ -545,7 +555,7 @@ impl CallsApi {
         /// The call id.
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<RecordingResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         let row = find(&state, &scope, &id.0).await?;
@@ -578,7 +588,7 @@ impl CallsApi {
         /// The call id.
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<CallActionsResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         find(&state, &scope, &id.0).await?;

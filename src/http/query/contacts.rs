@@ -37,6 +37,7 @@ use crate::state::AppState;
 pub const MAX_FIELD_CHARS: usize = 2_000;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Contact {
     pub id: String,
     pub phone_number: String,
@@ -56,6 +57,7 @@ pub struct Contact {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ContactPage {
     pub data: Vec<Contact>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -64,6 +66,7 @@ pub struct ContactPage {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ContactResponse {
     pub data: Contact,
     pub position: i64,
@@ -71,6 +74,7 @@ pub struct ContactResponse {
 
 /// The answer to a contact command.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ContactWritten {
     pub id: String,
     /// The log position the command wrote (0 when it changed nothing).
@@ -81,6 +85,7 @@ pub struct ContactWritten {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct NewContact {
     /// The contact's phone number (E.164); unique per organization.
     pub phone_number: String,
@@ -91,6 +96,7 @@ pub struct NewContact {
 
 /// Fields to change; absent fields are left as they are.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ContactChanges {
     pub name: Option<String>,
     pub email: Option<String>,
@@ -286,7 +292,7 @@ impl ContactsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<ContactPage>, ApiError> {
         let scope = begin(
             &state,
@@ -414,7 +420,7 @@ impl ContactsApi {
         /// The contact id.
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<ContactResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &[], min_position.0).await?;
         let contact = find(&state, &scope.org(), &id.0)
@@ -517,7 +523,7 @@ impl ContactsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<CallPage>, ApiError> {
         let scope: Scope = begin(&state, req, &auth, &["limit", "cursor"], min_position.0).await?;
         find(&state, &scope.org(), &id.0)

@@ -14,6 +14,7 @@ pub mod billing;
 pub mod calls;
 pub mod contacts;
 pub mod pagination;
+pub mod position;
 pub mod principal;
 pub mod search;
 pub mod stats;
@@ -131,11 +132,11 @@ pub async fn begin(
     req: &Request,
     credential: &OrganizationHeader,
     allowed: &[&str],
-    min_position: Option<Lenient<i64>>,
+    min_position: Option<Lenient<position::Position>>,
 ) -> Result<Scope, ApiError> {
     let principal = principal::principal(state, credential).await?;
     reject_unknown_parameters(req, allowed)?;
-    let mut wanted = opt(min_position, "min_position")?;
+    let mut wanted = opt(min_position, "min_position")?.map(|p| p.0);
     if let Some(header) = req.headers().get("x-min-position") {
         let parsed = header
             .to_str()

@@ -32,6 +32,7 @@ pub const MAX_QUERY_CHARS: usize = 200;
 
 /// One matching call.
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchHit {
     pub call_id: String,
     pub started_at: Option<DateTime<Utc>>,
@@ -45,6 +46,7 @@ pub struct SearchHit {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SearchPage {
     pub data: Vec<SearchHit>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -82,7 +84,7 @@ impl SearchApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<SearchPage>, ApiError> {
         let scope = begin(
             &state,

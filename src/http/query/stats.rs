@@ -30,6 +30,7 @@ pub const DEFAULT_DAYS: i64 = 30;
 
 /// One day of the series (a calendar day in the requested time zone).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DailyCallStats {
     /// `YYYY-MM-DD` in the requested time zone.
     pub date: String,
@@ -41,12 +42,14 @@ pub struct DailyCallStats {
 
 /// How many calls have one value of a dimension (`key` absent: not set on those calls).
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Bucket {
     pub key: Option<String>,
     pub count: i64,
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallStats {
     pub from: chrono::DateTime<Utc>,
     pub to: chrono::DateTime<Utc>,
@@ -73,6 +76,7 @@ pub struct CallStats {
 }
 
 #[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct CallStatsResponse {
     pub data: CallStats,
     pub position: i64,
@@ -174,7 +178,7 @@ impl StatsApi {
         /// IANA time zone for the daily series (default UTC), e.g. `America/Chicago`.
         tz: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
-        min_position: Query<Option<Lenient<i64>>>,
+        min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
     ) -> Result<Json<CallStatsResponse>, ApiError> {
         let scope = begin(&state, req, &auth, &["from", "to", "tz"], min_position.0).await?;
         let zone = parse_tz(tz.0)?;
