@@ -10,6 +10,7 @@ use std::sync::Arc;
 use poem::error::ReadBodyError;
 use poem::{Endpoint, IntoResponse, Request, Response};
 
+use crate::http::allow::AllowedMethods;
 use crate::http::control_chars;
 use crate::http::error::ApiError;
 
@@ -42,6 +43,7 @@ pub async fn limit_body<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
     limits: ApiBodyLimits,
+    document: Arc<AllowedMethods>,
 ) -> poem::Result<Response> {
     if let Err(err) = control_chars::check_uri(req.uri()) {
         return Ok(err.into_response());
@@ -59,11 +61,21 @@ pub async fn limit_body<E: Endpoint>(
     }
     let body = req.take_body();
     match body.into_bytes_limit(limit).await {
-        Ok(bytes) => match control_chars::check_json(&bytes) {
-            Ok(Some(rewritten)) => req.set_body(rewritten),
-            Ok(None) => req.set_body(bytes),
-            Err(err) => return Ok(err.into_response()),
-        },
+        Ok(bytes) => {
+            // The value types the document declares (a JSON body that does not parse is
+            // left to the handler's own 400).
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                let method = req.method().as_str().to_string();
+                if let Err(err) = document.check_body(&method, req.uri().path(), &value) {
+                    return Ok(err.into_response());
+                }
+            }
+            match control_chars::check_json(&bytes) {
+                Ok(Some(rewritten)) => req.set_body(rewritten),
+                Ok(None) => req.set_body(bytes),
+                Err(err) => return Ok(err.into_response()),
+            }
+        }
         Err(ReadBodyError::PayloadTooLarge) => return Ok(too_large(limit)),
         Err(err) => return Err(err.into()),
     }

@@ -13,7 +13,7 @@ fn is_control(c: char) -> bool {
 }
 
 /// Whether a JSON member of this name holds an identifier rather than free text.
-fn is_identifier(name: &str) -> bool {
+pub fn is_identifier(name: &str) -> bool {
     let key = name.to_ascii_lowercase();
     key == "id"
         || key.ends_with("_id")

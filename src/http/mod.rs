@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod allow;
 pub mod body_limit;
 pub mod control_chars;
+pub mod document;
 pub mod error;
 pub mod health;
 pub mod pages;
@@ -74,16 +75,21 @@ pub fn api_service() -> OpenApiService<Api, ()> {
 
 /// The OpenAPI document as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
-    api_service().spec()
+    document::finish(&api_service().spec())
 }
 
 pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let service = api_service();
-    let spec_json = service.spec_endpoint();
+    let finished = Arc::new(openapi_json());
+    let spec_json = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(finished.as_str().to_string())
+    });
     let spec_yaml = service.spec_endpoint_yaml();
     let docs = service.swagger_ui();
     let limit = state.config.max_body_bytes;
-    let allowed = Arc::new(allow::AllowedMethods::from_spec(&service.spec()));
+    let allowed = Arc::new(allow::AllowedMethods::from_spec(&openapi_json()));
     let api_limits = body_limit::ApiBodyLimits {
         api: state.config.api_max_body_bytes,
         auth: state.config.auth_max_body_bytes,
@@ -110,7 +116,10 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                 .body(body.to_string())
                 .into_response()
         })
-        .around(move |next, req| body_limit::limit_body(next, req, api_limits))
+        .around({
+            let declared = allowed.clone();
+            move |next, req| body_limit::limit_body(next, req, api_limits, declared.clone())
+        })
         .around(move |next, req| {
             let allowed = allowed.clone();
             async move {

@@ -2,20 +2,13 @@
 //! answer it got, for audit and replay, and for answering an exact redelivery with the first
 //! answer.
 //!
-//! A 2xx means the raw body is durable too, without a second flush per delivery:
-//! 1. [`Ledger::receive`] writes the body (answer pending, `status_code = 0`) BEFORE the
-//!    delivery's commands run, and waits for that commit, which does not wait for the disk
-//!    (`synchronous_commit = off`);
-//! 2. the delivery's events are appended with a durable commit. The log is written and
-//!    flushed in order, so that flush makes the earlier ledger commit durable too (PostgreSQL
-//!    WAL, SQLite's WAL file: a later commit never survives without an earlier one);
-//! 3. [`Ledger::answer`] fills in the answer in the background. A delivery that appended
-//!    nothing has no flush to ride on: its answer is written durably and waited for.
-//!
-//! A crash can lose an answer (the row stays pending); a redelivery is then answered from
-//! the log through the commands' idempotency keys. Rows are written by [`Ledger`]'s writer
-//! task, everything queued meanwhile in one transaction. Until an answer is written,
-//! [`Ledger::find`] answers from memory, so this process never misses its own deliveries.
+//! A 2xx means the raw body is durable too: [`Ledger::record`] waits until its row is
+//! committed (a durable commit). Rows are written by [`Ledger`]'s writer task, every row that
+//! queued meanwhile in one statement, so concurrent deliveries share the commit. A row that
+//! cannot be written in time fails the delivery with a 503: its events are already in the
+//! log, and the provider's retry is answered from the commands' idempotency keys and writes
+//! the row then. Until a row is written, [`Ledger::find`] answers from memory, so this
+//! process never misses its own recent deliveries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,18 +21,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Outcome;
 
-/// Messages waiting for the writer before callers wait (back-pressure).
+/// Rows waiting for the writer before `record` makes callers wait (back-pressure).
 const QUEUE: usize = 512;
-/// Messages per transaction.
+/// Rows per write.
 const PER_WRITE: usize = 256;
-/// Attempts at writing a batch whole before it is written one message at a time.
+/// Attempts at writing a batch whole before it is written row by row.
 const BATCH_ATTEMPTS: usize = 3;
 /// The longest [`Ledger::flush`] waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(20);
 /// The longest a delivery waits for its row before it is answered 503 (the provider retries).
 const RECORD_WAIT: Duration = Duration::from_secs(10);
-/// `status_code` of a row whose answer is not written yet.
-const PENDING: i64 = 0;
 
 const COLUMNS: [&str; 12] = [
     "provider",
@@ -65,43 +56,32 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-type Key = (String, String);
-
-enum Write {
-    /// A received body, answer pending.
-    Received { cells: Vec<Cell> },
-    /// The answer to a received delivery.
-    Answer {
-        key: Key,
-        outcome: Outcome,
-        organization_id: Option<String>,
-    },
+struct Pending {
+    provider: String,
+    key: String,
+    cells: Vec<Cell>,
+    /// Told whether the row was written (dropped unanswered if the writer gave up).
+    written: Option<oneshot::Sender<bool>>,
 }
 
-struct Message {
-    write: Write,
-    /// Wants its transaction flushed to disk before `done` is told.
-    durable: bool,
-    /// Told whether the write committed (dropped unanswered if the writer gave up).
-    done: Option<oneshot::Sender<bool>>,
-}
-
-enum Queued {
-    Write(Message),
+enum Message {
+    Row(Pending),
     Flush(oneshot::Sender<()>),
 }
 
-/// The raw delivery could not be recorded in time (its events may be in the log).
+/// The raw delivery could not be made durable in time (its events are in the log).
 #[derive(Debug, thiserror::Error)]
 #[error("the raw delivery could not be recorded durably in time; retry")]
 pub struct NotRecorded;
+
+type Key = (String, String);
 
 /// Handle to the ledger writer; cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
     store: EventStore,
-    queue: mpsc::Sender<Queued>,
-    /// Answers given but not yet written.
+    queue: mpsc::Sender<Message>,
+    /// Answers recorded but not yet written.
     unwritten: Arc<Mutex<HashMap<Key, Outcome>>>,
 }
 
@@ -127,7 +107,7 @@ impl Ledger {
         find_written(&self.store, provider, key).await
     }
 
-    /// The answer to a delivery this process answered but has not written yet.
+    /// The answer to a delivery recorded by this process but not yet written.
     pub fn find_unwritten(&self, provider: &str, key: &str) -> Option<Outcome> {
         self.unwritten
             .lock()
@@ -135,77 +115,64 @@ impl Ledger {
             .and_then(|u| u.get(&(provider.to_string(), key.to_string())).cloned())
     }
 
-    /// Records a delivery's raw body before its commands run (see the module comment).
-    pub async fn receive(&self, delivery: Delivery<'_>) -> Result<(), NotRecorded> {
-        // PostgreSQL text cannot hold U+0000 (a form body can carry one).
-        let cells = vec![
-            delivery.provider.into(),
-            clean(delivery.key).into(),
-            delivery.organization_id.as_deref().map(clean).into(),
-            delivery.message_type.as_deref().map(clean).into(),
-            now_ms().into(),
-            delivery.content_type.map(clean).into(),
-            clean(&String::from_utf8_lossy(delivery.body)).into(),
-            PENDING.into(),
-            "null".to_string().into(),
-            0i64.into(),
-            0i64.into(),
-            0i64.into(),
-        ];
-        self.send(Write::Received { cells }, false, true).await
-    }
-
-    /// Records the answer to a received delivery (the first answer for a key wins). Waited
-    /// for, durably, only when the delivery appended no event whose flush covers its body.
-    pub async fn answer(
+    /// Records an accepted delivery and its answer (the first answer for a key wins) and
+    /// waits until the row is durably committed.
+    pub async fn record(
         &self,
-        provider: &str,
-        key: &str,
-        organization_id: Option<String>,
+        delivery: Delivery<'_>,
         outcome: &Outcome,
     ) -> Result<(), NotRecorded> {
-        let key = (provider.to_string(), key.to_string());
+        let (written, done) = oneshot::channel();
+        let pending = Pending {
+            provider: delivery.provider.to_string(),
+            key: delivery.key.to_string(),
+            // PostgreSQL text cannot hold U+0000 (a form body can carry one).
+            cells: vec![
+                delivery.provider.into(),
+                clean(delivery.key).into(),
+                delivery.organization_id.as_deref().map(clean).into(),
+                delivery.message_type.as_deref().map(clean).into(),
+                now_ms().into(),
+                delivery.content_type.map(clean).into(),
+                clean(&String::from_utf8_lossy(delivery.body)).into(),
+                i64::from(outcome.status).into(),
+                clean(&outcome.body.to_string()).into(),
+                outcome.first_position.into(),
+                outcome.last_position.into(),
+                outcome.event_count.into(),
+            ],
+            written: Some(written),
+        };
         if let Ok(mut unwritten) = self.unwritten.lock() {
             unwritten
-                .entry(key.clone())
+                .entry((pending.provider.clone(), pending.key.clone()))
                 .or_insert_with(|| outcome.clone());
         }
-        let appended = outcome.event_count > 0;
-        let write = Write::Answer {
-            key,
-            outcome: outcome.clone(),
-            organization_id,
-        };
-        self.send(write, !appended, !appended).await
-    }
-
-    async fn send(&self, write: Write, durable: bool, wait: bool) -> Result<(), NotRecorded> {
-        let (done, committed) = oneshot::channel();
-        let message = Message {
-            write,
-            durable,
-            done: wait.then_some(done),
-        };
-        let sent = tokio::time::timeout(RECORD_WAIT, async {
-            match self.queue.send(Queued::Write(message)).await {
-                Ok(()) if wait => committed.await.unwrap_or(false),
-                Ok(()) => true,
-                // The writer is gone (shutting down): write this one directly.
-                Err(mpsc::error::SendError(Queued::Write(message))) => {
-                    let ok = write_batch(&self.store, std::slice::from_ref(&message))
-                        .await
-                        .inspect_err(
-                            |err| tracing::error!(error = %err, "delivery ledger write failed"),
-                        )
-                        .is_ok();
-                    forget(&self.unwritten, std::slice::from_ref(&message));
+        let recorded = tokio::time::timeout(RECORD_WAIT, async {
+            match self.queue.send(Message::Row(pending)).await {
+                Ok(()) => done.await.unwrap_or(false),
+                Err(mpsc::error::SendError(message)) => {
+                    // The writer is gone (shutting down): write this one directly.
+                    let Message::Row(pending) = message else {
+                        return false;
+                    };
+                    let key = (pending.provider.clone(), pending.key.clone());
+                    let ok = match write(&self.store, vec![pending.cells]).await {
+                        Ok(()) => true,
+                        Err(err) => {
+                            tracing::error!(error = %err, "delivery ledger write failed");
+                            false
+                        }
+                    };
+                    if let Ok(mut unwritten) = self.unwritten.lock() {
+                        unwritten.remove(&key);
+                    }
                     ok
                 }
-                Err(_) => false,
             }
         })
         .await;
-        match sent {
+        match recorded {
             Ok(true) => Ok(()),
             _ => Err(NotRecorded),
         }
@@ -216,7 +183,7 @@ impl Ledger {
     pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
         let flushed = tokio::time::timeout(FLUSH_WAIT, async {
-            if self.queue.send(Queued::Flush(done)).await.is_ok() {
+            if self.queue.send(Message::Flush(done)).await.is_ok() {
                 let _ = written.await;
             }
         })
@@ -230,71 +197,71 @@ impl Ledger {
 
 async fn write_loop(
     store: EventStore,
-    mut rx: mpsc::Receiver<Queued>,
+    mut rx: mpsc::Receiver<Message>,
     unwritten: Arc<Mutex<HashMap<Key, Outcome>>>,
 ) {
-    let mut queued = Vec::with_capacity(PER_WRITE);
-    while rx.recv_many(&mut queued, PER_WRITE).await > 0 {
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        for item in queued.drain(..) {
-            match item {
-                Queued::Write(message) => batch.push(message),
-                Queued::Flush(done) => flushes.push(done),
+    let mut messages = Vec::with_capacity(PER_WRITE);
+    while rx.recv_many(&mut messages, PER_WRITE).await > 0 {
+        let mut keys = Vec::new();
+        let mut rows = Vec::new();
+        let mut recorders = Vec::new();
+        let mut waiters = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Row(pending) => {
+                    keys.push((pending.provider, pending.key));
+                    rows.push(pending.cells);
+                    recorders.push(pending.written);
+                }
+                Message::Flush(done) => waiters.push(done),
             }
         }
-        let written = write_retrying(&store, &batch).await;
-        forget(&unwritten, &batch);
-        for (message, ok) in batch.into_iter().zip(written) {
-            if let Some(done) = message.done {
-                let _ = done.send(ok);
+        let written = write_retrying(&store, &keys, rows).await;
+        if let Ok(mut unwritten) = unwritten.lock() {
+            for key in &keys {
+                unwritten.remove(key);
             }
         }
-        for done in flushes {
+        for (recorder, ok) in recorders.into_iter().zip(written) {
+            if let Some(recorder) = recorder {
+                let _ = recorder.send(ok);
+            }
+        }
+        for done in waiters {
             let _ = done.send(());
         }
     }
 }
 
-/// Answers written (or given up on) no longer need answering from memory.
-fn forget(unwritten: &Mutex<HashMap<Key, Outcome>>, batch: &[Message]) {
-    if let Ok(mut unwritten) = unwritten.lock() {
-        for message in batch {
-            if let Write::Answer { key, .. } = &message.write {
-                unwritten.remove(key);
-            }
-        }
-    }
-}
-
-/// Writes `batch`, retrying while the database is unavailable: the audit trail is not
-/// dropped because the database blinked. A batch that keeps failing is written one message at
-/// a time, so one row the database refuses cannot block every later delivery's; such a row
-/// is logged and dropped (its delivery is answered 503 if it waits). Returns, per message,
-/// whether it was written.
-async fn write_retrying(store: &EventStore, batch: &[Message]) -> Vec<bool> {
+/// Writes `rows`, retrying while the database is unavailable (the rows stay answerable from
+/// memory meanwhile): the audit trail is not dropped because the database blinked. A batch
+/// that keeps failing is written row by row, so one row the database refuses cannot block
+/// every later delivery's; such a row is logged and dropped (its events are in the log, and
+/// its delivery is answered 503). Returns, per row, whether it was written.
+async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) -> Vec<bool> {
     let mut backoff = Duration::from_millis(50);
     for _ in 0..BATCH_ATTEMPTS {
-        match write_batch(store, batch).await {
-            Ok(()) => return vec![true; batch.len()],
+        match write(store, rows.clone()).await {
+            Ok(()) => return vec![true; rows.len()],
             Err(err) => {
-                tracing::error!(error = %err, messages = batch.len(), "delivery ledger write failed; retrying");
+                tracing::error!(error = %err, rows = rows.len(), "delivery ledger write failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
-    let mut written = Vec::with_capacity(batch.len());
-    for message in batch {
+    let mut written = Vec::with_capacity(rows.len());
+    for (key, row) in keys.iter().zip(rows) {
         let mut backoff = Duration::from_millis(50);
         loop {
-            match write_batch(store, std::slice::from_ref(message)).await {
+            match write(store, vec![row.clone()]).await {
                 Ok(()) => {
                     written.push(true);
                     break;
                 }
                 Err(sqlx::Error::Database(err)) => {
-                    tracing::error!(error = %err, "delivery ledger row refused; dropped");
+                    tracing::error!(error = %err, provider = %key.0, delivery = %key.1,
+                        "delivery ledger row refused; dropped (its events are in the log)");
                     written.push(false);
                     break;
                 }
@@ -313,23 +280,9 @@ fn clean(text: &str) -> String {
     eventlog::json::without_nul(text).into_owned()
 }
 
-/// One transaction: the received rows, then the answers. Relaxed (no wait for the disk)
-/// unless a message asks for durability (see the module comment).
-async fn write_batch(store: &EventStore, batch: &[Message]) -> Result<(), sqlx::Error> {
-    let durable = batch.iter().any(|m| m.durable);
-    let backend = store.backend();
-    let mut tx = if durable {
-        backend.begin_write(store.write_pool()).await?
-    } else {
-        backend.begin_relaxed(store.write_pool()).await?
-    };
-    let rows: Vec<Vec<Cell>> = batch
-        .iter()
-        .filter_map(|m| match &m.write {
-            Write::Received { cells, .. } => Some(cells.clone()),
-            Write::Answer { .. } => None,
-        })
-        .collect();
+/// One durable transaction for the rows (see the module comment).
+async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
     insert_rows(
         &mut tx,
         "webhook_deliveries",
@@ -342,33 +295,6 @@ async fn write_batch(store: &EventStore, batch: &[Message]) -> Result<(), sqlx::
         projections::ProjectionError::Database(err) => err,
         other => sqlx::Error::Protocol(other.to_string()),
     })?;
-    for message in batch {
-        let Write::Answer {
-            key,
-            outcome,
-            organization_id,
-        } = &message.write
-        else {
-            continue;
-        };
-        // The first answer wins; a row received by another process keeps its own.
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status_code = $1, response = $2, \
-             first_position = $3, last_position = $4, event_count = $5, \
-             organization_id = COALESCE(organization_id, $6) \
-             WHERE provider = $7 AND delivery_key = $8 AND status_code = 0",
-        )
-        .bind(i64::from(outcome.status))
-        .bind(clean(&outcome.body.to_string()))
-        .bind(outcome.first_position)
-        .bind(outcome.last_position)
-        .bind(outcome.event_count)
-        .bind(organization_id.as_deref().map(clean))
-        .bind(key.0.clone())
-        .bind(clean(&key.1))
-        .execute(&mut *tx)
-        .await?;
-    }
     tx.commit().await
 }
 
@@ -379,7 +305,7 @@ async fn find_written(
 ) -> Result<Option<Outcome>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT status_code, response, first_position, last_position, event_count \
-         FROM webhook_deliveries WHERE provider = $1 AND delivery_key = $2 AND status_code <> 0",
+         FROM webhook_deliveries WHERE provider = $1 AND delivery_key = $2",
     )
     .bind(provider.to_string())
     .bind(key.to_string())

@@ -155,18 +155,6 @@ pub async fn ingest(
     if let Some(previous) = state.ledger.find("stripe", &event.id).await? {
         return Ok(previous);
     }
-    // The raw body first: the events' durable commit below makes it durable too.
-    state
-        .ledger
-        .receive(Delivery {
-            provider: "stripe",
-            key: &event.id,
-            organization_id: None,
-            message_type: Some(event.event_type.clone()),
-            content_type,
-            body,
-        })
-        .await?;
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
     let mut organization_id = None;
     if let Some((subscription_id, cmd)) = command(&event) {
@@ -199,7 +187,17 @@ pub async fn ingest(
     let outcome = outcome.with_position();
     state
         .ledger
-        .answer("stripe", &event.id, organization_id, &outcome)
+        .record(
+            Delivery {
+                provider: "stripe",
+                key: &event.id,
+                organization_id,
+                message_type: Some(event.event_type.clone()),
+                content_type,
+                body,
+            },
+            &outcome,
+        )
         .await?;
     Ok(outcome)
 }

@@ -183,18 +183,6 @@ pub async fn ingest(
     if let Some(previous) = state.ledger.find("twilio", &key).await? {
         return Ok(previous);
     }
-    // The raw body first: the events' durable commit below makes it durable too.
-    state
-        .ledger
-        .receive(Delivery {
-            provider: "twilio",
-            key: &key,
-            organization_id: None,
-            message_type: callback.call_status.clone(),
-            content_type,
-            body,
-        })
-        .await?;
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true, "matched": false }));
     let report = report_of(&callback, &key);
     let mut call = find_call(state, &callback.call_sid).await?;
@@ -218,7 +206,17 @@ pub async fn ingest(
     let outcome = outcome.with_position();
     state
         .ledger
-        .answer("twilio", &key, organization_id, &outcome)
+        .record(
+            Delivery {
+                provider: "twilio",
+                key: &key,
+                organization_id,
+                message_type: callback.call_status.clone(),
+                content_type,
+                body,
+            },
+            &outcome,
+        )
         .await?;
     Ok(outcome)
 }

@@ -148,22 +148,20 @@ pub async fn ingest(
     if let Some(previous) = state.ledger.find_unwritten("vapi", &key) {
         return Ok(previous);
     }
-    // The raw body first: the events' durable commit below makes it durable too.
-    state
-        .ledger
-        .receive(Delivery {
-            provider: "vapi",
-            key: &key,
-            organization_id: Some(org_id.to_string()),
-            message_type: Some(message.raw_type.clone()),
-            content_type,
-            body,
-        })
-        .await?;
     let outcome = handle(state, org_id, &org, &message, &key).await?;
     state
         .ledger
-        .answer("vapi", &key, Some(org_id.to_string()), &outcome)
+        .record(
+            Delivery {
+                provider: "vapi",
+                key: &key,
+                organization_id: Some(org_id.to_string()),
+                message_type: Some(message.raw_type.clone()),
+                content_type,
+                body,
+            },
+            &outcome,
+        )
         .await?;
     Ok(outcome)
 }

@@ -911,15 +911,15 @@ async fn a_read_waits_for_min_position_and_answers_503_when_it_cannot_catch_up(b
         .await
         .expect("request");
     assert_eq!(res.status(), 200);
-    // A position the log has not reached cannot be waited for.
+    // A position the log has not reached was never an answer: waiting would not help.
     let (status, body) = get_as(
         &app,
         Some(&app.org.to_string()),
         &format!("/api/v1/calls?min_position={}", written + 1_000),
     )
     .await;
-    assert_eq!(status, 503);
-    assert_eq!(body["error"]["code"], "not_caught_up");
+    assert_eq!(status, 409);
+    assert_eq!(body["error"]["code"], "position_beyond_log");
     app.app.stop().await;
 }
 

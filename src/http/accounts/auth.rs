@@ -36,11 +36,14 @@ use crate::state::AppState;
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct SignUp {
+    #[oai(validator(max_length = 320, pattern = r"^\S+@\S+\.\S+$"))]
     pub email: String,
     /// At least 10 characters, two kinds (lowercase, uppercase, digits, symbols), not the email.
     pub password: String,
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub name: String,
     /// Creates an organization the new user owns.
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub organization_name: Option<String>,
 }
 
@@ -83,6 +86,7 @@ pub struct SessionCreated {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ForgotPassword {
+    #[oai(validator(max_length = 320, pattern = r"^\S+@\S+\.\S+$"))]
     pub email: String,
 }
 

@@ -98,12 +98,14 @@ pub struct OrganizationList {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct NewOrganization {
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub name: String,
 }
 
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct OrganizationChanges {
+    #[oai(validator(min_length = 1, max_length = 200, pattern = r"\S"))]
     pub name: Option<String>,
     pub settings: Option<SettingsChanges>,
 }

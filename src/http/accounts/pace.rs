@@ -78,6 +78,7 @@ mod tests {
         pace.new_address_took(Duration::from_millis(30));
         let started = Instant::now();
         pace.wait_as_new(started).await;
-        assert!(started.elapsed() >= Duration::from_millis(30));
+        // Up to two timer ticks early (they are given back to the timer's overshoot).
+        assert!(started.elapsed() >= Duration::from_millis(27));
     }
 }

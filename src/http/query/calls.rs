@@ -380,7 +380,7 @@ impl CallsApi {
         req: &Request,
         auth: OrganizationHeader,
         /// Page size, 1 to 100 (default 25).
-        limit: Query<Option<Lenient<i64>>>,
+        limit: Query<Option<Lenient<crate::http::query::position::PageSize>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Calls started at or after this time (RFC 3339, epoch ms or YYYY-MM-DD).

@@ -288,7 +288,7 @@ impl ContactsApi {
         /// Matches name or phone number (case-insensitive substring).
         q: Query<Option<String>>,
         /// Page size, 1 to 100 (default 25).
-        limit: Query<Option<Lenient<i64>>>,
+        limit: Query<Option<Lenient<crate::http::query::position::PageSize>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
@@ -519,7 +519,7 @@ impl ContactsApi {
         /// The contact id.
         id: Path<String>,
         /// Page size, 1 to 100 (default 25).
-        limit: Query<Option<Lenient<i64>>>,
+        limit: Query<Option<Lenient<crate::http::query::position::PageSize>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.

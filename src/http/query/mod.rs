@@ -162,8 +162,17 @@ pub async fn begin(
     })
 }
 
-/// Waits until every read model reflects `position`; 503 `not_caught_up` otherwise.
+/// Waits until every read model reflects `position`; 503 `not_caught_up` otherwise. A
+/// position no write has reached (beyond the log's head) is 409 `position_beyond_log`:
+/// waiting would not help, it was never an answer of ours.
 pub async fn wait_for(state: &AppState, position: i64) -> Result<(), ApiError> {
+    let head = state.store.head().await?;
+    if position > head {
+        return Err(ApiError::conflict(
+            "position_beyond_log",
+            format!("min_position {position} is beyond the log's head ({head}): no write has reached it"),
+        ));
+    }
     if state.wait_for_position(position, CONSISTENCY_WAIT).await? {
         Ok(())
     } else {

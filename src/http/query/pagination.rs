@@ -17,11 +17,11 @@ pub const DEFAULT_LIMIT: i64 = 25;
 pub const MAX_LIMIT: i64 = 100;
 
 /// The page size: 1..=100, default 25.
-pub fn limit(value: Option<Lenient<i64>>) -> Result<i64, ApiError> {
+pub fn limit(value: Option<Lenient<super::position::PageSize>>) -> Result<i64, ApiError> {
     match value {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => {
-            let n = v.get("limit")?;
+            let n = v.get("limit")?.0;
             if (1..=MAX_LIMIT).contains(&n) {
                 Ok(n)
             } else {

@@ -80,7 +80,7 @@ impl SearchApi {
         /// The words to search for (required, at most 200 characters).
         q: Query<Option<String>>,
         /// Page size, 1 to 100 (default 25).
-        limit: Query<Option<Lenient<i64>>>,
+        limit: Query<Option<Lenient<crate::http::query::position::PageSize>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
