@@ -166,6 +166,10 @@ pub async fn begin(
 /// position no write has reached (beyond the log's head) is 409 `position_beyond_log`:
 /// waiting would not help, it was never an answer of ours.
 pub async fn wait_for(state: &AppState, position: i64) -> Result<(), ApiError> {
+    if state.wait_for_position(position, CONSISTENCY_WAIT).await? {
+        return Ok(());
+    }
+    // Only on the way out: the head is read when the wait failed, not on every query.
     let head = state.store.head().await?;
     if position > head {
         return Err(ApiError::conflict(
@@ -173,14 +177,10 @@ pub async fn wait_for(state: &AppState, position: i64) -> Result<(), ApiError> {
             format!("min_position {position} is beyond the log's head ({head}): no write has reached it"),
         ));
     }
-    if state.wait_for_position(position, CONSISTENCY_WAIT).await? {
-        Ok(())
-    } else {
-        Err(ApiError::unavailable(
-            "not_caught_up",
-            format!("the read models have not reached position {position} yet; retry shortly"),
-        ))
-    }
+    Err(ApiError::unavailable(
+        "not_caught_up",
+        format!("the read models have not reached position {position} yet; retry shortly"),
+    ))
 }
 
 /// 400 naming the first query parameter the operation does not know.
