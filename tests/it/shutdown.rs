@@ -20,7 +20,11 @@ async fn deliver(
     count: usize,
     concurrency: usize,
 ) -> Vec<String> {
-    let client = reqwest::Client::new();
+    // A bounded wait per request: a request caught by the stop must fail, not hang the test.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
     let url = format!("{base}/api/webhooks/vapi/{org}");
     stream::iter(0..count)
         .map(|i| {
