@@ -113,6 +113,14 @@ pub struct Config {
     /// `CALLFLEX_TRUSTED_PROXIES`: comma-separated IPs or CIDRs of reverse proxies whose
     /// `X-Forwarded-For` is believed (default none: the peer address is the client).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `LLM_MODEL`: the chat model post-call processing asks (default `gpt-4o-mini`).
+    pub llm_model: String,
+    /// `PROCESS_FIRST_BACKOFF_MS`: the first pause before a failed process step is retried;
+    /// it doubles per attempt (default 1,000 ms).
+    pub process_first_backoff_ms: i64,
+    /// `PROCESS_CONCURRENCY`: how many process instances one worker advances at once
+    /// (default 32).
+    pub process_concurrency: usize,
 }
 
 impl Default for Config {
@@ -170,6 +178,9 @@ impl Default for Config {
             session_ttl_hours: 24 * 14,
             provisioning_timeout_secs: 120,
             trusted_proxies: Vec::new(),
+            llm_model: "gpt-4o-mini".into(),
+            process_first_backoff_ms: 1_000,
+            process_concurrency: 32,
         }
     }
 }
@@ -311,6 +322,20 @@ impl Config {
                         "PROVISIONING_TIMEOUT_SECS={n} is not a number of seconds"
                     ))
                 })?;
+        }
+        if let Some(model) = get("LLM_MODEL") {
+            c.llm_model = model;
+        }
+        if let Some(n) = get("PROCESS_FIRST_BACKOFF_MS") {
+            c.process_first_backoff_ms =
+                n.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(|| {
+                    ConfigError(format!("PROCESS_FIRST_BACKOFF_MS={n} is not milliseconds"))
+                })?;
+        }
+        if let Some(n) = get("PROCESS_CONCURRENCY") {
+            c.process_concurrency = n.parse().ok().filter(|s: &usize| *s > 0).ok_or_else(|| {
+                ConfigError(format!("PROCESS_CONCURRENCY={n} is not a positive number"))
+            })?;
         }
         if let Some(list) = get("CALLFLEX_TRUSTED_PROXIES") {
             c.trusted_proxies = parse_networks(&list).map_err(|bad| {

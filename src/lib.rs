@@ -1,6 +1,7 @@
 //! CallFlex: the backend of an AI phone receptionist, as an event-sourced CQRS service.
 //!
 //! # Layout
+//! - [`app`]: the use cases, written once for HTTP, webhooks and processes; [`app::AppError`].
 //! - [`config`]: settings from the environment (embedded SQLite by default, no keys needed).
 //! - [`startup`]: `Application::build(config)`: store, projectors, HTTP server (port 0 ok).
 //! - [`state`]: what handlers share: the store, one repository per aggregate, projectors.
@@ -13,6 +14,7 @@
 //! The crates below: `aggregates` (pure domain), `eventlog` (the log), `projections` (read
 //! models), `wire` (provider formats and signatures).
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;

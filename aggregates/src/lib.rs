@@ -14,6 +14,8 @@
 //! - [`organization`]: one [`organization::Organization`] per tenant: members
 //!   and roles, settings, phone numbers, assistants, contacts, integrations
 //!   and outgoing webhook endpoints.
+//! - [`process`]: one [`process::Process`] per instance of a durable process (post-call
+//!   processing, a notification): its plan, each step's attempts and outcome, its retries.
 //! - [`subscription`]: one [`subscription::Subscription`] per Stripe
 //!   subscription: status sync, invoices, usage metering and overage.
 //! - [`telephony`]: one [`telephony::TwilioCall`] per Twilio CallSid: status callbacks that
@@ -34,6 +36,7 @@
 pub mod call;
 pub mod common;
 pub mod organization;
+pub mod process;
 pub mod subscription;
 pub mod telephony;
 pub mod user;

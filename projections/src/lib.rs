@@ -12,7 +12,8 @@
 //! - One module per read model: [`calls`] (calls + call actions), [`transcripts`],
 //!   [`contacts`], [`usage`] (per organization per day), [`billing`] (subscriptions,
 //!   invoices, closed periods), [`accounts`] (users, sessions, API keys, memberships and
-//!   organizations: the lookups authentication starts from).
+//!   organizations: the lookups authentication starts from), [`notifications`] (each SMS
+//!   and email the processes send, with its status).
 //!
 //! All read models are eventually consistent; none is updated inside a command's transaction.
 
@@ -22,6 +23,7 @@ pub mod billing;
 pub mod calls;
 pub mod contacts;
 pub mod feed;
+pub mod notifications;
 pub mod projector;
 pub mod rebuild;
 pub mod runner;
@@ -45,5 +47,6 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(usage::UsageProjector),
         Arc::new(billing::BillingProjector),
         Arc::new(accounts::AccountsProjector),
+        Arc::new(notifications::NotificationsProjector),
     ]
 }

@@ -2,6 +2,7 @@
 
 use aggregates::call::CallEvent;
 use aggregates::organization::OrganizationEvent;
+use aggregates::process::ProcessEvent;
 use aggregates::subscription::SubscriptionEvent;
 use aggregates::user::UserEvent;
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ pub enum DomainEvent {
     Organization(OrganizationEvent),
     Subscription(SubscriptionEvent),
     User(UserEvent),
+    /// A durable process's progress (`aggregates::process`).
+    Process(ProcessEvent),
     /// An aggregate type this build does not know (written by a newer version): skipped.
     Other,
 }
@@ -76,6 +79,7 @@ impl DomainEvent {
                 DomainEvent::Subscription(serde_json::from_str(payload).map_err(wrap)?)
             }
             "user" => DomainEvent::User(serde_json::from_str(payload).map_err(wrap)?),
+            "process" => DomainEvent::Process(serde_json::from_str(payload).map_err(wrap)?),
             _ => DomainEvent::Other,
         })
     }

@@ -251,3 +251,22 @@ pub fn from_poem(err: &poem::Error) -> (u16, serde_json::Value) {
         serde_json::json!({ "error": { "code": code, "message": message, "details": null } }),
     )
 }
+
+/// Every use case's error, in HTTP's words (the one map from [`ErrorKind`] to a status).
+impl From<crate::app::AppError> for ApiError {
+    fn from(err: crate::app::AppError) -> Self {
+        use crate::app::ErrorKind;
+        let detail = |err: crate::app::AppError| body(&err.code, err.message, err.details);
+        match err.kind {
+            ErrorKind::BadRequest => ApiError::BadRequest(detail(err)),
+            ErrorKind::Unauthenticated => ApiError::Unauthorized(detail(err)),
+            ErrorKind::Forbidden => ApiError::Forbidden(detail(err)),
+            ErrorKind::NotFound => ApiError::NotFound(detail(err)),
+            ErrorKind::Conflict => ApiError::Conflict(detail(err)),
+            ErrorKind::Invalid => ApiError::Unprocessable(detail(err)),
+            ErrorKind::Unavailable => ApiError::Unavailable(detail(err)),
+            ErrorKind::Upstream => ApiError::BadGateway(detail(err)),
+            ErrorKind::Internal => ApiError::internal(format!("{}: {}", err.code, err.message)),
+        }
+    }
+}

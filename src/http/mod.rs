@@ -170,3 +170,14 @@ async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::R
     }
     Ok(response)
 }
+
+/// The `Idempotency-Key` header, trimmed, if any (scoped into a command key by
+/// [`crate::app::command_meta`]).
+pub fn idempotency_key(req: &poem::Request) -> Option<String> {
+    req.headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+}

@@ -7,6 +7,7 @@
 //! is returned by the caller instead of sending anything.
 
 pub mod egress;
+pub mod llm;
 pub mod oauth;
 pub mod resend;
 pub mod twilio;
@@ -132,6 +133,13 @@ impl HttpClient {
     }
 
     /// Shorter back-off (tests).
+    /// How many times one `send` tries a transient failure (processes retry by their own
+    /// policy, durably, and use 1).
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
     pub fn with_backoff(mut self, backoff: Duration) -> Self {
         self.backoff = backoff;
         self

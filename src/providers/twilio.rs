@@ -90,6 +90,13 @@ impl Twilio {
         }
     }
 
+    /// One try per request: a process retries by its own durable policy, and an SMS must
+    /// not be re-sent blindly after an answer that may have followed a send.
+    pub fn single_attempt(mut self) -> Self {
+        self.client = self.client.with_attempts(1);
+        self
+    }
+
     pub fn client(&self) -> &HttpClient {
         &self.client
     }
@@ -305,6 +312,48 @@ impl Twilio {
             org,
         );
         tolerate_not_found(self.client.send(request).await)
+    }
+
+    /// `GET Messages.json?To=..&From=..&DateSent>=..`: a message with exactly `body` sent
+    /// from `from` to `to` on or after `since`'s day (how a send in doubt is looked up before
+    /// it is repeated: Twilio's Messages API takes no idempotency key). `Ok(None)` in sandbox
+    /// mode, where nothing was sent.
+    pub async fn find_message(
+        &self,
+        to: &str,
+        from: &str,
+        body: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        org: &str,
+    ) -> Result<Option<Message>, ProviderError> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("To", to)
+            .append_pair("From", from)
+            .append_pair("DateSent>", &since.format("%Y-%m-%d").to_string())
+            .append_pair("PageSize", "100")
+            .finish();
+        let answer = self
+            .client
+            .send(self.request(
+                reqwest::Method::GET,
+                format!("{}?{query}", self.path("Messages.json")),
+                Body::Empty,
+                org,
+            ))
+            .await?;
+        let Some(answer) = answer else {
+            return Ok(None);
+        };
+        let found = answer.body["messages"].as_array().and_then(|messages| {
+            messages
+                .iter()
+                .find(|m| m["body"].as_str() == Some(body) && m["status"] != "failed")
+        });
+        Ok(found.map(|m| Message {
+            sid: text(m, "sid").unwrap_or_default(),
+            status: text(m, "status").unwrap_or_else(|| "queued".into()),
+            sandbox: false,
+        }))
     }
 
     /// `POST Messages.json` (To, From, Body; 201).

@@ -9,7 +9,7 @@ use wire::{StripeChange, StripeEvent};
 
 use super::deliveries::Delivery;
 use super::Outcome;
-use crate::http::error::ApiError;
+use crate::app::AppError;
 use crate::state::AppState;
 
 fn status(name: &str) -> Option<SubscriptionStatus> {
@@ -130,9 +130,9 @@ pub async fn ingest(
     signature: Option<&str>,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, AppError> {
     let Some(secret) = state.config.stripe_webhook_secret.as_ref() else {
-        return Err(ApiError::bad_request(
+        return Err(AppError::bad_request(
             "webhook_auth_not_configured",
             "STRIPE_WEBHOOK_SECRET is not configured; Stripe events cannot be verified",
         ));
@@ -145,13 +145,13 @@ pub async fn ingest(
         state.config.signature_tolerance_secs,
     )
     .map_err(|err| {
-        ApiError::bad_request(
+        AppError::bad_request(
             "invalid_signature",
             format!("Stripe signature check failed: {err}"),
         )
     })?;
     let event = wire::parse_stripe_event(body)
-        .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
+        .map_err(|err| AppError::bad_request("invalid_payload", err.to_string()))?;
     if let Some(previous) = state.ledger.find("stripe", &event.id).await? {
         return Ok(previous);
     }
@@ -177,7 +177,7 @@ pub async fn ingest(
                 organization_id = executed.state.organization_id.map(|o| o.to_string());
             }
             Err(ExecuteError::Domain(err)) => {
-                return Err(ApiError::unprocessable(err.code(), err.to_string()))
+                return Err(AppError::unprocessable(err.code(), err.to_string()))
             }
             Err(ExecuteError::Store(err)) => return Err(err.into()),
         }

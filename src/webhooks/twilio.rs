@@ -12,7 +12,7 @@ use wire::TwilioStatus;
 
 use super::deliveries::Delivery;
 use super::Outcome;
-use crate::http::error::ApiError;
+use crate::app::AppError;
 use crate::state::AppState;
 
 fn status(call_status: &str) -> Option<(CallStatus, Option<String>)> {
@@ -39,7 +39,7 @@ pub struct KnownCall {
     pub vapi_call_id: String,
 }
 
-async fn find_call(state: &AppState, call_sid: &str) -> Result<Option<KnownCall>, ApiError> {
+async fn find_call(state: &AppState, call_sid: &str) -> Result<Option<KnownCall>, AppError> {
     let row = sqlx::query(
         "SELECT id, organization_id, vapi_call_id FROM calls WHERE provider_call_id = $1",
     )
@@ -52,7 +52,7 @@ async fn find_call(state: &AppState, call_sid: &str) -> Result<Option<KnownCall>
     let organization: String = row.try_get(1)?;
     Ok(Some(KnownCall {
         id: row.try_get(0)?,
-        organization_id: Uuid::parse_str(&organization).map_err(ApiError::internal)?,
+        organization_id: Uuid::parse_str(&organization).map_err(AppError::internal)?,
         vapi_call_id: row.try_get(2)?,
     }))
 }
@@ -78,7 +78,7 @@ pub async fn apply_report(
     report: &StatusReport,
     call: &KnownCall,
     outcome: &mut Outcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let organization_id = call.organization_id;
     let Some((status, ended_reason)) = status(&report.call_status) else {
         return Ok(());
@@ -107,7 +107,7 @@ pub async fn apply_report(
         Ok(executed) => outcome.record(&executed.result),
         Err(ExecuteError::Domain(CallError::AlreadyEnded)) => {}
         Err(ExecuteError::Domain(err)) => {
-            return Err(ApiError::conflict(err.code(), err.to_string()))
+            return Err(AppError::conflict(err.code(), err.to_string()))
         }
         Err(ExecuteError::Store(err)) => return Err(err.into()),
     }
@@ -121,7 +121,7 @@ async fn keep_unmatched(
     callback: &TwilioStatus,
     report: StatusReport,
     outcome: &mut Outcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let meta = CommandMeta::new(format!("provider:twilio:{}", report.key))
         .idempotency_key(format!("twilio-report:{}", report.key));
     let cmd = TwilioCallCommand::Report { report };
@@ -132,7 +132,7 @@ async fn keep_unmatched(
     {
         Ok(executed) => outcome.record(&executed.result),
         Err(ExecuteError::Domain(err)) => {
-            return Err(ApiError::bad_request(err.code(), err.to_string()))
+            return Err(AppError::bad_request(err.code(), err.to_string()))
         }
         Err(ExecuteError::Store(err)) => return Err(err.into()),
     }
@@ -152,28 +152,28 @@ pub async fn ingest(
     query: Option<&str>,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, AppError> {
     let Some(token) = state.config.twilio_auth_token.as_ref() else {
-        return Err(ApiError::forbidden(
+        return Err(AppError::forbidden(
             "webhook_auth_not_configured",
             "TWILIO_AUTH_TOKEN is not configured; Twilio callbacks cannot be verified",
         ));
     };
     let params = wire::twilio::parse_form(body)
-        .map_err(|err| ApiError::bad_request("invalid_form", err.to_string()))?;
+        .map_err(|err| AppError::bad_request("invalid_form", err.to_string()))?;
     let mut url = format!("{}/api/webhooks/twilio/status", state.config.public_url);
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         url.push('?');
         url.push_str(q);
     }
     wire::signature::twilio(token.expose(), &url, &params, signature).map_err(|err| {
-        ApiError::forbidden(
+        AppError::forbidden(
             "invalid_signature",
             format!("Twilio signature check failed: {err}"),
         )
     })?;
     let callback = wire::parse_status_callback(body)
-        .map_err(|err| ApiError::bad_request("invalid_form", err.to_string()))?;
+        .map_err(|err| AppError::bad_request("invalid_form", err.to_string()))?;
     let key = format!(
         "{}:{}:{}",
         callback.call_sid,

@@ -15,7 +15,7 @@ use wire::{CallInfo, VapiKind, VapiMessage};
 
 use super::deliveries::{self, Delivery};
 use super::Outcome;
-use crate::http::error::ApiError;
+use crate::app::AppError;
 use crate::state::AppState;
 
 /// Our id for a VAPI call: derived from the organization and VAPI's id, so one tenant can
@@ -43,8 +43,8 @@ pub struct AuthHeaders {
 
 /// The secrets a delivery may be authenticated with: the organization's current one, the one
 /// before its last rotation while the overlap lasts, and the service-wide fallback.
-fn candidate_secrets(state: &AppState, org: &Organization) -> Result<Vec<String>, ApiError> {
-    let open = |sealed: &str| state.secrets.open(sealed).map_err(ApiError::internal);
+fn candidate_secrets(state: &AppState, org: &Organization) -> Result<Vec<String>, AppError> {
+    let open = |sealed: &str| state.secrets.open(sealed).map_err(AppError::internal);
     let mut secrets = Vec::new();
     if let Some(auth) = &org.webhook_auth {
         for sealed in [auth.shared_secret.as_deref(), auth.hmac_secret.as_deref()]
@@ -73,10 +73,10 @@ fn authenticate(
     org: &Organization,
     headers: &AuthHeaders,
     body: &[u8],
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let secrets = candidate_secrets(state, org)?;
     if secrets.is_empty() {
-        return Err(ApiError::unauthorized(
+        return Err(AppError::unauthorized(
             "webhook_auth_not_configured",
             "this organization has no VAPI webhook credential configured",
         ));
@@ -109,7 +109,7 @@ fn authenticate(
         }
     }
     last.map_err(|err| {
-        ApiError::unauthorized(
+        AppError::unauthorized(
             "invalid_signature",
             format!("VAPI authentication failed: {err}"),
         )
@@ -123,9 +123,9 @@ pub async fn ingest(
     headers: &AuthHeaders,
     content_type: Option<&str>,
     body: &[u8],
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, AppError> {
     let org_id = Uuid::parse_str(organization_id).map_err(|_| {
-        ApiError::bad_parameter("organization_id", "organization_id must be a UUID")
+        AppError::bad_parameter("organization_id", "organization_id must be a UUID")
     })?;
     let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
     let (org, _) = state
@@ -133,14 +133,14 @@ pub async fn ingest(
         .load_within(&org_id.to_string(), ORGANIZATION_STALENESS)
         .await?;
     if !org.is_live() {
-        return Err(ApiError::not_found(
+        return Err(AppError::not_found(
             "organization_not_found",
             "no such organization",
         ));
     }
     authenticate(state, &org, headers, body)?;
     let message = wire::parse_vapi(body)
-        .map_err(|err| ApiError::bad_request("invalid_payload", err.to_string()))?;
+        .map_err(|err| AppError::bad_request("invalid_payload", err.to_string()))?;
     // No ledger lookup on this path (a round trip before every tool-call answer): an exact
     // redelivery runs the same commands under the same idempotency keys, which return the
     // first run's results, so the answer is the same (tests check it). This process's own
@@ -174,14 +174,14 @@ fn direction(call: &CallInfo) -> Direction {
     }
 }
 
-fn context(org_id: Uuid, message: &VapiMessage) -> Result<CallContext, ApiError> {
+fn context(org_id: Uuid, message: &VapiMessage) -> Result<CallContext, AppError> {
     let call = &message.call;
     let vapi_call_id = call
         .id
         .clone()
         .filter(|id| !id.trim().is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(
+            AppError::bad_request(
                 "missing_call_id",
                 format!("a {} message must carry call.id", message.raw_type),
             )
@@ -220,7 +220,7 @@ async fn run(
     key: &str,
     index: usize,
     outcome: &mut Outcome,
-) -> Result<Option<Executed<Call>>, ApiError> {
+) -> Result<Option<Executed<Call>>, AppError> {
     let meta = CommandMeta::new(format!("provider:vapi:{key}"))
         .tenant(org_id)
         .idempotency_key(format!("vapi:{key}:{index}"))
@@ -239,7 +239,7 @@ async fn run(
         }
         // A second end report for an ended call is a redelivery in another shape: accepted.
         Err(ExecuteError::Domain(CallError::AlreadyEnded)) => Ok(None),
-        Err(ExecuteError::Domain(err)) => Err(ApiError::conflict(err.code(), err.to_string())),
+        Err(ExecuteError::Domain(err)) => Err(AppError::conflict(err.code(), err.to_string())),
         Err(ExecuteError::Store(err)) => Err(err.into()),
     }
 }
@@ -267,7 +267,7 @@ async fn apply_waiting_twilio_reports(
     call_id: &str,
     call_sid: &str,
     outcome: &mut Outcome,
-) -> Result<(), ApiError> {
+) -> Result<(), AppError> {
     let (waiting, _) = state.twilio_calls.load(call_sid).await?;
     let call = super::twilio::KnownCall {
         id: call_id.to_string(),
@@ -286,7 +286,7 @@ async fn handle(
     org: &Organization,
     message: &VapiMessage,
     key: &str,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, AppError> {
     let at = message.timestamp.unwrap_or_else(Utc::now);
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
     let call_related = !matches!(
@@ -476,7 +476,7 @@ async fn invoke(
     at: DateTime<Utc>,
     key: &str,
     outcome: &mut Outcome,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>, AppError> {
     if calls.is_empty() {
         return Ok(Vec::new());
     }

@@ -12,6 +12,8 @@
 //! * [`twilio`]: form-encoded status callbacks and inbound SMS.
 //! * [`stripe`]: [`parse_stripe_event`] for checkout, subscription and invoice events across
 //!   pre- and post-`2025-03-31.basil` shapes.
+//! * [`llm`]: OpenAI-compatible chat completion requests and the validated call-data
+//!   extraction the post-call processing asks for.
 //! * [`surrogates`]: rewrites the unpaired UTF-16 surrogate escapes JavaScript senders emit
 //!   (an emoji cut in half) so such a body is parsed instead of refused.
 //! * [`WireError`]: a body that is authentic but unusable.
@@ -21,6 +23,7 @@
 
 mod error;
 mod lenient;
+pub mod llm;
 pub mod signature;
 pub mod stripe;
 pub mod surrogates;

@@ -202,4 +202,11 @@ pub enum CallCommand {
     Close {
         at: Timestamp,
     },
+    /// Notifications decided after the call (the post-call summary): the call's stream is
+    /// their durable outbox, as `FunctionCallHandled` is for those decided during the call.
+    RequestNotifications {
+        reason: String,
+        notifications: Vec<Notification>,
+        at: Timestamp,
+    },
 }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::{
-    CallAnalysis, CallStatus, Direction, EndReport, FunctionInvocation, TranscriptSegment,
+    CallAnalysis, CallStatus, Direction, EndReport, FunctionInvocation, Notification,
+    TranscriptSegment,
 };
 use crate::common::Timestamp;
 
@@ -61,6 +62,11 @@ pub enum CallEvent {
     CallProcessed {
         at: Timestamp,
     },
+    NotificationsRequested {
+        reason: String,
+        notifications: Vec<Notification>,
+        at: Timestamp,
+    },
 }
 
 impl CallEvent {
@@ -77,6 +83,7 @@ impl CallEvent {
             CallEvent::RecordingAvailable { .. } => "RecordingAvailable",
             CallEvent::CallAnalyzed { .. } => "CallAnalyzed",
             CallEvent::CallProcessed { .. } => "CallProcessed",
+            CallEvent::NotificationsRequested { .. } => "NotificationsRequested",
         }
     }
 }

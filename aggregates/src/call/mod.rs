@@ -186,6 +186,24 @@ impl Call {
                 }
                 emit(self, out, CallEvent::CallProcessed { at });
             }
+            CallCommand::RequestNotifications {
+                reason,
+                notifications,
+                at,
+            } => {
+                if notifications.iter().all(|n| n.recipients.is_empty()) {
+                    return Ok(());
+                }
+                emit(
+                    self,
+                    out,
+                    CallEvent::NotificationsRequested {
+                        reason,
+                        notifications,
+                        at,
+                    },
+                );
+            }
         }
         Ok(())
     }
@@ -403,6 +421,7 @@ impl Aggregate for Call {
             CallEvent::CallProcessed { .. } => {
                 self.closed = true;
             }
+            CallEvent::NotificationsRequested { .. } => {}
         }
     }
 }

@@ -285,6 +285,7 @@ impl CallRow {
                 self.action_items = Some(serde_json::to_string(&analysis.action_items)?);
             }
             CallEvent::CallProcessed { .. } => self.processed = 1,
+            CallEvent::NotificationsRequested { .. } => {}
         }
         self.last_position = position;
         Ok(action)

@@ -247,6 +247,7 @@ impl Projector for CallsProjector {
                 .execute(&mut **tx)
                 .await?;
             }
+            CallEvent::NotificationsRequested { .. } => {}
         }
         Ok(())
     }

@@ -25,7 +25,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{email_address, meta, organization_error, settle, user_error, RoleName, EMAIL_FROM};
+use super::{email_address, meta, settle, user_error, RoleName, EMAIL_FROM};
 use crate::auth::{self, password_problem, random_token, rule_of, token_hash};
 use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::http::query::principal::{authenticate, BearerAuth, Identity};
@@ -388,21 +388,20 @@ impl AuthApi {
         let mut position = registered.result.last_position;
         if let Some(org_name) = org_name {
             let id = Uuid::new_v4();
-            let done = state
-                .organizations
-                .execute(
-                    &id.to_string(),
-                    OrganizationCommand::Create {
-                        id,
-                        name: org_name,
-                        owner_user_id: user_id.clone(),
-                        owner_email: email.clone(),
-                        actor: actor.clone(),
-                    },
-                    &eventlog::CommandMeta::new(actor.clone()).tenant(id),
-                )
-                .await
-                .map_err(organization_error)?;
+            let done = crate::app::organizations::execute_as(
+                &state,
+                &crate::app::Caller::new(actor.clone(), id),
+                "sign-up",
+                None,
+                OrganizationCommand::Create {
+                    id,
+                    name: org_name,
+                    owner_user_id: user_id.clone(),
+                    owner_email: email.clone(),
+                    actor: actor.clone(),
+                },
+            )
+            .await?;
             position = position.max(done.result.last_position);
         }
         let token = request_verification(&state, &user_id).await?;

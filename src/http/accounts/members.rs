@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::organizations::{execute, for_path};
 use super::{
-    email_address, meta, organization_error, organization_id, settle, user_error, RoleName,
+    email_address, organization_id, settle, user_error, RoleName,
     EMAIL_FROM,
 };
 use crate::http::error::ApiError;
@@ -225,18 +225,19 @@ impl MembersApi {
         let user_id = identity.user_id()?.to_string();
         let org = organization_id(&id.0)?;
         let actor = identity.actor();
-        let done = state
-            .organizations
-            .execute(
-                &org.to_string(),
-                OrganizationCommand::AcceptInvite {
-                    user_id: user_id.clone(),
-                    actor: actor.clone(),
-                },
-                &meta(req, &actor, Some(org), "members"),
-            )
-            .await
-            .map_err(|e| match organization_error(e) {
+        let key = crate::http::idempotency_key(req);
+        let done = crate::app::organizations::execute_as(
+            &state,
+            &crate::app::Caller::new(actor.clone(), org),
+            "members",
+            key.as_deref(),
+            OrganizationCommand::AcceptInvite {
+                user_id: user_id.clone(),
+                actor: actor.clone(),
+            },
+        )
+        .await
+        .map_err(|e| match ApiError::from(e) {
                 // Not invited (or no such organization): the same 404.
                 ApiError::Forbidden(_) => {
                     ApiError::not_found("member_not_found", "no invitation for you here")

@@ -14,7 +14,7 @@ pub mod organizations;
 pub mod pace;
 pub mod webhook_credentials;
 
-use aggregates::organization::{OrganizationError, Role};
+use aggregates::organization::Role;
 use aggregates::user::UserError;
 use eventlog::{CommandMeta, ExecuteError};
 use poem::Request;
@@ -99,24 +99,6 @@ pub fn meta(req: &Request, actor: &str, tenant: Option<Uuid>, namespace: &str) -
     {
         Some(key) if !key.is_empty() => meta.idempotency_key(format!("{namespace}:{actor}:{key}")),
         _ => meta,
-    }
-}
-
-/// Maps the Organization aggregate's refusals to HTTP.
-pub fn organization_error(err: ExecuteError<OrganizationError>) -> ApiError {
-    let e = match err {
-        ExecuteError::Store(e) => return e.into(),
-        ExecuteError::Domain(e) => e,
-    };
-    let code = e.code();
-    let message = e.to_string();
-    match e {
-        OrganizationError::Forbidden => ApiError::forbidden(code, message),
-        OrganizationError::NotFound
-        | OrganizationError::MemberNotFound
-        | OrganizationError::ApiKeyNotFound => ApiError::not_found(code, message),
-        OrganizationError::InvalidInput(_) => ApiError::unprocessable(code, message),
-        _ => ApiError::conflict(code, message),
     }
 }
 

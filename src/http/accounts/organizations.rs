@@ -19,7 +19,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::auth::parse_role;
-use super::{meta, organization_error, organization_id, settle, RoleName};
+use super::{organization_id, settle, RoleName};
 use crate::http::error::ApiError;
 use crate::http::query::principal::{authenticate, principal_for, BearerAuth, Identity, Principal};
 use crate::http::ApiTags;
@@ -208,20 +208,15 @@ pub async fn execute(
     principal: &Principal,
     command: OrganizationCommand,
 ) -> Result<i64, ApiError> {
-    let done = state
-        .organizations
-        .execute(
-            &principal.org(),
-            command,
-            &meta(
-                req,
-                &principal.actor(),
-                Some(principal.organization_id),
-                "organizations",
-            ),
-        )
-        .await
-        .map_err(organization_error)?;
+    let key = crate::http::idempotency_key(req);
+    let done = crate::app::organizations::execute_as(
+        state,
+        &principal.caller(),
+        "organizations",
+        key.as_deref(),
+        command,
+    )
+    .await?;
     Ok(done.result.last_position)
 }
 
@@ -307,21 +302,21 @@ impl OrganizationsApi {
         let (user, _) = state.users.load(&user_id).await?;
         let id = Uuid::new_v4();
         let actor = identity.actor();
-        let done = state
-            .organizations
-            .execute(
-                &id.to_string(),
-                OrganizationCommand::Create {
-                    id,
-                    name,
-                    owner_user_id: user_id,
-                    owner_email: user.email,
-                    actor: actor.clone(),
-                },
-                &meta(req, &actor, Some(id), "organizations"),
-            )
-            .await
-            .map_err(organization_error)?;
+        let key = crate::http::idempotency_key(req);
+        let done = crate::app::organizations::execute_as(
+            &state,
+            &crate::app::Caller::new(actor.clone(), id),
+            "organizations",
+            key.as_deref(),
+            OrganizationCommand::Create {
+                id,
+                name,
+                owner_user_id: user_id,
+                owner_email: user.email,
+                actor: actor.clone(),
+            },
+        )
+        .await?;
         let position = done.result.last_position;
         settle(&state, position).await?;
         Ok(CreateOrganizationResponse::Created(Json(

@@ -26,7 +26,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use super::{begin, command_error, execute, provider_error, random_secret};
+use super::{begin, execute, provider_error, random_secret};
 use crate::auth::token_hash;
 use crate::http::error::ApiError;
 use crate::http::query::principal::OrganizationHeader;
@@ -405,17 +405,14 @@ impl IntegrationsApi {
             return Err(invalid_state("the state parameter is unknown"));
         }
         let actor = format!("system:oauth-callback:{provider}");
-        let meta = eventlog::CommandMeta::new(actor.clone()).tenant(org_id);
+        let caller = crate::app::Caller::new(actor.clone(), org_id);
         let run = |command| {
             let state = state.0.clone();
-            let meta = meta.clone();
-            let org = org.clone();
+            let caller = caller.clone();
             async move {
-                state
-                    .organizations
-                    .execute(&org, command, &meta)
+                crate::app::organizations::execute_as(&state, &caller, "oauth", None, command)
                     .await
-                    .map_err(command_error)
+                    .map_err(ApiError::from)
             }
         };
         // Used up BEFORE the exchange: a replayed callback never reaches the provider.

@@ -16,8 +16,7 @@ pub mod integrations;
 pub mod phone_numbers;
 pub mod templates;
 
-use aggregates::organization::{Organization, OrganizationCommand, OrganizationError, Role};
-use eventlog::{CommandMeta, ExecuteError};
+use aggregates::organization::{Organization, OrganizationCommand, Role};
 use poem::Request;
 use serde_json::json;
 
@@ -87,37 +86,7 @@ pub(crate) fn require_manage(principal: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// The `Idempotency-Key` header, trimmed, if any.
-pub(crate) fn idempotency_key(req: &Request) -> Option<String> {
-    req.headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-}
-
-/// Maps the aggregate's refusals to HTTP.
-pub(crate) fn command_error(err: ExecuteError<OrganizationError>) -> ApiError {
-    let e = match err {
-        ExecuteError::Store(e) => return e.into(),
-        ExecuteError::Domain(e) => e,
-    };
-    let code = e.code();
-    let message = e.to_string();
-    match e {
-        OrganizationError::NotFound
-        | OrganizationError::AssistantNotFound
-        | OrganizationError::PhoneNumberNotFound
-        | OrganizationError::IntegrationNotFound
-        | OrganizationError::WebhookEndpointNotFound => ApiError::not_found(code, message),
-        OrganizationError::Forbidden => ApiError::forbidden(code, message),
-        OrganizationError::InvalidAuthorizationState
-        | OrganizationError::AuthorizationStateExpired => ApiError::bad_request(code, message),
-        OrganizationError::InvalidInput(_) => ApiError::unprocessable(code, message),
-        _ => ApiError::conflict(code, message),
-    }
-}
+pub(crate) use crate::http::idempotency_key;
 
 /// Runs one command on the principal's organization; returns the last position written and
 /// the organization's state after it.
@@ -127,15 +96,14 @@ pub(crate) async fn execute(
     command: OrganizationCommand,
     idempotency_key: Option<String>,
 ) -> Result<(i64, Organization), ApiError> {
-    let mut meta = CommandMeta::new(principal.actor()).tenant(principal.organization_id);
-    if let Some(key) = idempotency_key {
-        meta = meta.idempotency_key(key);
-    }
-    let done = state
-        .organizations
-        .execute(&principal.org(), command, &meta)
-        .await
-        .map_err(command_error)?;
+    let done = crate::app::organizations::execute_as(
+        state,
+        &principal.caller(),
+        "provisioning",
+        idempotency_key.as_deref(),
+        command,
+    )
+    .await?;
     Ok((done.result.last_position, done.state))
 }
 

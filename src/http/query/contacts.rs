@@ -12,9 +12,8 @@
 
 use std::sync::Arc;
 
-use aggregates::organization::{ContactSource, OrganizationCommand, OrganizationError};
+use aggregates::organization::{ContactSource, OrganizationCommand};
 use chrono::{DateTime, Utc};
-use eventlog::{CommandMeta, ExecuteError};
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::{Path, Query};
@@ -23,7 +22,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
-use crate::http::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::http::error::ApiError;
 use crate::http::query::calls::{self, CallFilter, CallPage};
 use crate::http::query::pagination::{self, Keyset};
 use crate::http::query::principal::{self, OrganizationHeader, Principal};
@@ -157,31 +156,6 @@ fn not_found() -> ApiError {
     ApiError::not_found("contact_not_found", "no such contact")
 }
 
-/// Maps the aggregate's refusals to HTTP.
-fn command_error(err: ExecuteError<OrganizationError>) -> ApiError {
-    let e = match err {
-        ExecuteError::Store(e) => return e.into(),
-        ExecuteError::Domain(e) => e,
-    };
-    let code = e.code();
-    let message = e.to_string();
-    match e {
-        OrganizationError::NotFound | OrganizationError::ContactNotFound => {
-            ApiError::not_found(code, message)
-        }
-        OrganizationError::Forbidden => ApiError::forbidden(code, message),
-        OrganizationError::InvalidInput(_) => ApiError::unprocessable(code, message),
-        OrganizationError::ContactExists(id) => ApiError::Conflict(Json(ErrorBody {
-            error: ErrorDetail {
-                code: code.to_string(),
-                message,
-                details: Some(serde_json::json!({ "contact_id": id })),
-            },
-        })),
-        _ => ApiError::conflict(code, message),
-    }
-}
-
 fn check_len(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     match value {
         Some(v) if v.chars().count() > MAX_FIELD_CHARS => Err(ApiError::unprocessable(
@@ -192,22 +166,6 @@ fn check_len(name: &str, value: &Option<String>) -> Result<(), ApiError> {
     }
 }
 
-fn meta(req: &Request, principal: &Principal) -> CommandMeta {
-    let meta = CommandMeta::new(principal.actor()).tenant(principal.organization_id);
-    match req
-        .headers()
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some(key) if !key.trim().is_empty() => meta.idempotency_key(format!(
-            "contacts:{}:{}",
-            principal.organization_id,
-            key.trim()
-        )),
-        _ => meta,
-    }
-}
-
 /// Runs one command on the principal's organization; returns the last position written.
 async fn execute(
     state: &AppState,
@@ -215,11 +173,15 @@ async fn execute(
     principal: &Principal,
     command: OrganizationCommand,
 ) -> Result<i64, ApiError> {
-    let done = state
-        .organizations
-        .execute(&principal.org(), command, &meta(req, principal))
-        .await
-        .map_err(command_error)?;
+    let key = crate::http::idempotency_key(req);
+    let done = crate::app::organizations::execute_as(
+        state,
+        &principal.caller(),
+        "contacts",
+        key.as_deref(),
+        command,
+    )
+    .await?;
     Ok(done.result.last_position)
 }
 

@@ -111,6 +111,11 @@ impl Principal {
         self.identity.actor()
     }
 
+    /// The principal as the application layer's caller.
+    pub fn caller(&self) -> crate::app::Caller {
+        crate::app::Caller::new(self.actor(), self.organization_id)
+    }
+
     /// The organization id as stored in read models.
     pub fn org(&self) -> String {
         self.organization_id.to_string()

@@ -1,0 +1,104 @@
+//! Call use cases run after (or during) a call by the processes: record the analysis, ask
+//! for notifications, close the call. Each is idempotent under the key its caller passes.
+
+use aggregates::call::{Call, CallAnalysis, CallCommand, CallContext, Direction, Notification};
+use aggregates::common::Timestamp;
+use eventlog::{AppendResult, StoredEvent};
+
+use super::{command_meta, AppError, Caller};
+use crate::state::AppState;
+
+/// The call's state, and its stored events (the end report, the transcript), for a caller
+/// of its organization; 404 for a call of another organization or none.
+pub async fn load(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+) -> Result<(Call, Vec<StoredEvent>), AppError> {
+    let (call, _) = state.calls.load(call_id).await?;
+    if !call.started || call.organization_id != Some(caller.organization_id) {
+        return Err(AppError::not_found("call_not_found", "no such call"));
+    }
+    let events = state.store.read_stream("call", call_id, 0).await?;
+    Ok((call, events))
+}
+
+/// The context a command on an existing call carries (what the call already knows).
+fn context(call: &Call, caller: &Caller) -> CallContext {
+    CallContext {
+        organization_id: caller.organization_id,
+        vapi_call_id: call.vapi_call_id.clone(),
+        from_number: call.from_number.clone(),
+        to_number: call.to_number.clone(),
+        direction: Direction::Inbound,
+        phone_number_id: call.phone_number_id.clone(),
+        assistant_id: call.assistant_id.clone(),
+        provider_call_id: call.provider_call_id.clone(),
+        started_at: call.started_at,
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    key: &str,
+    command: impl FnOnce(&Call) -> CallCommand,
+) -> Result<AppendResult, AppError> {
+    let (call, _) = state.calls.load(call_id).await?;
+    if !call.started || call.organization_id != Some(caller.organization_id) {
+        return Err(AppError::not_found("call_not_found", "no such call"));
+    }
+    let meta = command_meta(caller, "calls", Some(key));
+    Ok(state
+        .calls
+        .execute(call_id, command(&call), &meta)
+        .await?
+        .result)
+}
+
+/// Records the call's summary and extraction.
+pub async fn record_analysis(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    key: &str,
+    analysis: CallAnalysis,
+) -> Result<AppendResult, AppError> {
+    execute(state, caller, call_id, key, |call| CallCommand::Analyze {
+        ctx: context(call, caller),
+        analysis,
+    })
+    .await
+}
+
+/// Puts notifications decided after the call into the call's stream (their outbox).
+pub async fn request_notifications(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    key: &str,
+    reason: &str,
+    notifications: Vec<Notification>,
+    at: Timestamp,
+) -> Result<AppendResult, AppError> {
+    execute(state, caller, call_id, key, |_| {
+        CallCommand::RequestNotifications {
+            reason: reason.to_string(),
+            notifications,
+            at,
+        }
+    })
+    .await
+}
+
+/// Marks the call processed (`CallProcessed`): nothing more happens to it.
+pub async fn close(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    key: &str,
+    at: Timestamp,
+) -> Result<AppendResult, AppError> {
+    execute(state, caller, call_id, key, |_| CallCommand::Close { at }).await
+}
