@@ -164,6 +164,7 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
                     sms_numbers: vec!["+15005550010".into()],
                     email_enabled: false,
                     email_addresses: vec![],
+                    post_call_summary: true,
                 },
                 transfer_numbers: TransferNumbers {
                     dispatch: Some("+15005550011".into()),

@@ -118,6 +118,9 @@ pub struct Config {
     /// `PROCESS_FIRST_BACKOFF_MS`: the first pause before a failed process step is retried;
     /// it doubles per attempt (default 1,000 ms).
     pub process_first_backoff_ms: i64,
+    /// `CALLFLEX_PROCESSES=off` runs no process in this instance (its starters and workers):
+    /// for a read-only replica, or a test that wants a quiet log (default on).
+    pub processes_enabled: bool,
     /// `PROCESS_CONCURRENCY`: how many process instances one worker advances at once
     /// (default 32).
     pub process_concurrency: usize,
@@ -181,6 +184,7 @@ impl Default for Config {
             llm_model: "gpt-4o-mini".into(),
             process_first_backoff_ms: 1_000,
             process_concurrency: 32,
+            processes_enabled: true,
         }
     }
 }
@@ -331,6 +335,17 @@ impl Config {
                 n.parse().ok().filter(|s: &i64| *s >= 0).ok_or_else(|| {
                     ConfigError(format!("PROCESS_FIRST_BACKOFF_MS={n} is not milliseconds"))
                 })?;
+        }
+        if let Some(flag) = get("CALLFLEX_PROCESSES") {
+            c.processes_enabled = match flag.to_ascii_lowercase().as_str() {
+                "on" | "1" | "true" => true,
+                "off" | "0" | "false" => false,
+                _ => {
+                    return Err(ConfigError(format!(
+                        "CALLFLEX_PROCESSES={flag} is not on or off"
+                    )))
+                }
+            };
         }
         if let Some(n) = get("PROCESS_CONCURRENCY") {
             c.process_concurrency = n.parse().ok().filter(|s: &usize| *s > 0).ok_or_else(|| {

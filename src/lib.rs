@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod processes;
 pub mod providers;
 pub mod secrets;
 pub mod simulate;

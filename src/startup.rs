@@ -78,7 +78,24 @@ impl Application {
             let (handle, _task) = runner.spawn(stopped(projectors_rx.clone()));
             handles.push(handle);
         }
-        let state = Arc::new(AppState::new(config.clone(), store, handles));
+        let state = Arc::new(AppState::new(config.clone(), store.clone(), handles));
+        // Processes: each one's starter reads the log like a projector, its worker runs
+        // the instances (see `processes`).
+        let mut processes = Vec::new();
+        if config.processes_enabled {
+            for definition in crate::processes::all(&state) {
+                let starter = Arc::new(crate::processes::starter::Starter {
+                    definition: definition.clone(),
+                });
+                let runner =
+                    projections::ProjectorRunner::new(store.clone(), starter).feed(feed.clone());
+                let (starter, _task) = runner.spawn(stopped(projectors_rx.clone()));
+                let worker =
+                    crate::processes::worker::Worker::new(definition, state.clone(), starter);
+                processes.push(worker.spawn(stopped(projectors_rx.clone())));
+            }
+        }
+        let _ = state.processes_running.set(processes);
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
         let port = acceptor
             .local_addr()

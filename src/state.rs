@@ -26,10 +26,14 @@ pub struct AppState {
     pub users: AggregateRepository<User>,
     /// One stream per normalized email address: who owns it.
     pub user_emails: AggregateRepository<UserEmail>,
+    /// One stream per process instance (`{kind}:{subject}`): its steps and their outcomes.
+    pub processes: AggregateRepository<aggregates::process::Process>,
     /// One stream per Twilio CallSid: status callbacks waiting for their VAPI call.
     pub twilio_calls: AggregateRepository<TwilioCall>,
     pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
+    /// The processes' starters and workers (set once, after the state exists: workers hold it).
+    pub processes_running: std::sync::OnceLock<Vec<crate::processes::worker::ProcessHandle>>,
     /// Raw webhook deliveries and their answers (a 2xx waits for the row).
     pub ledger: Ledger,
     /// Seals and opens secrets carried by events.
@@ -63,6 +67,9 @@ impl AppState {
                 .with_upcasters(upcasters.clone()),
             user_emails: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),
+            processes: AggregateRepository::new(store.clone(), ())
+                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_upcasters(upcasters.clone()),
             twilio_calls: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),
             sign_in_limiter: SignInLimiter::new(
@@ -75,6 +82,7 @@ impl AppState {
             secrets,
             store,
             projectors,
+            processes_running: std::sync::OnceLock::new(),
         }
     }
 

@@ -7,6 +7,9 @@
 #[allow(dead_code)]
 #[path = "it/helpers.rs"]
 mod helpers;
+#[path = "it/stubs.rs"]
+#[allow(dead_code)]
+mod stubs;
 
 use std::time::{Duration, Instant};
 

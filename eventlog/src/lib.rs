@@ -26,6 +26,7 @@ pub mod event;
 mod gate;
 pub mod group_commit;
 pub mod json;
+pub mod leadership;
 pub mod repository;
 pub mod snapshot;
 pub mod store;

@@ -32,6 +32,8 @@ pub struct EventStore {
     wake: Wake,
     /// PostgreSQL: concurrent appends to different streams share statements.
     group: Option<GroupCommit>,
+    /// Which consumers this process leads (advisory locks on one session).
+    leadership: std::sync::Arc<crate::leadership::Leadership>,
 }
 
 impl EventStore {
@@ -46,12 +48,15 @@ impl EventStore {
             wake.publish_postgres(pool.clone());
         }
         let group = (backend == Backend::Postgres).then(|| GroupCommit::new(pool.clone()));
+        let leadership =
+            std::sync::Arc::new(crate::leadership::Leadership::new(pool.clone(), backend));
         Ok(Self {
             pool,
             writes,
             backend,
             wake,
             group,
+            leadership,
         })
     }
 
@@ -63,6 +68,10 @@ impl EventStore {
     /// writers queue in order instead of sleeping in SQLite's busy handler.
     pub fn write_pool(&self) -> &AnyPool {
         &self.writes
+    }
+
+    pub fn leadership(&self) -> &crate::leadership::Leadership {
+        &self.leadership
     }
 
     pub fn backend(&self) -> Backend {

@@ -83,7 +83,9 @@ impl Projector for NotificationsProjector {
         // (status, attempts, provider message id, last error); `None` leaves a column as is.
         let (status, attempts, message_id, error): (&str, Option<u32>, Option<String>, _) =
             match event {
-                ProcessEvent::StepAttempted { attempt, .. } => ("sending", Some(*attempt), None, None),
+                ProcessEvent::StepAttempted { attempt, .. } => {
+                    ("sending", Some(*attempt), None, None)
+                }
                 ProcessEvent::StepSucceeded {
                     attempt, output, ..
                 } => (
@@ -98,12 +100,18 @@ impl Projector for NotificationsProjector {
                     retry_at,
                     ..
                 } => (
-                    if retry_at.is_some() { "retrying" } else { "failed" },
+                    if retry_at.is_some() {
+                        "retrying"
+                    } else {
+                        "failed"
+                    },
                     Some(*attempt),
                     None,
                     Some(error.clone()),
                 ),
-                ProcessEvent::StepGaveUp { error, .. } => ("failed", None, None, Some(error.clone())),
+                ProcessEvent::StepGaveUp { error, .. } => {
+                    ("failed", None, None, Some(error.clone()))
+                }
                 ProcessEvent::StepSkipped { reason, .. } => {
                     ("skipped", None, None, Some(reason.clone()))
                 }

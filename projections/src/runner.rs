@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventlog::{checkpoint, Backend, Checkpoint, EventStore, StoredEvent};
-use sqlx::Row;
+use eventlog::{checkpoint, Checkpoint, EventStore, StoredEvent};
 use tokio::sync::{watch, Mutex};
 use tokio::time::Instant;
 
@@ -83,6 +82,11 @@ impl ProjectorHandle {
 
     pub fn status(&self) -> ProjectorStatus {
         self.status.borrow().clone()
+    }
+
+    /// Changes whenever the status does (a process worker wakes on its starter's batches).
+    pub fn watch(&self) -> watch::Receiver<ProjectorStatus> {
+        self.status.clone()
     }
 
     /// Waits until this projector has applied everything up to `target` (read-your-writes).
@@ -175,16 +179,21 @@ impl ProjectorRunner {
         // Keep the advisory lock's connection for as long as we run. Until we hold it,
         // another process's runner is active: follow its stored checkpoint, so this
         // process's read-your-writes waits see the read models move (they are shared).
-        let _lock = loop {
-            match self.acquire_leadership().await {
-                Ok(Some(conn)) => break conn,
-                Ok(None) => self.follow_active(STANDBY_CLAIM_EVERY).await,
+        loop {
+            match self
+                .store
+                .leadership()
+                .try_lead(&format!("projector:{name}"))
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => self.follow_active(STANDBY_CLAIM_EVERY).await,
                 Err(err) => {
-                    self.report_error(&err);
+                    self.report_error(&err.into());
                     self.follow_active(STANDBY_CLAIM_EVERY).await;
                 }
             }
-        };
+        }
         self.status.send_modify(|s| s.active = true);
         tracing::info!(projector = name, "projector active");
         let mut wake = self.store.wake().subscribe();
@@ -234,23 +243,6 @@ impl ProjectorRunner {
     fn report_error(&self, err: &ProjectionError) {
         let message = err.to_string();
         self.status.send_modify(|s| s.last_error = Some(message));
-    }
-
-    /// PostgreSQL: one active runner per projector across processes (session advisory lock on
-    /// a connection we keep). SQLite is single-process: always the leader.
-    async fn acquire_leadership(
-        &self,
-    ) -> Result<Option<Option<sqlx::pool::PoolConnection<sqlx::Any>>>, ProjectionError> {
-        if self.store.backend() != Backend::Postgres {
-            return Ok(Some(None));
-        }
-        let mut conn = self.store.pool().acquire().await?;
-        let row = sqlx::query("SELECT pg_try_advisory_lock(hashtext($1)::bigint)")
-            .bind(format!("callflex-projector:{}", self.projector.name()))
-            .fetch_one(&mut *conn)
-            .await?;
-        let locked: bool = row.try_get(0)?;
-        Ok(locked.then_some(Some(conn)))
     }
 
     /// Applies one batch, reading the log afresh; returns how many events it covered.

@@ -158,8 +158,13 @@ impl DomainError for OrganizationError {
     fn kind(&self) -> ErrorKind {
         use OrganizationError::*;
         match self {
-            NotFound | MemberNotFound | ApiKeyNotFound | AssistantNotFound
-            | PhoneNumberNotFound | IntegrationNotFound | WebhookEndpointNotFound
+            NotFound
+            | MemberNotFound
+            | ApiKeyNotFound
+            | AssistantNotFound
+            | PhoneNumberNotFound
+            | IntegrationNotFound
+            | WebhookEndpointNotFound
             | ContactNotFound => ErrorKind::NotFound,
             Forbidden => ErrorKind::Forbidden,
             InvalidAuthorizationState | AuthorizationStateExpired => ErrorKind::BadRequest,

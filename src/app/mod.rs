@@ -64,9 +64,18 @@ mod tests {
         let key = |caller: &Caller, scope: &str, k: Option<&str>| {
             command_meta(caller, scope, k).idempotency_key
         };
-        assert_eq!(key(&alice, "contacts", Some(" k1 ")), key(&alice, "contacts", Some("k1")));
-        assert_ne!(key(&alice, "contacts", Some("k1")), key(&bob, "contacts", Some("k1")));
-        assert_ne!(key(&alice, "contacts", Some("k1")), key(&alice, "members", Some("k1")));
+        assert_eq!(
+            key(&alice, "contacts", Some(" k1 ")),
+            key(&alice, "contacts", Some("k1"))
+        );
+        assert_ne!(
+            key(&alice, "contacts", Some("k1")),
+            key(&bob, "contacts", Some("k1"))
+        );
+        assert_ne!(
+            key(&alice, "contacts", Some("k1")),
+            key(&alice, "members", Some("k1"))
+        );
         assert_eq!(key(&alice, "contacts", Some("  ")), None);
         assert_eq!(
             command_meta(&alice, "contacts", None).tenant_id,

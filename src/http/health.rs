@@ -26,6 +26,29 @@ pub struct ProjectorHealth {
     pub last_error: Option<String>,
 }
 
+/// A durable process: its starter's place in the log and its instances by standing.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct ProcessHealth {
+    pub name: String,
+    /// This instance runs the process's worker (one per database).
+    pub active: bool,
+    /// The starter's checkpoint and how many events it has still to read.
+    pub position: i64,
+    pub lag: i64,
+    /// Steps this instance's worker has run since it started.
+    pub steps_run: u64,
+    /// Instances recorded but not yet begun.
+    pub pending: i64,
+    pub running: i64,
+    /// Waiting for a failed step's retry.
+    pub retrying: i64,
+    /// Completed with a step that gave up.
+    pub failed: i64,
+    pub completed: i64,
+    pub last_error: Option<String>,
+}
+
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct ProviderMode {
@@ -66,6 +89,7 @@ pub struct Health {
     /// Highest position in the log.
     pub log_head: i64,
     pub projectors: Vec<ProjectorHealth>,
+    pub processes: Vec<ProcessHealth>,
     pub providers: Vec<ProviderMode>,
     /// Absent on SQLite, which writes one append at a time.
     pub group_commit: Option<GroupCommit>,
@@ -92,14 +116,39 @@ impl HealthApi {
                 last_error: status.last_error,
             });
         }
+        let mut processes = Vec::new();
+        for handle in state.processes_running.get().into_iter().flatten() {
+            let starter = handle.starter.status();
+            let worker = handle.status();
+            let counts = crate::processes::work::counts(state.store.pool(), handle.kind).await?;
+            let count = |standing: &str| {
+                counts
+                    .iter()
+                    .find(|(s, _)| s == standing)
+                    .map_or(0, |(_, n)| *n)
+            };
+            processes.push(ProcessHealth {
+                name: handle.kind.to_string(),
+                active: worker.active,
+                position: starter.checkpoint.position,
+                lag: state.store.count_after(starter.checkpoint).await?,
+                steps_run: worker.steps_run,
+                pending: count("pending"),
+                running: count("running"),
+                retrying: count("retrying"),
+                failed: count("failed"),
+                completed: count("completed"),
+                last_error: worker.last_error.or(starter.last_error),
+            });
+        }
         let c = &state.config;
-        // Stripe (outbound) and the LLM have no caller yet: never reported as live.
+        // Stripe (outbound) has no caller yet: never reported as live.
         let providers = [
             ("vapi", c.vapi.sandbox(), true),
             ("twilio", c.twilio.sandbox(), true),
             ("stripe", c.stripe.sandbox(), false),
             ("resend", c.resend.sandbox(), true),
-            ("llm", c.llm.sandbox(), false),
+            ("llm", c.llm.sandbox(), true),
             ("google_calendar", c.google.sandbox(), true),
             ("hubspot", c.hubspot.sandbox(), true),
         ]
@@ -129,6 +178,7 @@ impl HealthApi {
             pid: std::process::id(),
             log_head: head,
             projectors,
+            processes,
             providers,
             group_commit: state.store.group_commit_stats().map(|g| GroupCommit {
                 statements: g.statements,

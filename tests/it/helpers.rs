@@ -122,8 +122,17 @@ pub async fn sign_up(
     body
 }
 
-/// The emails (sandboxed Resend requests) sent to `email`, oldest first, as JSON.
+/// The emails (sandboxed Resend requests) sent to `email`, oldest first, as JSON. With a live
+/// Resend (a local stub) the bodies are what the stub received (the service keeps only the
+/// envelope of a real email).
 pub async fn emails_to(app: &Application, email: &str) -> Vec<serde_json::Value> {
+    let resend = &app.state().config.resend;
+    if resend.api_key.is_some() {
+        return crate::stubs::emails_received(&resend.base_url)
+            .into_iter()
+            .filter(|m| m["to"][0] == email)
+            .collect();
+    }
     let rows = sqlx::query(
         "SELECT body FROM outbound_requests WHERE provider = 'resend' ORDER BY created_at, id",
     )
@@ -237,6 +246,23 @@ impl TestApp {
         let res = self
             .client
             .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Patches JSON as the owner; returns the status and the JSON answer.
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .patch(format!("{}{path}", self.base))
             .json(&body)
             .send()
             .await

@@ -440,10 +440,12 @@ async fn fill_varied_log(store: &EventStore) {
                 ctx: full.clone(),
                 analysis: aggregates::call::CallAnalysis {
                     summary: format!("analysed {c}"),
-                    call_type: "message".into(),
-                    sentiment: "neutral".into(),
+                    call_type: Some("message".into()),
+                    sentiment: Some("neutral".into()),
                     caller_name: Some(format!("Caller {c}")),
                     action_items: vec![format!("call back {c}")],
+                    urgency: None,
+                    source: None,
                     at,
                 },
             });

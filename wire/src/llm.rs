@@ -14,7 +14,14 @@ JSON with:\n- callType: one of [inquiry, complaint, booking, support, sales, oth
 sentiment: one of [positive, neutral, negative]\n- callerName: if mentioned\n- actionItems: \
 array of follow-up actions needed\n- urgency: one of [low, normal, high]";
 
-pub const CALL_TYPES: &[&str] = &["inquiry", "complaint", "booking", "support", "sales", "other"];
+pub const CALL_TYPES: &[&str] = &[
+    "inquiry",
+    "complaint",
+    "booking",
+    "support",
+    "sales",
+    "other",
+];
 pub const SENTIMENTS: &[&str] = &["positive", "neutral", "negative"];
 pub const URGENCIES: &[&str] = &["low", "normal", "high"];
 
@@ -138,11 +145,23 @@ mod tests {
             ("not json", "not JSON"),
             ("[1]", "not a JSON object"),
             (r#"{"sentiment":"neutral"}"#, "callType"),
-            (r#"{"callType":"party","sentiment":"neutral"}"#, "callType \"party\""),
+            (
+                r#"{"callType":"party","sentiment":"neutral"}"#,
+                "callType \"party\"",
+            ),
             (r#"{"callType":"other","sentiment":"meh"}"#, "sentiment"),
-            (r#"{"callType":"other","sentiment":"neutral","actionItems":"x"}"#, "actionItems"),
-            (r#"{"callType":"other","sentiment":"neutral","callerName":7}"#, "callerName"),
-            (r#"{"callType":"other","sentiment":"neutral","urgency":"extreme"}"#, "urgency"),
+            (
+                r#"{"callType":"other","sentiment":"neutral","actionItems":"x"}"#,
+                "actionItems",
+            ),
+            (
+                r#"{"callType":"other","sentiment":"neutral","callerName":7}"#,
+                "callerName",
+            ),
+            (
+                r#"{"callType":"other","sentiment":"neutral","urgency":"extreme"}"#,
+                "urgency",
+            ),
         ] {
             let err = parse_extraction(text).unwrap_err();
             assert!(err.contains(reason), "{text}: {err}");

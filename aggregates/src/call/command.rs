@@ -142,14 +142,21 @@ pub struct EndReport {
     pub at: Timestamp,
 }
 
-/// Our own post-call analysis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The post-call analysis: VAPI's own, or our LLM's. A field no source gave is `None`
+/// (never invented).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallAnalysis {
     pub summary: String,
-    pub call_type: String,
-    pub sentiment: String,
+    pub call_type: Option<String>,
+    pub sentiment: Option<String>,
     pub caller_name: Option<String>,
     pub action_items: Vec<String>,
+    /// low, normal or high.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgency: Option<String>,
+    /// Where it came from: `vapi`, `llm`, or `vapi+llm` (VAPI's summary, our extraction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub at: Timestamp,
 }
 

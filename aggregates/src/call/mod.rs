@@ -9,6 +9,7 @@ mod command;
 mod error;
 mod event;
 pub mod functions;
+pub mod notify;
 #[cfg(test)]
 mod tests;
 

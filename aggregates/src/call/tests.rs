@@ -101,10 +101,12 @@ fn ended() -> CallEvent {
 fn analysis() -> CallAnalysis {
     CallAnalysis {
         summary: "caller left a message".into(),
-        call_type: "message".into(),
-        sentiment: "neutral".into(),
+        call_type: Some("message".into()),
+        sentiment: Some("neutral".into()),
         caller_name: Some("Ann".into()),
         action_items: vec!["call back".into()],
+        urgency: None,
+        source: None,
         at: t(100),
     }
 }

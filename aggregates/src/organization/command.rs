@@ -42,12 +42,31 @@ pub enum ContactSource {
     Caller,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NotificationSettings {
     pub sms_enabled: bool,
     pub sms_numbers: Vec<String>,
     pub email_enabled: bool,
     pub email_addresses: Vec<String>,
+    /// Send the post-call summary (every processed call) on the enabled channels.
+    #[serde(default = "yes")]
+    pub post_call_summary: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            sms_enabled: false,
+            sms_numbers: Vec::new(),
+            email_enabled: false,
+            email_addresses: Vec::new(),
+            post_call_summary: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -266,6 +266,7 @@ fn an_admin_can_change_settings() {
             sms_numbers: vec![s("+1555")],
             email_enabled: false,
             email_addresses: vec![],
+            post_call_summary: true,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some(s("+1666")),

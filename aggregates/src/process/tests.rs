@@ -114,7 +114,11 @@ fn the_rest_goes_on_after_a_give_up_and_the_instance_completes_with_it_named() {
         },
     ];
     let state = crate::replay::<Process>(history.clone());
-    let runnable: Vec<_> = state.runnable(t(10)).iter().map(|s| s.plan.name.clone()).collect();
+    let runnable: Vec<_> = state
+        .runnable(t(10))
+        .iter()
+        .map(|s| s.plan.name.clone())
+        .collect();
     assert_eq!(runnable, ["close"]);
     ProcessTest::with(())
         .given(history)
@@ -172,11 +176,21 @@ fn a_non_retryable_failure_gives_up_at_once() {
 #[test]
 fn a_step_waits_for_the_steps_before_it_and_the_due_time_follows_the_retry() {
     let state = crate::replay::<Process>(vec![started(), failed("analysis", 1, 10, Some(11))]);
-    assert!(state.runnable(t(10)).is_empty(), "analysis waits for its retry, notify for it");
+    assert!(
+        state.runnable(t(10)).is_empty(),
+        "analysis waits for its retry, notify for it"
+    );
     assert_eq!(state.due(t(10)), Due::At(t(11)));
-    let names: Vec<_> = state.runnable(t(11)).iter().map(|s| s.plan.name.clone()).collect();
+    let names: Vec<_> = state
+        .runnable(t(11))
+        .iter()
+        .map(|s| s.plan.name.clone())
+        .collect();
     assert_eq!(names, ["analysis"]);
-    assert_eq!(crate::replay::<Process>(vec![started()]).due(t(0)), Due::Now);
+    assert_eq!(
+        crate::replay::<Process>(vec![started()]).due(t(0)),
+        Due::Now
+    );
     assert_eq!(Process::default().due(t(0)), Due::Now, "not begun yet");
 }
 
@@ -251,7 +265,10 @@ fn a_step_cannot_run_before_what_it_waits_for_nor_before_the_start() {
 fn a_plan_with_a_cycle_a_duplicate_or_no_attempts_is_refused() {
     for steps in [
         vec![],
-        vec![StepPlan::new("a", policy(1)).after(&["b"]), StepPlan::new("b", policy(1))],
+        vec![
+            StepPlan::new("a", policy(1)).after(&["b"]),
+            StepPlan::new("b", policy(1)),
+        ],
         vec![StepPlan::new("a", policy(1)), StepPlan::new("a", policy(1))],
         vec![StepPlan::new("a", policy(0))],
     ] {
@@ -280,5 +297,8 @@ fn backoff_is_capped_by_attempts_not_overflowing() {
     };
     assert_eq!(huge.retry_at(150, t(0)), Some(t(0) + Duration::days(1)));
     assert_eq!(policy(3).retry_at(3, t(0)), None);
-    assert_eq!(policy(3).retry_at(2, t(0)), Some(t(0) + Duration::seconds(2)));
+    assert_eq!(
+        policy(3).retry_at(2, t(0)),
+        Some(t(0) + Duration::seconds(2))
+    );
 }

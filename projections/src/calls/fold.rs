@@ -279,8 +279,8 @@ impl CallRow {
             }
             CallEvent::CallAnalyzed { analysis } => {
                 self.summary = Some(analysis.summary.clone());
-                self.call_type = Some(analysis.call_type.clone());
-                self.sentiment = Some(analysis.sentiment.clone());
+                self.call_type.clone_from(&analysis.call_type);
+                self.sentiment.clone_from(&analysis.sentiment);
                 self.caller_name.clone_from(&analysis.caller_name);
                 self.action_items = Some(serde_json::to_string(&analysis.action_items)?);
             }

@@ -87,6 +87,7 @@ fn settings() -> OrganizationSettings {
             sms_numbers: vec!["+15550001111".into()],
             email_enabled: true,
             email_addresses: vec!["dispatch@acme.test".into()],
+            post_call_summary: true,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some("+15550002222".into()),

@@ -20,10 +20,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
 use super::organizations::{execute, for_path};
-use super::{
-    email_address, organization_id, settle, user_error, RoleName,
-    EMAIL_FROM,
-};
+use super::{email_address, organization_id, settle, user_error, RoleName, EMAIL_FROM};
 use crate::http::error::ApiError;
 use crate::http::query::principal::{authenticate, BearerAuth};
 use crate::http::ApiTags;
@@ -238,12 +235,12 @@ impl MembersApi {
         )
         .await
         .map_err(|e| match ApiError::from(e) {
-                // Not invited (or no such organization): the same 404.
-                ApiError::Forbidden(_) => {
-                    ApiError::not_found("member_not_found", "no invitation for you here")
-                }
-                other => other,
-            })?;
+            // Not invited (or no such organization): the same 404.
+            ApiError::Forbidden(_) => {
+                ApiError::not_found("member_not_found", "no invitation for you here")
+            }
+            other => other,
+        })?;
         let position = done.result.last_position;
         settle(&state, position).await?;
         Ok(Json(MemberWritten {

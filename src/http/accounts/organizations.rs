@@ -32,6 +32,8 @@ pub struct Notifications {
     pub sms_numbers: Vec<String>,
     pub email_enabled: bool,
     pub email_addresses: Vec<String>,
+    /// Send a summary of every processed call on the enabled channels (default true).
+    pub post_call_summary: Option<bool>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -131,6 +133,7 @@ fn settings_view(s: &OrganizationSettings) -> Settings {
             sms_numbers: s.notifications.sms_numbers.clone(),
             email_enabled: s.notifications.email_enabled,
             email_addresses: s.notifications.email_addresses.clone(),
+            post_call_summary: Some(s.notifications.post_call_summary),
         },
         transfer_numbers: Transfers {
             dispatch: s.transfer_numbers.dispatch.clone(),
@@ -161,6 +164,7 @@ fn apply_changes(
             sms_numbers: n.sms_numbers,
             email_enabled: n.email_enabled,
             email_addresses: n.email_addresses,
+            post_call_summary: n.post_call_summary.unwrap_or(true),
         };
     }
     if let Some(t) = changes.transfer_numbers {

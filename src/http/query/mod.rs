@@ -13,6 +13,7 @@
 pub mod billing;
 pub mod calls;
 pub mod contacts;
+pub mod notifications;
 pub mod pagination;
 pub mod position;
 pub mod principal;
@@ -44,6 +45,7 @@ pub type QueryApi = (
     search::SearchApi,
     contacts::ContactsApi,
     billing::BillingApi,
+    notifications::NotificationsApi,
 );
 
 pub fn api() -> QueryApi {
@@ -53,6 +55,7 @@ pub fn api() -> QueryApi {
         search::SearchApi,
         contacts::ContactsApi,
         billing::BillingApi,
+        notifications::NotificationsApi,
     )
 }
 

@@ -1,0 +1,303 @@
+//! Call processing (the seed's Workflow 1), started by each call's `CallEnded`:
+//! 1. `analysis`: VAPI's own analysis when the end report carries one, otherwise the LLM's
+//!    summary and extraction, run in parallel; recorded on the call (`CallAnalyzed`).
+//!    Without either source the step is skipped with its reason: nothing is invented.
+//! 2. `notify` (after 1, whatever its outcome): the post-call summary, per the organization's
+//!    settings, put in the call's stream (`NotificationsRequested`); the `notification`
+//!    process sends each message.
+//! 3. `close` (after 1 and 2): the call is marked processed (`CallProcessed`).
+//!
+//! Transcript, contact stats and usage are read models already; the recording copy is not
+//! built yet (see the README).
+
+use std::sync::Arc;
+
+use aggregates::call::notify::{post_call_notifications, CallDigest};
+use aggregates::call::{CallAnalysis, CallEvent, EndReport};
+use aggregates::process::{RetryPolicy, StepPlan};
+use async_trait::async_trait;
+use eventlog::StoredEvent;
+use projections::DomainEvent;
+use serde_json::{json, Value};
+use wire::llm::{parse_extraction, Extraction, EXTRACTION_PROMPT, SUMMARY_PROMPT};
+
+use super::{ProcessDefinition, Start, StepContext, StepResult};
+use crate::app::{self, Caller};
+use crate::providers::llm::Llm;
+use crate::providers::ProviderError;
+use crate::state::AppState;
+
+pub const KIND: &str = "call_processing";
+
+pub struct CallProcessing {
+    llm: Llm,
+}
+
+impl CallProcessing {
+    pub fn new(state: &Arc<AppState>) -> Self {
+        CallProcessing {
+            llm: Llm::new(&state.config, state.store.clone()),
+        }
+    }
+}
+
+/// The seed's activity options: 2 minutes per attempt, 3 attempts, back-off ×2.
+fn policy(first_backoff_ms: i64) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        first_backoff_ms,
+        factor: 2,
+        timeout_ms: 120_000,
+    }
+}
+
+/// What the call's stream says about how it ended.
+struct Ended {
+    report: Option<EndReport>,
+    transcript: String,
+}
+
+fn ended(state: &AppState, events: &[StoredEvent]) -> Ended {
+    let mut report = None;
+    let mut lines = Vec::new();
+    for stored in events {
+        match state.calls.decode(stored) {
+            Ok(CallEvent::CallEnded { report: r }) => report = Some(r),
+            Ok(CallEvent::TranscriptSegmentAdded { segment }) => {
+                lines.push((segment.at, format!("{}: {}", segment.role, segment.text)));
+            }
+            _ => {}
+        }
+    }
+    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    let from_segments = lines
+        .into_iter()
+        .map(|(_, line)| line)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let transcript = report
+        .as_ref()
+        .and_then(|r| r.transcript.clone())
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or(from_segments);
+    Ended { report, transcript }
+}
+
+fn provider_failure(err: ProviderError) -> StepResult {
+    match err {
+        ProviderError::Rejected { .. } => StepResult::give_up(err),
+        _ => StepResult::retry(err),
+    }
+}
+
+impl CallProcessing {
+    /// The extraction, asked once more when the answer is not valid: then the step fails
+    /// for good (a third ask of the same question is not going to differ).
+    async fn extract(&self, transcript: &str, org: &str) -> Result<Option<Extraction>, StepResult> {
+        let mut last = String::new();
+        for _ in 0..2 {
+            match self
+                .llm
+                .complete(EXTRACTION_PROMPT, transcript, true, org)
+                .await
+            {
+                Ok(None) => return Ok(None),
+                Ok(Some(text)) => match parse_extraction(&text) {
+                    Ok(extraction) => return Ok(Some(extraction)),
+                    Err(err) => last = err,
+                },
+                Err(err) => return Err(provider_failure(err)),
+            }
+        }
+        Err(StepResult::give_up(format!(
+            "the LLM's extraction was invalid twice: {last}"
+        )))
+    }
+
+    async fn analysis(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
+        let (_, events) = match app::calls::load(ctx.state, caller, call_id).await {
+            Ok(loaded) => loaded,
+            Err(err) => return err.into(),
+        };
+        let Ended { report, transcript } = ended(ctx.state, &events);
+        let org = caller.organization_id.to_string();
+        let vapi_summary = report
+            .as_ref()
+            .and_then(|r| r.summary.clone())
+            .filter(|s| !s.trim().is_empty());
+        // VAPI's structured data, when it holds the extraction's fields.
+        let vapi_extraction = report
+            .as_ref()
+            .filter(|r| r.structured_data.is_object())
+            .and_then(|r| parse_extraction(&r.structured_data.to_string()).ok());
+        let has_transcript = !transcript.trim().is_empty();
+        let (summary, extraction, source) = match (vapi_summary, vapi_extraction) {
+            (Some(summary), Some(extraction)) => (summary, Some(extraction), "vapi"),
+            (Some(summary), None) if has_transcript => {
+                match self.extract(&transcript, &org).await {
+                    Ok(Some(extraction)) => (summary, Some(extraction), "vapi+llm"),
+                    Ok(None) => (summary, None, "vapi"),
+                    Err(failed) => return failed,
+                }
+            }
+            (Some(summary), None) => (summary, None, "vapi"),
+            (None, _) if !has_transcript => {
+                return StepResult::Skipped(
+                    "no analysis: the end-of-call report has no summary and the call no \
+                     transcript"
+                        .into(),
+                )
+            }
+            (None, _) => {
+                let (summary, extraction) = tokio::join!(
+                    self.llm.complete(SUMMARY_PROMPT, &transcript, false, &org),
+                    self.extract(&transcript, &org),
+                );
+                let summary = match summary {
+                    Ok(Some(summary)) => summary,
+                    Ok(None) => {
+                        return StepResult::Skipped(
+                            "no analysis: the end-of-call report has none and the LLM runs in \
+                             sandbox mode (set LLM_API_KEY)"
+                                .into(),
+                        )
+                    }
+                    Err(err) => return provider_failure(err),
+                };
+                match extraction {
+                    Ok(extraction) => (summary, extraction, "llm"),
+                    Err(failed) => return failed,
+                }
+            }
+        };
+        let analysis = CallAnalysis {
+            summary,
+            call_type: extraction.as_ref().map(|e| e.call_type.clone()),
+            sentiment: extraction.as_ref().map(|e| e.sentiment.clone()),
+            caller_name: extraction.as_ref().and_then(|e| e.caller_name.clone()),
+            action_items: extraction
+                .as_ref()
+                .map(|e| e.action_items.clone())
+                .unwrap_or_default(),
+            urgency: extraction.as_ref().map(|e| e.urgency.clone()),
+            source: Some(source.to_string()),
+            at: ctx.now,
+        };
+        let output = serde_json::to_value(&analysis).unwrap_or(Value::Null);
+        match app::calls::record_analysis(ctx.state, caller, call_id, &ctx.key("analyze"), analysis)
+            .await
+        {
+            Ok(_) => StepResult::Succeeded(output),
+            Err(err) => err.into(),
+        }
+    }
+
+    async fn notify(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
+        let organization = match app::organizations::load(ctx.state, caller).await {
+            Ok(organization) => organization,
+            Err(err) => return err.into(),
+        };
+        let (call, events) = match app::calls::load(ctx.state, caller, call_id).await {
+            Ok(loaded) => loaded,
+            Err(err) => return err.into(),
+        };
+        let report = ended(ctx.state, &events).report;
+        let analysis = ctx.output_of("analysis");
+        let text = |key: &str| {
+            analysis
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let digest = CallDigest {
+            from_number: call.from_number.clone(),
+            duration_seconds: report.and_then(|r| r.duration_seconds),
+            summary: text("summary"),
+            call_type: text("call_type"),
+        };
+        let notifications = post_call_notifications(&organization.settings.notifications, &digest);
+        if notifications.is_empty() {
+            return StepResult::Skipped("no post-call notification is enabled".into());
+        }
+        let count: usize = notifications.iter().map(|n| n.recipients.len()).sum();
+        match app::calls::request_notifications(
+            ctx.state,
+            caller,
+            call_id,
+            &ctx.key("request"),
+            "post_call_summary",
+            notifications,
+            ctx.now,
+        )
+        .await
+        {
+            Ok(_) => StepResult::Succeeded(json!({ "notifications": count })),
+            Err(err) => err.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ProcessDefinition for CallProcessing {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn consumer(&self) -> &'static str {
+        "process:call_processing"
+    }
+
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::Call(CallEvent::CallEnded { .. }))
+    }
+
+    fn starts(&self, stored: &StoredEvent, event: &DomainEvent) -> Vec<Start> {
+        if !self.wants(event) {
+            return Vec::new();
+        }
+        let organization_id = stored
+            .metadata
+            .tenant_id
+            .as_deref()
+            .and_then(|t| uuid::Uuid::parse_str(t).ok());
+        if organization_id.is_none() {
+            return Vec::new();
+        }
+        vec![Start {
+            subject: stored.aggregate_id.clone(),
+            organization_id,
+            input: json!({ "call_id": stored.aggregate_id }),
+        }]
+    }
+
+    fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {
+        let policy = policy(first_backoff_ms);
+        vec![
+            StepPlan::new("analysis", policy),
+            StepPlan::new("notify", policy).after(&["analysis"]),
+            StepPlan::new("close", policy).after(&["analysis", "notify"]),
+        ]
+    }
+
+    async fn run(&self, ctx: StepContext<'_>) -> StepResult {
+        let Some(caller) = ctx.caller() else {
+            return StepResult::give_up("the process has no organization");
+        };
+        let Some(call_id) = ctx.input()["call_id"].as_str().map(str::to_string) else {
+            return StepResult::give_up("the process input names no call");
+        };
+        match ctx.step.plan.name.as_str() {
+            "analysis" => self.analysis(&ctx, &caller, &call_id).await,
+            "notify" => self.notify(&ctx, &caller, &call_id).await,
+            "close" => {
+                match app::calls::close(ctx.state, &caller, &call_id, &ctx.key("close"), ctx.now)
+                    .await
+                {
+                    Ok(_) => StepResult::Succeeded(Value::Null),
+                    Err(err) => err.into(),
+                }
+            }
+            other => StepResult::give_up(format!("unknown step {other}")),
+        }
+    }
+}

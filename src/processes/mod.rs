@@ -1,0 +1,150 @@
+//! Durable processes on the log: the work after a call that the seed ran as Temporal
+//! workflows.
+//!
+//! A process is two log consumers' worth of machinery (see ARCHITECTURE.md, "The flow of a
+//! process"):
+//! - its **starter** ([`starter::Starter`]) is a checkpointed consumer of the log that records
+//!   the instances its events start in `process_work`, in the same transaction as its
+//!   checkpoint (so a crash neither loses nor doubles a start); it has no other effect and is
+//!   never rebuilt;
+//! - its **worker** ([`worker::Worker`]) runs due instances: each instance's progress is its
+//!   own stream of [`aggregates::process::ProcessEvent`]s (step attempted, succeeded, failed
+//!   with its retry time, gave up, skipped, completed); the worker loads it, runs the steps
+//!   that may run, records each outcome, and writes the instance's next due time back to
+//!   `process_work` (the durable timer). A crash resumes from the stream.
+//!
+//! One worker per process is active per database (a PostgreSQL advisory lock; a standby takes
+//! over when the holder's session dies). Effects go through `crate::app`'s use cases.
+//!
+//! The processes: [`call_processing`] (summary and extraction, notifications, close) and
+//! [`notification`] (one SMS or email).
+
+pub mod call_processing;
+pub mod notification;
+pub mod starter;
+pub mod work;
+pub mod worker;
+
+use std::sync::Arc;
+
+use aggregates::common::Timestamp;
+use aggregates::process::{Process, StepPlan, StepState};
+use async_trait::async_trait;
+use eventlog::StoredEvent;
+use projections::DomainEvent;
+use serde_json::Value;
+
+use crate::app::Caller;
+use crate::state::AppState;
+pub use work::Start;
+
+/// What one attempt of a step came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepResult {
+    Succeeded(Value),
+    /// `retryable: false` gives up at once (retrying the same request cannot help).
+    Failed {
+        error: String,
+        retryable: bool,
+    },
+    /// Nothing to do, with the reason.
+    Skipped(String),
+}
+
+impl StepResult {
+    pub fn retry(error: impl std::fmt::Display) -> Self {
+        StepResult::Failed {
+            error: error.to_string(),
+            retryable: true,
+        }
+    }
+
+    pub fn give_up(error: impl std::fmt::Display) -> Self {
+        StepResult::Failed {
+            error: error.to_string(),
+            retryable: false,
+        }
+    }
+}
+
+impl From<crate::app::AppError> for StepResult {
+    fn from(err: crate::app::AppError) -> Self {
+        StepResult::Failed {
+            retryable: err.retryable(),
+            error: err.to_string(),
+        }
+    }
+}
+
+/// What a step sees when it runs.
+pub struct StepContext<'a> {
+    pub state: &'a Arc<AppState>,
+    pub process: &'a Process,
+    pub step: &'a StepState,
+    pub now: Timestamp,
+}
+
+impl StepContext<'_> {
+    pub fn input(&self) -> &Value {
+        &self.process.input
+    }
+
+    /// The process acting in its organization.
+    pub fn caller(&self) -> Option<Caller> {
+        self.process
+            .organization_id
+            .map(|org| Caller::process(&self.process.kind, org))
+    }
+
+    /// The idempotency key of this step's effects (the same on every attempt).
+    pub fn key(&self, effect: &str) -> String {
+        format!(
+            "{}:{}:{effect}",
+            Process::stream_id(&self.process.kind, &self.process.subject),
+            self.step.plan.name
+        )
+    }
+
+    pub fn output_of(&self, step: &str) -> Option<&Value> {
+        self.process
+            .step(step)
+            .map(|s| &s.output)
+            .filter(|o| !o.is_null())
+    }
+}
+
+/// One kind of process.
+#[async_trait]
+pub trait ProcessDefinition: Send + Sync + 'static {
+    /// The process kind (its streams are `{kind}:{subject}`).
+    fn kind(&self) -> &'static str;
+
+    /// The starter's checkpoint name (`process:{kind}`).
+    fn consumer(&self) -> &'static str;
+
+    /// Whether the starter needs to look at `event` (the batch-skip hint).
+    fn wants(&self, event: &DomainEvent) -> bool;
+
+    /// The instances `event` starts (from the event alone: the starter has no other input).
+    fn starts(&self, stored: &StoredEvent, event: &DomainEvent) -> Vec<Start>;
+
+    /// An instance's plan.
+    fn plan(&self, input: &Value, first_backoff_ms: i64) -> Vec<StepPlan>;
+
+    /// Whether `step` records its attempt before running: true for an effect no provider
+    /// key can deduplicate, so a crash mid-send leaves the attempt *in doubt* and the next
+    /// run looks before it sends again.
+    fn records_attempts(&self, _process: &Process, _step: &str) -> bool {
+        false
+    }
+
+    async fn run(&self, ctx: StepContext<'_>) -> StepResult;
+}
+
+/// Every process this service runs.
+pub fn all(state: &Arc<AppState>) -> Vec<Arc<dyn ProcessDefinition>> {
+    vec![
+        Arc::new(call_processing::CallProcessing::new(state)),
+        Arc::new(notification::Notify::new(state)),
+    ]
+}

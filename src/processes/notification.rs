@@ -1,0 +1,233 @@
+//! One notification: an SMS (Twilio Messages) or an email (Resend) to one recipient, started
+//! by the notifications a call's events carry: during the call (`FunctionCallHandled`: a
+//! driver call-out, an urgent message) or after it (`NotificationsRequested`: the post-call
+//! summary).
+//!
+//! Guarantees: an email carries `Idempotency-Key: notification:{id}` on every attempt, so
+//! Resend sends it once however often we retry or crash. Twilio's Messages API takes no key:
+//! the attempt is recorded before the send, and any attempt after a first one (in doubt after
+//! a crash, or failed on a timeout that may have sent) first lists the messages sent to the
+//! recipient from our number today and takes an identical one as sent. An SMS is therefore
+//! sent twice only if Twilio's list does not yet show a message it accepted.
+
+use std::sync::Arc;
+
+use aggregates::call::{CallEvent, Notification, NotificationChannel};
+use aggregates::process::{Process, RetryPolicy, StepPlan};
+use async_trait::async_trait;
+use eventlog::StoredEvent;
+use projections::notifications::NOTIFICATION_KIND;
+use projections::DomainEvent;
+use serde_json::{json, Value};
+
+use super::{ProcessDefinition, Start, StepContext, StepResult};
+use crate::app::{self, Caller};
+use crate::providers::resend::{Email, Resend};
+use crate::providers::twilio::Twilio;
+use crate::providers::ProviderError;
+use crate::state::AppState;
+
+pub struct Notify {
+    twilio: Twilio,
+    resend: Resend,
+}
+
+impl Notify {
+    pub fn new(state: &Arc<AppState>) -> Self {
+        Notify {
+            twilio: Twilio::new(&state.config, state.store.clone()).single_attempt(),
+            resend: Resend::new(state.config.resend.clone(), state.store.clone()),
+        }
+    }
+}
+
+fn channel_name(channel: NotificationChannel) -> &'static str {
+    match channel {
+        NotificationChannel::Sms => "sms",
+        NotificationChannel::Email => "email",
+    }
+}
+
+/// One instance per (event, notification, recipient).
+fn starts_for(stored: &StoredEvent, reason: &str, notifications: &[Notification]) -> Vec<Start> {
+    let organization_id = stored
+        .metadata
+        .tenant_id
+        .as_deref()
+        .and_then(|t| uuid::Uuid::parse_str(t).ok());
+    let Some(organization_id) = organization_id else {
+        return Vec::new();
+    };
+    let mut starts = Vec::new();
+    for (i, notification) in notifications.iter().enumerate() {
+        for (j, recipient) in notification.recipients.iter().enumerate() {
+            starts.push(Start {
+                subject: format!("{}:{i}:{j}", stored.metadata.event_id),
+                organization_id: Some(organization_id),
+                input: json!({
+                    "call_id": stored.aggregate_id,
+                    "reason": reason,
+                    "channel": channel_name(notification.channel),
+                    "recipient": recipient,
+                    "subject": notification.subject,
+                    "body": notification.body,
+                }),
+            });
+        }
+    }
+    starts
+}
+
+fn provider_failure(err: ProviderError) -> StepResult {
+    match err {
+        ProviderError::Rejected { .. } => StepResult::give_up(err),
+        _ => StepResult::retry(err),
+    }
+}
+
+fn text<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
+    input.get(key).and_then(Value::as_str)
+}
+
+impl Notify {
+    /// Our number the SMS goes out from: the number the call came in on, else the
+    /// organization's first live number.
+    async fn sender(&self, ctx: &StepContext<'_>, caller: &Caller) -> Result<String, StepResult> {
+        if let Some(call_id) = text(ctx.input(), "call_id") {
+            if let Ok((call, _)) = app::calls::load(ctx.state, caller, call_id).await {
+                if let Some(number) = call.to_number.filter(|n| !n.is_empty()) {
+                    return Ok(number);
+                }
+            }
+        }
+        let organization = app::organizations::load(ctx.state, caller).await?;
+        organization
+            .phone_numbers
+            .values()
+            .find(|p| !p.released)
+            .map(|p| p.number.clone())
+            .ok_or_else(|| StepResult::give_up("the organization has no number to send from"))
+    }
+
+    async fn sms(&self, ctx: &StepContext<'_>, caller: &Caller) -> StepResult {
+        let input = ctx.input();
+        let (Some(to), Some(body)) = (text(input, "recipient"), text(input, "body")) else {
+            return StepResult::give_up("the notification has no recipient or body");
+        };
+        let from = match self.sender(ctx, caller).await {
+            Ok(from) => from,
+            Err(failed) => return failed,
+        };
+        let org = caller.organization_id.to_string();
+        if ctx.step.attempts > 0 {
+            // An earlier attempt may have sent it (crash mid-send, or a timeout).
+            // Retries are spaced by minutes to hours: two days back covers every attempt.
+            let since = ctx.now - chrono::Duration::days(2);
+            match self.twilio.find_message(to, &from, body, since, &org).await {
+                Ok(Some(found)) => {
+                    return StepResult::Succeeded(json!({
+                        "provider_message_id": found.sid,
+                        "found_after_doubt": true,
+                    }))
+                }
+                Ok(None) => {}
+                Err(err) => return provider_failure(err),
+            }
+        }
+        match self.twilio.send_sms(to, &from, body, &org).await {
+            Ok(message) => StepResult::Succeeded(json!({
+                "provider_message_id": message.sid,
+                "sandbox": message.sandbox,
+            })),
+            Err(err) => provider_failure(err),
+        }
+    }
+
+    async fn email(&self, ctx: &StepContext<'_>) -> StepResult {
+        let input = ctx.input();
+        let (Some(to), Some(body)) = (text(input, "recipient"), text(input, "body")) else {
+            return StepResult::give_up("the notification has no recipient or body");
+        };
+        let email = Email {
+            from: crate::http::accounts::EMAIL_FROM.to_string(),
+            to: vec![to.to_string()],
+            subject: text(input, "subject")
+                .unwrap_or("CallFlex notification")
+                .to_string(),
+            text: body.to_string(),
+            html: None,
+            idempotency_key: Some(format!("notification:{}", ctx.process.subject)),
+        };
+        match self.resend.send(&email).await {
+            Ok(id) => StepResult::Succeeded(json!({
+                "provider_message_id": id,
+                "sandbox": self.resend.client().sandbox(),
+            })),
+            Err(err) => provider_failure(err),
+        }
+    }
+}
+
+#[async_trait]
+impl ProcessDefinition for Notify {
+    fn kind(&self) -> &'static str {
+        NOTIFICATION_KIND
+    }
+
+    fn consumer(&self) -> &'static str {
+        "process:notification"
+    }
+
+    fn wants(&self, event: &DomainEvent) -> bool {
+        match event {
+            DomainEvent::Call(CallEvent::FunctionCallHandled { invocation }) => {
+                !invocation.notifications.is_empty()
+            }
+            DomainEvent::Call(CallEvent::NotificationsRequested { .. }) => true,
+            _ => false,
+        }
+    }
+
+    fn starts(&self, stored: &StoredEvent, event: &DomainEvent) -> Vec<Start> {
+        match event {
+            DomainEvent::Call(CallEvent::FunctionCallHandled { invocation }) => starts_for(
+                stored,
+                &format!("function:{}", invocation.name),
+                &invocation.notifications,
+            ),
+            DomainEvent::Call(CallEvent::NotificationsRequested {
+                reason,
+                notifications,
+                ..
+            }) => starts_for(stored, reason, notifications),
+            _ => Vec::new(),
+        }
+    }
+
+    fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {
+        vec![StepPlan::new(
+            "send",
+            RetryPolicy {
+                max_attempts: 5,
+                first_backoff_ms,
+                factor: 2,
+                timeout_ms: 30_000,
+            },
+        )]
+    }
+
+    fn records_attempts(&self, process: &Process, _step: &str) -> bool {
+        text(&process.input, "channel") == Some("sms")
+    }
+
+    async fn run(&self, ctx: StepContext<'_>) -> StepResult {
+        let Some(caller) = ctx.caller() else {
+            return StepResult::give_up("the notification has no organization");
+        };
+        match text(ctx.input(), "channel") {
+            Some("sms") => self.sms(&ctx, &caller).await,
+            Some("email") => self.email(&ctx).await,
+            other => StepResult::give_up(format!("unknown channel {other:?}")),
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `process_work`: each process instance's timer and summary. The instance's progress is its
+//! stream in the log; this row only says when its worker next has something to do
+//! (`due_at`, NULL once completed) and how it stands, for `/health` and the worker's query.
+
+use eventlog::now_ms;
+use serde_json::Value;
+use sqlx::{Any, AnyPool, Row, Transaction};
+use uuid::Uuid;
+
+/// An instance to start, as its starter saw it in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Start {
+    pub subject: String,
+    pub organization_id: Option<Uuid>,
+    pub input: Value,
+}
+
+/// A due instance, as the worker reads it.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub subject: String,
+    pub organization_id: Option<Uuid>,
+    pub input: Value,
+}
+
+/// How an instance stands after its worker ran it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Started or waiting for a step that can run now.
+    Running,
+    /// A failed step waits for its retry.
+    Retrying,
+    Completed,
+    /// Completed with steps that gave up.
+    Failed,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Running => "running",
+            Standing::Retrying => "retrying",
+            Standing::Completed => "completed",
+            Standing::Failed => "failed",
+        }
+    }
+}
+
+/// Records instances to start, due now (inside the starter's batch transaction: they commit
+/// with its checkpoint). An instance already recorded is left as it is.
+pub async fn insert_starts(
+    tx: &mut Transaction<'static, Any>,
+    kind: &str,
+    starts: &[Start],
+) -> Result<(), sqlx::Error> {
+    let now = now_ms();
+    for start in starts {
+        sqlx::query(
+            "INSERT INTO process_work (kind, subject, organization_id, input, status, due_at, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
+             ON CONFLICT (kind, subject) DO NOTHING",
+        )
+        .bind(kind.to_string())
+        .bind(start.subject.clone())
+        .bind(start.organization_id.map(|o| o.to_string()))
+        .bind(start.input.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` instances of `kind` due at `now`, earliest first.
+pub async fn due(
+    pool: &AnyPool,
+    kind: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT subject, organization_id, input FROM process_work \
+         WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 ORDER BY due_at LIMIT $3",
+    )
+    .bind(kind.to_string())
+    .bind(now)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let organization: Option<String> = row.try_get(1)?;
+            let input: String = row.try_get(2)?;
+            Ok(Due {
+                subject: row.try_get(0)?,
+                organization_id: organization.and_then(|o| Uuid::parse_str(&o).ok()),
+                input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            })
+        })
+        .collect()
+}
+
+/// When the earliest instance of `kind` is due, if any is.
+pub async fn next_due(pool: &AnyPool, kind: &str) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query("SELECT MIN(due_at) FROM process_work WHERE kind = $1")
+        .bind(kind.to_string())
+        .fetch_one(pool)
+        .await?;
+    row.try_get(0)
+}
+
+/// What the worker learned running an instance.
+#[derive(Debug, Clone)]
+pub struct Update<'a> {
+    pub standing: Standing,
+    pub due_at: Option<i64>,
+    pub attempts: i64,
+    pub failed_steps: &'a [String],
+    pub last_error: Option<&'a str>,
+}
+
+pub async fn update(
+    pool: &AnyPool,
+    kind: &str,
+    subject: &str,
+    update: Update<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, failed_steps = $4, \
+         last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8",
+    )
+    .bind(update.standing.as_str())
+    .bind(update.due_at)
+    .bind(update.attempts)
+    .bind((!update.failed_steps.is_empty()).then(|| update.failed_steps.join(",")))
+    .bind(update.last_error.map(str::to_string))
+    .bind(now_ms())
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Instances of `kind` by standing (`pending` counts instances not yet begun).
+pub async fn counts(pool: &AnyPool, kind: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT status, COUNT(*) FROM process_work WHERE kind = $1 GROUP BY status ORDER BY status",
+    )
+    .bind(kind.to_string())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .collect()
+}

@@ -1,0 +1,347 @@
+//! A process's worker: runs due instances, records each step's outcome in the instance's
+//! stream, and keeps the instance's timer in `process_work`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::process::{Due, Process, ProcessCommand, StepState, StepStatus};
+use chrono::Utc;
+use eventlog::{now_ms, CommandMeta};
+use projections::{ProjectorHandle, ProjectorStatus};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::work::{self, Standing, Update};
+use super::{ProcessDefinition, StepContext, StepResult};
+use crate::app::AppError;
+use crate::state::AppState;
+
+/// How often an idle worker looks for instances whose timer came due.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often a standby worker tries to become the active one.
+const STANDBY_CLAIM_EVERY: Duration = Duration::from_secs(1);
+/// An instance whose run failed on our side (the store) is looked at again after this.
+const RETRY_AFTER_ERROR_MS: i64 = 2_000;
+
+/// What `/health` shows for a process's worker.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerStatus {
+    pub active: bool,
+    pub steps_run: u64,
+    pub last_error: Option<String>,
+}
+
+/// A running (or standby) process: its starter and its worker.
+#[derive(Clone)]
+pub struct ProcessHandle {
+    pub kind: &'static str,
+    pub starter: ProjectorHandle,
+    status: watch::Receiver<WorkerStatus>,
+}
+
+impl ProcessHandle {
+    pub fn status(&self) -> WorkerStatus {
+        self.status.borrow().clone()
+    }
+}
+
+pub struct Worker {
+    definition: Arc<dyn ProcessDefinition>,
+    state: Arc<AppState>,
+    starter: ProjectorHandle,
+    status: watch::Sender<WorkerStatus>,
+}
+
+impl Worker {
+    pub fn new(
+        definition: Arc<dyn ProcessDefinition>,
+        state: Arc<AppState>,
+        starter: ProjectorHandle,
+    ) -> Self {
+        let (status, _) = watch::channel(WorkerStatus::default());
+        Worker {
+            definition,
+            state,
+            starter,
+            status,
+        }
+    }
+
+    /// Starts the worker; it stops when `shutdown` resolves (steps in flight are abandoned
+    /// as a crash would abandon them, and resumed from their streams).
+    pub fn spawn(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> ProcessHandle {
+        let handle = ProcessHandle {
+            kind: self.definition.kind(),
+            starter: self.starter.clone(),
+            status: self.status.subscribe(),
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = self.run() => {}
+                _ = shutdown => {}
+            }
+        });
+        handle
+    }
+
+    async fn run(self) {
+        let kind = self.definition.kind();
+        loop {
+            let lead = self
+                .state
+                .store
+                .leadership()
+                .try_lead(&format!("process:{kind}"))
+                .await;
+            match lead {
+                Ok(true) => break,
+                Ok(false) => tokio::time::sleep(STANDBY_CLAIM_EVERY).await,
+                Err(err) => {
+                    self.report(Some(err.to_string()));
+                    tokio::time::sleep(STANDBY_CLAIM_EVERY).await;
+                }
+            }
+        }
+        self.status.send_modify(|s| s.active = true);
+        tracing::info!(process = kind, "process worker active");
+        let concurrency = self.state.config.process_concurrency;
+        let mut wake: watch::Receiver<ProjectorStatus> = self.starter.watch();
+        let mut tasks = JoinSet::new();
+        let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut subjects: HashSet<String> = HashSet::new();
+        loop {
+            let free = concurrency.saturating_sub(tasks.len());
+            if free > 0 {
+                let limit = (free + subjects.len()) as i64;
+                match work::due(self.state.store.pool(), kind, now_ms(), limit).await {
+                    Ok(rows) => {
+                        for row in rows {
+                            if tasks.len() >= concurrency {
+                                break;
+                            }
+                            if !subjects.insert(row.subject.clone()) {
+                                continue;
+                            }
+                            let subject = row.subject.clone();
+                            let definition = self.definition.clone();
+                            let state = self.state.clone();
+                            let status = self.status.clone();
+                            let id = tasks
+                                .spawn(async move {
+                                    advance_logged(&*definition, &state, &status, row).await
+                                })
+                                .id();
+                            running.insert(id, subject);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(process = kind, error = %err, "reading due instances failed");
+                        self.report(Some(err.to_string()));
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let id = match joined {
+                        Ok((id, ())) => id,
+                        Err(err) => {
+                            tracing::error!(process = kind, error = %err, "process step panicked");
+                            err.id()
+                        }
+                    };
+                    if let Some(subject) = running.remove(&id) {
+                        subjects.remove(&subject);
+                    }
+                }
+                _ = wake.changed() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+            }
+        }
+    }
+
+    fn report(&self, error: Option<String>) {
+        self.status.send_modify(|s| s.last_error = error);
+    }
+}
+
+async fn advance_logged(
+    definition: &dyn ProcessDefinition,
+    state: &Arc<AppState>,
+    status: &watch::Sender<WorkerStatus>,
+    row: work::Due,
+) {
+    let kind = definition.kind();
+    if let Err(err) = advance(definition, state, status, &row).await {
+        tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
+        status.send_modify(|s| s.last_error = Some(err.to_string()));
+        let update = Update {
+            standing: Standing::Running,
+            due_at: Some(now_ms() + RETRY_AFTER_ERROR_MS),
+            attempts: 0,
+            failed_steps: &[],
+            last_error: Some(&err.to_string()),
+        };
+        let _ = work::update(state.store.pool(), kind, &row.subject, update).await;
+    }
+}
+
+fn meta(kind: &str, process: &Process, key: String) -> CommandMeta {
+    let mut meta = CommandMeta::new(format!("system:process:{kind}")).idempotency_key(key);
+    if let Some(org) = process.organization_id {
+        meta = meta.tenant(org);
+    }
+    meta
+}
+
+/// Runs what an instance can run now, then writes its timer back.
+async fn advance(
+    definition: &dyn ProcessDefinition,
+    state: &Arc<AppState>,
+    status: &watch::Sender<WorkerStatus>,
+    row: &work::Due,
+) -> Result<(), AppError> {
+    let kind = definition.kind();
+    let stream = Process::stream_id(kind, &row.subject);
+    let (mut process, _) = state.processes.load(&stream).await?;
+    if !process.started {
+        let begin = ProcessCommand::Begin {
+            kind: kind.to_string(),
+            subject: row.subject.clone(),
+            organization_id: row.organization_id,
+            input: row.input.clone(),
+            steps: definition.plan(&row.input, state.config.process_first_backoff_ms),
+            at: Utc::now(),
+        };
+        let seed = Process {
+            organization_id: row.organization_id,
+            ..Process::default()
+        };
+        process = state
+            .processes
+            .execute(
+                &stream,
+                begin,
+                &meta(kind, &seed, format!("{stream}:begin")),
+            )
+            .await?
+            .state;
+    }
+    loop {
+        let runnable: Vec<StepState> = process.runnable(Utc::now()).into_iter().cloned().collect();
+        if runnable.is_empty() {
+            break;
+        }
+        // Steps that may run together do (the seed's summary and extraction in parallel).
+        let results = futures::future::join_all(
+            runnable
+                .iter()
+                .map(|step| run_step(definition, state, &process, step)),
+        )
+        .await;
+        for (step, result) in runnable.iter().zip(results) {
+            let (attempt, result) = result?;
+            let name = step.plan.name.clone();
+            let at = Utc::now();
+            let command = match result {
+                StepResult::Succeeded(output) => ProcessCommand::Succeed {
+                    step: name.clone(),
+                    output,
+                    at,
+                },
+                StepResult::Failed { error, retryable } => {
+                    tracing::warn!(process = kind, subject = %row.subject, step = %name, attempt, %error, retryable, "process step failed");
+                    ProcessCommand::Fail {
+                        step: name.clone(),
+                        error,
+                        retryable,
+                        at,
+                    }
+                }
+                StepResult::Skipped(reason) => ProcessCommand::Skip {
+                    step: name.clone(),
+                    reason,
+                    at,
+                },
+            };
+            let key = format!("{stream}:{name}:{attempt}:outcome");
+            process = state
+                .processes
+                .execute(&stream, command, &meta(kind, &process, key))
+                .await?
+                .state;
+            status.send_modify(|s| s.steps_run += 1);
+        }
+    }
+    let (standing, due_at) = match process.due(Utc::now()) {
+        Due::Never if process.failed_steps().is_empty() => (Standing::Completed, None),
+        Due::Never => (Standing::Failed, None),
+        Due::At(at) => (Standing::Retrying, Some(at.timestamp_millis())),
+        Due::Now => (Standing::Running, Some(now_ms())),
+    };
+    let last_error = process
+        .steps
+        .iter()
+        .filter(|s| s.status != StepStatus::Succeeded)
+        .filter_map(|s| s.last_error.as_deref())
+        .next_back();
+    work::update(
+        state.store.pool(),
+        kind,
+        &row.subject,
+        Update {
+            standing,
+            due_at,
+            attempts: process.steps.iter().map(|s| i64::from(s.attempts)).sum(),
+            failed_steps: &process.failed_steps(),
+            last_error,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// One attempt of one step: records the attempt first when the step needs it, runs it
+/// within its timeout, and answers the attempt's number with its result.
+async fn run_step(
+    definition: &dyn ProcessDefinition,
+    state: &Arc<AppState>,
+    process: &Process,
+    step: &StepState,
+) -> Result<(u32, StepResult), AppError> {
+    let kind = definition.kind();
+    let stream = Process::stream_id(kind, &process.subject);
+    let name = &step.plan.name;
+    let attempt = if step.in_doubt {
+        step.attempts
+    } else {
+        step.attempts + 1
+    };
+    if !step.in_doubt && definition.records_attempts(process, name) {
+        let command = ProcessCommand::Attempt {
+            step: name.clone(),
+            at: Utc::now(),
+        };
+        let key = format!("{stream}:{name}:{attempt}:attempt");
+        state
+            .processes
+            .execute(&stream, command, &meta(kind, process, key))
+            .await?;
+    }
+    let ctx = StepContext {
+        state,
+        process,
+        step,
+        now: Utc::now(),
+    };
+    let timeout = Duration::from_millis(step.plan.policy.timeout_ms.max(1) as u64);
+    let result = match tokio::time::timeout(timeout, definition.run(ctx)).await {
+        Ok(result) => result,
+        Err(_) => StepResult::retry(format!("timed out after {} ms", timeout.as_millis())),
+    };
+    Ok((attempt, result))
+}

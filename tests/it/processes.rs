@@ -1,0 +1,311 @@
+//! Post-call processing and notifications, against local provider stubs, on both backends.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+use crate::stubs::Stubs;
+
+const OUR_NUMBER: &str = "+15559990000";
+const SMS_TO: &str = "+15550001111";
+const EMAIL_TO: &str = "dispatch@acme.test";
+
+fn tool_call(id: &str, name: &str, args: Value) -> Value {
+    json!({ "id": id, "type": "function", "function": { "name": name, "arguments": args } })
+}
+
+/// An end-of-call report; `analysis` as VAPI sends it (or `Null` for none).
+fn end_report(call: &str, analysis: Value) -> String {
+    vapi_message(
+        "end-of-call-report",
+        call,
+        json!({
+            "endedReason": "customer-ended-call",
+            "startedAt": "2024-07-15T10:00:00Z",
+            "endedAt": "2024-07-15T10:01:30Z",
+            "artifact": {"transcript": "AI: CallFlex, how can I help?\nUser: This is Dana, I'd like to book a delivery for Friday."},
+            "analysis": analysis,
+        }),
+    )
+}
+
+async fn spawn_with_stubs(backend: &str, stubs: &Stubs) -> TestApp {
+    let app = spawn_app_with(backend, |c| stubs.configure(c)).await;
+    let (status, body) = app
+        .patch_json(
+            &format!("/api/v1/organizations/{}", app.org),
+            json!({"settings": {"notifications": {
+                "sms_enabled": true, "sms_numbers": [SMS_TO],
+                "email_enabled": true, "email_addresses": [EMAIL_TO],
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    app
+}
+
+/// The call as the API shows it, once processed (panics after 30 s).
+async fn processed_call(app: &TestApp, call_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = app
+            .client
+            .get(format!("{}/api/v1/calls/{call_id}", app.base))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            let body: Value = res.json().await.unwrap();
+            if body["data"]["processed"] == true {
+                return body["data"].clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "call {call_id} was not processed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The call's notifications once none is still queued, sending or retrying.
+async fn settled_notifications(app: &TestApp, call_id: &str, expected: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body: Value = app
+            .client
+            .get(format!("{}/api/v1/calls/{call_id}/notifications", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = body["data"].as_array().cloned().unwrap_or_default();
+        let done = data.len() == expected
+            && data.iter().all(|n| {
+                ["sent", "failed", "skipped"].contains(&n["status"].as_str().unwrap_or(""))
+            });
+        if done {
+            return data;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "notifications of {call_id} did not settle: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn call_id_of(app: &TestApp, vapi_id: &str) -> String {
+    app.settle().await;
+    let ids = app
+        .strings(&format!(
+            "SELECT id FROM calls WHERE vapi_call_id = '{vapi_id}'"
+        ))
+        .await;
+    ids.first().cloned().expect("the call is projected")
+}
+
+/// Without VAPI's analysis the LLM is asked (summary and extraction); the call gets them,
+/// the post-call summary goes out by SMS and email, and the call is marked processed.
+async fn an_ended_call_is_summarized_notified_and_closed(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    app.vapi_ok(&end_report("proc-1", Value::Null)).await;
+    let id = call_id_of(&app, "proc-1").await;
+    let call = processed_call(&app, &id).await;
+    assert_eq!(
+        call["summary"],
+        "Dana called to book a delivery for Friday."
+    );
+    assert_eq!(call["call_type"], "booking");
+    assert_eq!(call["sentiment"], "positive");
+    assert_eq!(call["caller_name"], "Dana");
+    assert_eq!(call["action_items"], json!(["Call Dana back"]));
+
+    let llm = stubs.requests_to("/v1/chat/completions");
+    assert_eq!(llm.len(), 2, "one summary, one extraction");
+    for (_, headers, body) in &llm {
+        assert_eq!(
+            headers["authorization"],
+            format!("Bearer {}", crate::stubs::LLM_KEY)
+        );
+        assert!(body.contains("book a delivery for Friday"), "{body}");
+    }
+
+    let sent = settled_notifications(&app, &id, 2).await;
+    assert!(sent.iter().all(|n| n["status"] == "sent"), "{sent:?}");
+    let emails = stubs.notification_emails();
+    assert_eq!(emails.len(), 1);
+    let (_, headers, body) = &emails[0];
+    assert!(headers["idempotency-key"].starts_with("notification:"));
+    let email: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(email["to"], json!([EMAIL_TO]));
+    assert_eq!(email["subject"], "New call: booking");
+    assert!(email["text"].as_str().unwrap().contains("Duration: 2min"));
+    let sms = stubs.ledger.lock().unwrap().sms.clone();
+    assert_eq!(sms.len(), 1);
+    assert_eq!((sms[0].1.as_str(), sms[0].2.as_str()), (SMS_TO, OUR_NUMBER));
+    assert!(sms[0].3.contains("Dana called to book"));
+    let ids: Vec<_> = sent
+        .iter()
+        .map(|n| n["provider_message_id"].clone())
+        .collect();
+    assert!(ids.contains(&json!(sms[0].0)), "{ids:?}");
+
+    // Exactly once, visible in the log and in /health.
+    assert_eq!(app.count_events("CallAnalyzed").await, 1);
+    assert_eq!(app.count_events("CallProcessed").await, 1);
+    let health: Value = reqwest::get(format!("{}/health", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let processing = health["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "call_processing")
+        .cloned()
+        .unwrap();
+    assert_eq!(processing["completed"], 1, "{health}");
+    assert_eq!(processing["active"], true);
+}
+
+/// VAPI's own analysis is used as it is: no LLM request.
+async fn vapi_analysis_is_used_without_asking_the_llm(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    let analysis = json!({
+        "summary": "Driver Sam called out sick for route 12.",
+        "structuredData": {"callType": "support", "sentiment": "neutral", "callerName": "Sam",
+                           "actionItems": ["Cover route 12"]},
+    });
+    app.vapi_ok(&end_report("proc-vapi", analysis)).await;
+    let id = call_id_of(&app, "proc-vapi").await;
+    let call = processed_call(&app, &id).await;
+    assert_eq!(call["summary"], "Driver Sam called out sick for route 12.");
+    assert_eq!(call["call_type"], "support");
+    assert_eq!(call["caller_name"], "Sam");
+    assert!(stubs.requests_to("/v1/chat/completions").is_empty());
+}
+
+/// An extraction that is not valid JSON is asked once more, then the step gives up (named in
+/// the process's stream and /health); the notifications still go out, without inventing a
+/// summary, and the call is closed.
+async fn an_invalid_extraction_gives_up_and_the_rest_goes_on(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    stubs.ledger.lock().unwrap().extraction = Some("{not json".into());
+    let app = spawn_with_stubs(backend, &stubs).await;
+    app.vapi_ok(&end_report("proc-bad", Value::Null)).await;
+    let id = call_id_of(&app, "proc-bad").await;
+    let call = processed_call(&app, &id).await;
+    assert_eq!(call.get("summary"), None, "nothing invented: {call}");
+    let extraction_asks = stubs
+        .requests_to("/v1/chat/completions")
+        .iter()
+        .filter(|(_, _, body)| body.contains("json_object"))
+        .count();
+    assert_eq!(extraction_asks, 2);
+    assert_eq!(app.count_events("StepGaveUp").await, 1);
+    let sent = settled_notifications(&app, &id, 2).await;
+    assert!(sent.iter().all(|n| n["status"] == "sent"));
+    let sms = stubs.ledger.lock().unwrap().sms.clone();
+    assert!(sms[0].3.contains("No summary available"), "{sms:?}");
+    let failed = app
+        .scalar_i64("SELECT COUNT(*) FROM process_work WHERE kind = 'call_processing' AND status = 'failed'")
+        .await;
+    assert_eq!(failed, 1);
+}
+
+/// Provider failures are retried by the step's policy: a 500 from the LLM, a 503 from Twilio
+/// (after which the lookup runs before the SMS is sent again), a 429 from Resend (with the same
+/// idempotency key on every try).
+async fn provider_failures_are_retried_without_sending_twice(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    {
+        let mut ledger = stubs.ledger.lock().unwrap();
+        ledger.fail_first.insert("llm", vec![500]);
+        ledger.fail_first.insert("twilio", vec![503]);
+        ledger.fail_first.insert("resend", vec![429]);
+    }
+    app.vapi_ok(&end_report("proc-retry", Value::Null)).await;
+    let id = call_id_of(&app, "proc-retry").await;
+    let call = processed_call(&app, &id).await;
+    assert_eq!(call["call_type"], "booking");
+    let sent = settled_notifications(&app, &id, 2).await;
+    assert!(sent.iter().all(|n| n["status"] == "sent"), "{sent:?}");
+    let sms = sent.iter().find(|n| n["channel"] == "sms").unwrap();
+    assert_eq!(sms["attempts"], 2, "{sms}");
+    let ledger = stubs.ledger.lock().unwrap();
+    assert_eq!(ledger.sms.len(), 1, "one SMS sent");
+    let lookups = ledger
+        .requests
+        .iter()
+        .filter(|(p, _, b)| p.ends_with("Messages.json") && b.is_empty())
+        .count();
+    assert_eq!(lookups, 1, "the retry looked first");
+    drop(ledger);
+    let keys: Vec<_> = stubs
+        .notification_emails()
+        .into_iter()
+        .map(|(_, headers, _)| headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 2, "the 429, then the send: {keys:?}");
+    assert_eq!(keys[0], keys[1], "under one key");
+}
+
+/// An urgent message is texted during the call, before it ends.
+async fn an_urgent_message_is_texted_during_the_call(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    app.vapi_ok(&vapi_message(
+        "tool-calls",
+        "proc-urgent",
+        json!({"toolCallList": [tool_call("t1", "takeMessage",
+            json!({"message": "pipe burst", "urgent": true, "callerName": "Lee"}))]}),
+    ))
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stubs.ledger.lock().unwrap().sms.is_empty() {
+        assert!(Instant::now() < deadline, "no SMS during the call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sms = stubs.ledger.lock().unwrap().sms.clone();
+    assert_eq!(sms[0].1, SMS_TO);
+    assert!(
+        sms[0].3.contains("URGENT") && sms[0].3.contains("pipe burst"),
+        "{sms:?}"
+    );
+    assert_eq!(
+        app.count_events("CallEnded").await,
+        0,
+        "the call is still going"
+    );
+    let id = call_id_of(&app, "proc-urgent").await;
+    let listed = settled_notifications(&app, &id, 1).await;
+    assert_eq!(listed[0]["reason"], "function:takeMessage");
+    // A viewer sees the recipient masked.
+    let viewer = app.join_as("viewer@acme.test", "viewer").await;
+    let body: Value = viewer
+        .get(format!("{}/api/v1/notifications", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["data"][0]["recipient"], "+1555•••1111", "{body}");
+}
+
+crate::both_backends!(
+    an_ended_call_is_summarized_notified_and_closed,
+    vapi_analysis_is_used_without_asking_the_llm,
+    an_invalid_extraction_gives_up_and_the_rest_goes_on,
+    provider_failures_are_retried_without_sending_twice,
+    an_urgent_message_is_texted_during_the_call,
+);
