@@ -69,7 +69,7 @@ fn ended(state: &AppState, events: &[StoredEvent]) -> Ended {
             _ => {}
         }
     }
-    lines.sort_by(|a, b| a.0.cmp(&b.0));
+    lines.sort_by_key(|line| line.0);
     let from_segments = lines
         .into_iter()
         .map(|(_, line)| line)

@@ -54,7 +54,18 @@ pub fn fixture(path: &str) -> String {
 }
 
 pub async fn spawn_app(backend: &str) -> TestApp {
-    let app = spawn_app_with(backend, |_| {}).await;
+    spawn_app_configured(backend, |_| {}).await
+}
+
+/// [`spawn_app`] without the processes: for scenarios that assert the log's exact contents
+/// (a redelivery records nothing new) or write the processes' events themselves (seeded
+/// analyses), which the post-call processing would race.
+pub async fn spawn_quiet_app(backend: &str) -> TestApp {
+    spawn_app_configured(backend, |c| c.processes_enabled = false).await
+}
+
+async fn spawn_app_configured(backend: &str, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let app = spawn_app_with(backend, configure).await;
     let org = app.org;
     app.app
         .state()
@@ -306,6 +317,31 @@ impl TestApp {
             .map(|p| (p.name(), p.status()))
             .collect();
         assert!(caught_up, "projectors did not catch up: {statuses:?}");
+    }
+
+    /// Waits until the processes' starters have read the whole log and no instance is still
+    /// running or waiting for a retry.
+    pub async fn processes_done(&self) {
+        let state = self.app.state();
+        for _ in 0..600 {
+            let head = state.store.head().await.unwrap();
+            let read = state
+                .processes_running
+                .get()
+                .into_iter()
+                .flatten()
+                .all(|p| p.starter.status().checkpoint.position >= head);
+            let open = self
+                .scalar_i64(
+                    "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
+                )
+                .await;
+            if read && open == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the processes did not finish");
     }
 
     pub async fn head(&self) -> i64 {

@@ -62,7 +62,7 @@ async fn emailed_links_open_pages_and_health_reports_unused_providers(backend: &
             .map(|p| p["mode"].clone())
     };
     assert_eq!(mode("stripe"), Some("unused".into()), "{health}");
-    assert_eq!(mode("llm"), Some("unused".into()), "{health}");
+    assert_eq!(mode("llm"), Some("sandbox".into()), "{health}");
     assert_eq!(mode("resend"), Some("sandbox".into()), "{health}");
     app.app.stop().await;
 }

@@ -170,6 +170,8 @@ async fn play(urls: &[String], prefix: &str, k: usize, seed: u64) -> Vec<(u16, S
 }
 
 async fn check_against_in_order(app: &TestApp, prefix: &str) {
+    // The post-call processing runs too: compare once every instance has finished.
+    app.processes_done().await;
     app.settle().await;
     for c in 0..CALLS {
         let expected = read_models(app, &format!("in-order-{c}")).await;

@@ -194,6 +194,7 @@ async fn killed_mid_processing_every_call_is_processed_once(backend: &str) {
         .await,
         0
     );
+    pool.close().await;
 
     let ledger = stubs.ledger.lock().unwrap();
     // Emails: one idempotency key per call's email; Resend sends each key once.
@@ -219,7 +220,6 @@ async fn killed_mid_processing_every_call_is_processed_once(backend: &str) {
     assert_eq!(texts.len(), CALLS, "one SMS per call");
     let doubled: Vec<_> = texts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "sent twice: {doubled:?}");
-    pool.close().await;
 }
 
 crate::both_backends!(killed_mid_processing_every_call_is_processed_once);

@@ -319,6 +319,62 @@ impl Projector for EventByEvent {
 
 /// Calls of every shape (late-learned numbers, outbound, hang-ups, analyses, recordings,
 /// repeat callers, costs that sum as floats) with contacts edited by hand in between.
+/// Notification processes in every state the read model shows: sent, retrying, gave up,
+/// skipped, and sending (attempt recorded, no outcome).
+async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
+    use aggregates::process::{Process, ProcessCommand, RetryPolicy, StepPlan};
+    let processes = AggregateRepository::<Process>::new(store.clone(), ());
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let at = chrono::Utc::now();
+    for n in 0..5 {
+        let subject = format!("event-{n}:0:0");
+        let stream = Process::stream_id("notification", &subject);
+        let meta = CommandMeta::new("system:test").tenant(org);
+        let run = |command| processes.execute(&stream, command, &meta);
+        run(ProcessCommand::Begin {
+            kind: "notification".into(),
+            subject: subject.clone(),
+            organization_id: Some(org),
+            input: serde_json::json!({"call_id": format!("call-{n}"), "channel": "sms",
+                "recipient": "+15550001111", "body": "hi", "reason": "function:takeMessage"}),
+            steps: vec![StepPlan::new("send", policy)],
+            at,
+        })
+        .await
+        .unwrap();
+        let fail = || ProcessCommand::Fail {
+            step: "send".into(),
+            error: "503".into(),
+            retryable: true,
+            at,
+        };
+        let outcomes = match n {
+            0 => vec![ProcessCommand::Succeed {
+                step: "send".into(),
+                output: serde_json::json!({"provider_message_id": "SM1"}),
+                at,
+            }],
+            1 => vec![fail()],
+            2 => vec![fail(), fail()],
+            3 => vec![ProcessCommand::Skip {
+                step: "send".into(),
+                reason: "no number".into(),
+                at,
+            }],
+            _ => vec![ProcessCommand::Attempt {
+                step: "send".into(),
+                at,
+            }],
+        };
+        for command in outcomes {
+            run(command).await.unwrap();
+        }
+    }
+}
+
 async fn fill_varied_log(store: &EventStore) {
     use aggregates::organization::{ContactSource, Organization, OrganizationCommand};
     let calls = AggregateRepository::<aggregates::call::Call>::new(store.clone(), ());
@@ -340,6 +396,7 @@ async fn fill_varied_log(store: &EventStore) {
     )
     .await
     .unwrap();
+    fill_notifications(store, org).await;
     let at = chrono::Utc::now();
     for c in 0..30i64 {
         let phone = format!("+1555000{:04}", c % 5);

@@ -216,7 +216,7 @@ fn spec_d() -> CallSpec {
 
 /// Four calls (D newest, then C, B, A), analysis for A and C, projected.
 async fn seeded(backend: &str) -> TestApp {
-    let app = spawn_app(backend).await;
+    let app = spawn_quiet_app(backend).await;
     for spec in [spec_a(), spec_b(), spec_c(), spec_d()] {
         deliver(&app, &spec).await;
     }

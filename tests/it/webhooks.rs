@@ -88,7 +88,7 @@ async fn a_realistic_call_delivered_twice_and_out_of_order_is_recorded_once(back
 async fn tool_calls_are_answered_with_the_seed_replies_and_redeliveries_get_the_same_answer(
     backend: &str,
 ) {
-    let app = spawn_app(backend).await;
+    let app = spawn_quiet_app(backend).await;
     let body = vapi_message(
         "tool-calls",
         "call-tools",
@@ -732,7 +732,7 @@ async fn stripe_events_drive_the_subscription_and_redeliveries_change_nothing(ba
 /// The VAPI path answers a redelivery from the log, not from the ledger: a service that
 /// restarted (or another instance) gives the same answers and records nothing new.
 async fn redeliveries_to_a_restarted_service_get_the_same_answers(backend: &str) {
-    let mut app = spawn_app(backend).await;
+    let mut app = spawn_quiet_app(backend).await;
     let deliveries = realistic_call("call-restart");
     let mut answers = Vec::new();
     for body in &deliveries {

@@ -101,8 +101,9 @@ impl Call {
                 }
             }
             CallCommand::AddTranscript { ctx, segment } => {
+                // A segment delivered after the call was processed is still recorded: VAPI
+                // does not order its deliveries nor retry a refusal, so refusing loses it.
                 self.check_org(&ctx)?;
-                self.check_open()?;
                 self.start_or_learn(&ctx, ctx.started_at, out);
                 if !self.seen_segments.contains(&segment.key) {
                     emit(self, out, CallEvent::TranscriptSegmentAdded { segment });
@@ -223,7 +224,7 @@ impl Call {
             if self.replies.contains_key(&invocation.tool_call_id) {
                 continue;
             }
-            self.check_open()?;
+            // Like a late transcript segment, a late tool call is recorded after close.
             self.start_or_learn(ctx, ctx.started_at, out);
             emit(self, out, CallEvent::FunctionCallHandled { invocation });
         }

@@ -159,6 +159,7 @@ pub struct NotificationsApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Calls")]
 impl NotificationsApi {
     /// The organization's notifications (SMS and email), newest first.
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/notifications",
         method = "get",
@@ -195,6 +196,7 @@ impl NotificationsApi {
     }
 
     /// The notifications one call caused, newest first.
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/calls/:id/notifications",
         method = "get",
