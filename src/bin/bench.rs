@@ -15,6 +15,9 @@
 //! - `ingest`: the real service in-process, signed VAPI deliveries over HTTP at 1, 16 and 64
 //!   concurrent calls; throughput, p50/p99 (tool calls separately) and peak RSS; 16 calls with
 //!   16 of each call's deliveries in flight at once (none may be refused).
+//! - `processes`: post-call processing with stub providers: call end → last notification and
+//!   urgent message → SMS at 16 calls/s (p50/p99), process steps/s on a backlog against raw
+//!   INSERT/s.
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
 //!   through the live service, the rest decided by the Call aggregate, written to the log with
@@ -32,6 +35,8 @@ mod http1;
 mod ingest;
 #[path = "bench/overlap.rs"]
 mod overlap;
+#[path = "bench/processes.rs"]
+mod processes;
 #[path = "bench/query.rs"]
 mod query;
 #[path = "bench/query_load.rs"]
@@ -52,7 +57,14 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 5] = ["append", "command", "rebuild", "ingest", "query"];
+const SECTIONS: [&str; 6] = [
+    "append",
+    "command",
+    "rebuild",
+    "ingest",
+    "processes",
+    "query",
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,7 +79,7 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest, query.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, query.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -356,6 +368,7 @@ async fn main() -> anyhow::Result<()> {
             "command" => command::run(&ctx).await,
             "rebuild" => rebuild::run(&ctx).await,
             "query" => query::run(&ctx, args.calls).await,
+            "processes" => processes::run(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

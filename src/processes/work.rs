@@ -119,12 +119,17 @@ pub struct Update<'a> {
     pub last_error: Option<&'a str>,
 }
 
+/// Writes the instance's timer and summary. Committed without waiting for the disk
+/// (`synchronous_commit = off`): the row is an index over the instance's stream, and one lost
+/// in a crash is rebuilt from that stream the next time the instance is due (at worst it is
+/// due again and its worker finds nothing left to do).
 pub async fn update(
-    pool: &AnyPool,
+    store: &eventlog::EventStore,
     kind: &str,
     subject: &str,
     update: Update<'_>,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
     sqlx::query(
         "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, failed_steps = $4, \
          last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8",
@@ -137,9 +142,9 @@ pub async fn update(
     .bind(now_ms())
     .bind(kind.to_string())
     .bind(subject.to_string())
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// Instances of `kind` by standing (`pending` counts instances not yet begun).

@@ -186,7 +186,7 @@ async fn advance_logged(
             failed_steps: &[],
             last_error: Some(&err.to_string()),
         };
-        let _ = work::update(state.store.pool(), kind, &row.subject, update).await;
+        let _ = work::update(&state.store, kind, &row.subject, update).await;
     }
 }
 
@@ -290,7 +290,7 @@ async fn advance(
         .filter_map(|s| s.last_error.as_deref())
         .next_back();
     work::update(
-        state.store.pool(),
+        &state.store,
         kind,
         &row.subject,
         Update {

@@ -217,6 +217,7 @@ impl HttpClient {
             Ok(answer) => (Some(i64::from(answer.status)), answer.body.to_string()),
             Err(err) => (None, err.to_string()),
         };
+        let mut tx = self.relaxed().await?;
         sqlx::query(
             "UPDATE outbound_requests SET status = $1, response = $2, attempts = $3 WHERE id = $4",
         )
@@ -224,8 +225,9 @@ impl HttpClient {
         .bind(response)
         .bind(i64::from(attempt))
         .bind(id)
-        .execute(self.store.write_pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         match outcome {
             Ok(answer) if answer.status < 400 => Ok(Some(answer)),
             Ok(answer) if answer.status == 429 || answer.status >= 500 => {
@@ -269,6 +271,7 @@ impl HttpClient {
     }
 
     async fn record(&self, id: &str, request: &Request, url: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.relaxed().await?;
         sqlx::query(
             "INSERT INTO outbound_requests (id, provider, method, url, body, idempotency_key, \
              sandbox, organization_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -282,8 +285,18 @@ impl HttpClient {
         .bind(i64::from(self.sandbox()))
         .bind(request.organization_id.clone())
         .bind(now_ms())
-        .execute(self.store.write_pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await
+    }
+
+    /// `outbound_requests` is the operators' record of what was sent, not what decides
+    /// anything (the log does): committed without waiting for the disk, so recording a
+    /// request costs no flush (a crash can lose the last few milliseconds of it).
+    async fn relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        self.store
+            .backend()
+            .begin_relaxed(self.store.write_pool())
+            .await
     }
 }

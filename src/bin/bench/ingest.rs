@@ -610,6 +610,43 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         settle_time.as_secs_f64(),
         if settled { "" } else { " (TIMED OUT)" }
     ));
+    let with_processes = app.state().config.processes_enabled;
     app.stop().await;
+
+    // The same 16-call closed loop on a service without the processes: what they cost ingest
+    // (every level above ran with them: each ended call is summarized, notified and closed,
+    // in sandbox mode, beside the ingest).
+    let url = ctx.fresh_postgres("ingest_quiet").await?;
+    let quiet = Application::build(Config {
+        database_url: url,
+        listen: "127.0.0.1:0".parse()?,
+        vapi_webhook_secret: Some(Secret::new(SECRET)),
+        processes_enabled: false,
+        ..Config::default()
+    })
+    .await?;
+    let org = create_org(&quiet).await?;
+    let endpoint = Endpoint {
+        addr: SocketAddr::from(([127, 0, 0, 1], quiet.port())),
+        path: format!("/api/webhooks/vapi/{org}"),
+    };
+    let raw = ctx.raw_baseline_now(16).await?;
+    let run = drive(&endpoint, 16, ctx.run_for, None, 700_000_000).await;
+    let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
+    section.row(
+        Row::num(
+            "deliveries/s, 16 concurrent calls, processes off",
+            rate,
+            "req/s",
+        )
+        .vs(Baseline::new(raw_name(&raw, "rate"), raw.rate, "ev/s"))
+        .detail(json!({"errors": run.errors, "first_error": run.first_error})),
+    );
+    section.note(format!(
+        "the levels above ran with the post-call processes {} (sandbox providers); the row \
+         'processes off' is the same 16-call loop on a service without them",
+        if with_processes { "on" } else { "off" }
+    ));
+    quiet.stop().await;
     Ok(section)
 }
