@@ -113,6 +113,12 @@ pub struct Config {
     /// `CALLFLEX_TRUSTED_PROXIES`: comma-separated IPs or CIDRs of reverse proxies whose
     /// `X-Forwarded-For` is believed (default none: the peer address is the client).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `RECORDINGS_DIR`: where call recordings are copied (default `recordings` beside the
+    /// SQLite file, `data/recordings` with PostgreSQL).
+    pub recordings_dir: std::path::PathBuf,
+    /// `RECORDINGS_URL`: an object store URL instead of the directory (`s3://bucket/prefix`
+    /// with `--features s3`, `file:///abs/path`).
+    pub recordings_url: Option<String>,
     /// `LLM_MODEL`: the chat model post-call processing asks (default `gpt-4o-mini`).
     pub llm_model: String,
     /// `PROCESS_FIRST_BACKOFF_MS`: the first pause before a failed process step is retried;
@@ -181,11 +187,24 @@ impl Default for Config {
             session_ttl_hours: 24 * 14,
             provisioning_timeout_secs: 120,
             trusted_proxies: Vec::new(),
+            recordings_dir: "data/recordings".into(),
+            recordings_url: None,
             llm_model: "gpt-4o-mini".into(),
             process_first_backoff_ms: 1_000,
             process_concurrency: 32,
             processes_enabled: true,
         }
+    }
+}
+
+/// `name` beside the SQLite file, or under `data/` with PostgreSQL.
+fn beside_the_data(database_url: &str, name: &str) -> std::path::PathBuf {
+    match database_url.strip_prefix("sqlite://") {
+        Some(db) => std::path::Path::new(db.split('?').next().unwrap_or(db))
+            .parent()
+            .map(|dir| dir.join(name))
+            .unwrap_or_else(|| name.into()),
+        None => std::path::Path::new("data").join(name),
     }
 }
 
@@ -224,16 +243,13 @@ impl Config {
             ),
             None => None,
         };
-        c.secret_key_file = match get("CALLFLEX_SECRET_KEY_FILE") {
-            Some(path) => path.into(),
-            None => match c.database_url.strip_prefix("sqlite://") {
-                Some(db) => std::path::Path::new(db.split('?').next().unwrap_or(db))
-                    .parent()
-                    .map(|dir| dir.join("secret-keys"))
-                    .unwrap_or_else(|| "secret-keys".into()),
-                None => "data/secret-keys".into(),
-            },
-        };
+        c.secret_key_file = get("CALLFLEX_SECRET_KEY_FILE")
+            .map(Into::into)
+            .unwrap_or_else(|| beside_the_data(&c.database_url, "secret-keys"));
+        c.recordings_dir = get("RECORDINGS_DIR")
+            .map(Into::into)
+            .unwrap_or_else(|| beside_the_data(&c.database_url, "recordings"));
+        c.recordings_url = get("RECORDINGS_URL");
         if let Some(n) = get("DATABASE_MAX_CONNECTIONS") {
             c.database_max_connections = n.parse().map_err(|_| {
                 ConfigError(format!("DATABASE_MAX_CONNECTIONS={n} is not a number"))

@@ -21,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod processes;
 pub mod providers;
+pub mod recordings;
 pub mod secrets;
 pub mod simulate;
 pub mod startup;

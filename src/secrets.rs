@@ -130,6 +130,17 @@ impl Keyring {
         }
     }
 
+    /// A 32-byte key for `purpose`, derived from key `kid` (HMAC-SHA256 of the purpose under
+    /// it): other uses of the keyring (signed URLs) without exposing its keys. `None` for an
+    /// unknown key id.
+    pub fn derived(&self, kid: &str, purpose: &str) -> Option<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let key = self.keys.get(kid)?;
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).ok()?;
+        mac.update(purpose.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
     pub fn current_key_id(&self) -> &str {
         &self.current
     }

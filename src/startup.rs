@@ -78,7 +78,13 @@ impl Application {
             let (handle, _task) = runner.spawn(stopped(projectors_rx.clone()));
             handles.push(handle);
         }
-        let state = Arc::new(AppState::new(config.clone(), store.clone(), handles));
+        let recordings = crate::recordings::Recordings::from_config(&config)?;
+        let state = Arc::new(AppState::new(
+            config.clone(),
+            store.clone(),
+            handles,
+            recordings,
+        ));
         // Processes: each one's starter reads the log like a projector, its worker runs
         // the instances (see `processes`).
         let mut processes = Vec::new();

@@ -36,6 +36,8 @@ pub struct AppState {
     pub processes_running: std::sync::OnceLock<Vec<crate::processes::worker::ProcessHandle>>,
     /// Raw webhook deliveries and their answers (a 2xx waits for the row).
     pub ledger: Ledger,
+    /// Where call recordings are copied.
+    pub recordings: crate::recordings::Recordings,
     /// Seals and opens secrets carried by events.
     pub secrets: crate::secrets::Keyring,
     /// Keeps sign-up answers as slow for known addresses as for new ones.
@@ -43,7 +45,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: EventStore, projectors: Vec<ProjectorHandle>) -> Self {
+    pub fn new(
+        config: Config,
+        store: EventStore,
+        projectors: Vec<ProjectorHandle>,
+        recordings: crate::recordings::Recordings,
+    ) -> Self {
         // Commands and read models decode old event versions through the same upcasters.
         let upcasters = projections::upcasting::all();
         let secrets = config
@@ -82,6 +89,7 @@ impl AppState {
             secrets,
             store,
             projectors,
+            recordings,
             processes_running: std::sync::OnceLock::new(),
         }
     }

@@ -92,6 +92,28 @@ pub async fn request_notifications(
     .await
 }
 
+/// Notes where the call's recording was copied (`stored_path`: its storage key).
+pub async fn record_recording(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    key: &str,
+    url: String,
+    stored_path: String,
+    at: Timestamp,
+) -> Result<AppendResult, AppError> {
+    execute(state, caller, call_id, key, |call| {
+        CallCommand::RecordRecording {
+            ctx: context(call, caller),
+            url,
+            stereo_url: None,
+            stored_path: Some(stored_path),
+            at,
+        }
+    })
+    .await
+}
+
 /// Marks the call processed (`CallProcessed`): nothing more happens to it.
 pub async fn close(
     state: &AppState,

@@ -11,6 +11,7 @@ pub mod pages;
 pub mod payload;
 pub mod provisioning;
 pub mod query;
+pub mod recording_files;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -101,6 +102,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
         .nest("/docs", docs)
         .at("/verify-email", poem::get(pages::verify_email))
         .at("/reset-password", poem::get(pages::reset_password))
+        .at("/recordings/:id", poem::get(recording_files::recording))
         .data(state)
         .data(payload::BodyLimit(limit))
         .with(Tracing)

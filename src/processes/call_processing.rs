@@ -7,8 +7,10 @@
 //!    process sends each message.
 //! 3. `close` (after 1 and 2): the call is marked processed (`CallProcessed`).
 //!
-//! Transcript, contact stats and usage are read models already; the recording copy is not
-//! built yet (see the README).
+//! 4. `recording` (beside 1): the provider's recording copied into our storage
+//!    (`crate::recordings`), through the egress policy; the call notes the copy's key.
+//!
+//! Transcript, contact stats and usage are read models already.
 
 use std::sync::Arc;
 
@@ -31,12 +33,20 @@ pub const KIND: &str = "call_processing";
 
 pub struct CallProcessing {
     llm: Llm,
+    /// Fetches recordings: the URL arrives in a delivery the organization can sign itself,
+    /// so it is a customer URL (https, public addresses, no redirects).
+    download: Option<reqwest::Client>,
 }
 
 impl CallProcessing {
     pub fn new(state: &Arc<AppState>) -> Self {
         CallProcessing {
             llm: Llm::new(&state.config, state.store.clone()),
+            download: state
+                .config
+                .egress
+                .client(std::time::Duration::from_secs(100))
+                .ok(),
         }
     }
 }
@@ -192,6 +202,74 @@ impl CallProcessing {
         }
     }
 
+    async fn recording(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
+        let call = match app::calls::load(ctx.state, caller, call_id).await {
+            Ok((call, _)) => call,
+            Err(err) => return err.into(),
+        };
+        let Some(source) = call.recording_url.clone() else {
+            return StepResult::Skipped("the call has no recording".into());
+        };
+        if let Some(key) = &call.recording_stored_path {
+            return StepResult::Succeeded(json!({ "key": key }));
+        }
+        let url = match ctx.state.config.egress.check_url(&source) {
+            Ok(url) => url,
+            Err(err) => return StepResult::give_up(format!("recording URL refused: {err}")),
+        };
+        let Some(client) = &self.download else {
+            return StepResult::give_up("no HTTP client for recordings");
+        };
+        let mut response = match client.get(url).send().await {
+            Ok(response) => response,
+            Err(err) => return StepResult::retry(format!("recording download failed: {err}")),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let error = format!("the recording's host answered {status}");
+            return if status.is_server_error() || status.as_u16() == 429 {
+                StepResult::retry(error)
+            } else {
+                StepResult::give_up(error)
+            };
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > crate::recordings::MAX_BYTES {
+                        return StepResult::give_up(format!(
+                            "the recording is larger than {} bytes; it stays at the provider",
+                            crate::recordings::MAX_BYTES
+                        ));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) => return StepResult::retry(format!("recording download failed: {err}")),
+            }
+        }
+        let size = bytes.len();
+        let key = crate::recordings::key(&caller.organization_id.to_string(), call_id, &source);
+        if let Err(err) = ctx.state.recordings.put(&key, bytes.into()).await {
+            return StepResult::retry(format!("storing the recording failed: {err}"));
+        }
+        match app::calls::record_recording(
+            ctx.state,
+            caller,
+            call_id,
+            &ctx.key("stored"),
+            source,
+            key.clone(),
+            ctx.now,
+        )
+        .await
+        {
+            Ok(_) => StepResult::Succeeded(json!({ "key": key, "bytes": size })),
+            Err(err) => err.into(),
+        }
+    }
+
     async fn notify(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
         let organization = match app::organizations::load(ctx.state, caller).await {
             Ok(organization) => organization,
@@ -275,7 +353,8 @@ impl ProcessDefinition for CallProcessing {
         vec![
             StepPlan::new("analysis", policy),
             StepPlan::new("notify", policy).after(&["analysis"]),
-            StepPlan::new("close", policy).after(&["analysis", "notify"]),
+            StepPlan::new("recording", policy),
+            StepPlan::new("close", policy).after(&["analysis", "notify", "recording"]),
         ]
     }
 
@@ -289,6 +368,7 @@ impl ProcessDefinition for CallProcessing {
         match ctx.step.plan.name.as_str() {
             "analysis" => self.analysis(&ctx, &caller, &call_id).await,
             "notify" => self.notify(&ctx, &caller, &call_id).await,
+            "recording" => self.recording(&ctx, &caller, &call_id).await,
             "close" => {
                 match app::calls::close(ctx.state, &caller, &call_id, &ctx.key("close"), ctx.now)
                     .await

@@ -69,19 +69,23 @@ async fn processed_call(app: &TestApp, call_id: &str) -> Value {
     }
 }
 
+/// GET as the owner, as JSON.
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.client
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The call's notifications once none is still queued, sending or retrying.
 async fn settled_notifications(app: &TestApp, call_id: &str, expected: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let body: Value = app
-            .client
-            .get(format!("{}/api/v1/calls/{call_id}/notifications", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_json(app, &format!("/api/v1/calls/{call_id}/notifications")).await;
         let data = body["data"].as_array().cloned().unwrap_or_default();
         let done = data.len() == expected
             && data.iter().all(|n| {
@@ -302,7 +306,47 @@ async fn an_urgent_message_is_texted_during_the_call(backend: &str) {
     assert_eq!(body["data"][0]["recipient"], "+1555•••1111", "{body}");
 }
 
+/// The recording is copied into our storage; the API hands out a signed link to our copy,
+/// which serves the same bytes without a bearer token, and nothing without a valid signature.
+async fn the_recording_is_copied_and_served_by_a_signed_link(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    let source = format!("{}/recordings/rec-1.wav", stubs.uri());
+    app.vapi_ok(&vapi_message(
+        "end-of-call-report",
+        "proc-rec",
+        json!({"endedReason": "customer-ended-call",
+               "artifact": {"recordingUrl": source, "transcript": "AI: hi\nUser: bye"},
+               "analysis": {"summary": "A short call."}}),
+    ))
+    .await;
+    let id = call_id_of(&app, "proc-rec").await;
+    processed_call(&app, &id).await;
+    let body = get_json(&app, &format!("/api/v1/calls/{id}/recording")).await;
+    let data = &body["data"];
+    assert_eq!(data["stored"], true, "{body}");
+    assert_eq!(data["source_url"], source);
+    let url = data["url"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{PUBLIC_URL}/recordings/{id}?expires=")),
+        "{url}"
+    );
+    let local = url.replacen(PUBLIC_URL, &app.base, 1);
+    let res = reqwest::get(&local).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "audio/wav");
+    assert_eq!(res.bytes().await.unwrap().as_ref(), crate::stubs::RECORDING);
+    // A forged or borrowed signature opens nothing.
+    let tampered = format!("{}0", local);
+    assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
+    let other = local.replacen(&format!("/recordings/{id}"), "/recordings/another-call", 1);
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 403);
+    let unsigned = local.split('?').next().unwrap().to_string();
+    assert_eq!(reqwest::get(&unsigned).await.unwrap().status(), 400);
+}
+
 crate::both_backends!(
+    the_recording_is_copied_and_served_by_a_signed_link,
     an_ended_call_is_summarized_notified_and_closed,
     vapi_analysis_is_used_without_asking_the_llm,
     an_invalid_extraction_gives_up_and_the_rest_goes_on,

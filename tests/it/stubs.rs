@@ -14,6 +14,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const TWILIO_SID: &str = "ACtest00000000000000000000000000";
 pub const LLM_KEY: &str = "sk-test-llm";
+/// What the stub serves as a call's recording.
+pub const RECORDING: &[u8] = b"RIFF\x24\x00\x00\x00WAVEfmt a stub recording";
 
 /// What the stubs were asked, and how to answer.
 #[derive(Default)]
@@ -188,6 +190,15 @@ impl Stubs {
             .respond_with(responder("resend"))
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path("/recordings/rec-1.wav"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "audio/wav")
+                    .set_body_bytes(RECORDING.to_vec()),
+            )
+            .mount(&server)
+            .await;
         Mock::given(path_regex(r"^/2010-04-01/Accounts/[^/]+/Messages\.json$"))
             .respond_with(responder("twilio"))
             .mount(&server)
@@ -215,6 +226,11 @@ impl Stubs {
         config.twilio = live("twilio-token");
         config.twilio_account_sid = Some(TWILIO_SID.into());
         config.process_first_backoff_ms = 100;
+        // The recordings are on the stub (plain http on 127.0.0.1), and go to a scratch dir.
+        config.egress.allow_http = true;
+        config.egress.allow_private = true;
+        config.recordings_dir =
+            std::env::temp_dir().join(format!("callflex-recordings-{}", uuid::Uuid::new_v4()));
     }
 
     /// The same, as environment variables for a child process.

@@ -130,8 +130,16 @@ pub struct TranscriptResponse {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Recording {
+    /// Where to fetch it: once the post-call processing copied it into our storage, a link to
+    /// our copy signed for 15 minutes (no bearer token needed); before that, the provider's.
     pub url: Option<String>,
     pub stereo_url: Option<String>,
+    /// The recording is in our storage.
+    pub stored: bool,
+    /// When `url` stops working (a stored recording's signed link).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The provider's URL the copy was taken from.
+    pub source_url: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -568,8 +576,34 @@ impl CallsApi {
                 "this call has no recording",
             ));
         }
+        // The copy's key is on the Call (read models keep only what lists and filters need).
+        let (call, _) = state.calls.load(&id.0).await?;
+        let data = match call.recording_stored_path {
+            Some(_) => {
+                let expires = Utc::now().timestamp() + crate::recordings::URL_TTL_SECS;
+                let query = crate::recordings::sign(&state.secrets, &id.0, expires);
+                Recording {
+                    url: Some(format!(
+                        "{}/recordings/{}?{query}",
+                        state.config.public_url.trim_end_matches('/'),
+                        id.0
+                    )),
+                    stereo_url,
+                    stored: true,
+                    expires_at: DateTime::from_timestamp(expires, 0),
+                    source_url: url,
+                }
+            }
+            None => Recording {
+                source_url: url.clone(),
+                url,
+                stereo_url,
+                stored: false,
+                expires_at: None,
+            },
+        };
         Ok(Json(RecordingResponse {
-            data: Recording { url, stereo_url },
+            data,
             position: scope.position,
         }))
     }
