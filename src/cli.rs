@@ -165,6 +165,7 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
                     email_enabled: false,
                     email_addresses: vec![],
                     post_call_summary: true,
+                    quiet_hours: None,
                 },
                 transfer_numbers: TransferNumbers {
                     dispatch: Some("+15005550011".into()),

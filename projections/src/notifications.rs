@@ -1,7 +1,7 @@
 //! The `notifications` read model: one row per notification (an SMS or an email to one
 //! recipient), projected from the events of the `notification` processes: queued when the
-//! process starts, then sending, sent (with the provider's message id), retrying, failed or
-//! skipped, with the attempts made and the last error.
+//! process starts, then sending, sent (with the provider's message id), retrying, deferred
+//! (quiet hours), failed or skipped, with the attempts made and the last error (or reason).
 
 use aggregates::process::ProcessEvent;
 use async_trait::async_trait;
@@ -114,6 +114,9 @@ impl Projector for NotificationsProjector {
                 }
                 ProcessEvent::StepSkipped { reason, .. } => {
                     ("skipped", None, None, Some(reason.clone()))
+                }
+                ProcessEvent::StepPostponed { reason, .. } => {
+                    ("deferred", None, None, Some(reason.clone()))
                 }
                 ProcessEvent::ProcessStarted { .. } | ProcessEvent::ProcessCompleted { .. } => {
                     return Ok(())

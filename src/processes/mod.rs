@@ -49,6 +49,11 @@ pub enum StepResult {
     },
     /// Nothing to do, with the reason.
     Skipped(String),
+    /// Not now: run again at `until` (no attempt spent).
+    Postponed {
+        until: aggregates::common::Timestamp,
+        reason: String,
+    },
 }
 
 impl StepResult {
@@ -136,6 +141,13 @@ pub trait ProcessDefinition: Send + Sync + 'static {
     /// run looks before it sends again.
     fn records_attempts(&self, _process: &Process, _step: &str) -> bool {
         false
+    }
+
+    /// Asked before a step's attempt (and before its attempt is recorded): `Some` answers
+    /// for the attempt instead (a `Postponed` to wait, or a failure from looking). A step in
+    /// doubt is never asked: its attempt is settled first.
+    async fn postpone(&self, _ctx: &StepContext<'_>) -> Option<StepResult> {
+        None
     }
 
     async fn run(&self, ctx: StepContext<'_>) -> StepResult;

@@ -13,8 +13,10 @@
 use std::sync::Arc;
 
 use aggregates::call::{CallEvent, Notification, NotificationChannel};
+use aggregates::organization::QuietHours;
 use aggregates::process::{Process, RetryPolicy, StepPlan};
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use eventlog::StoredEvent;
 use projections::notifications::NOTIFICATION_KIND;
 use projections::DomainEvent;
@@ -76,6 +78,36 @@ fn starts_for(stored: &StoredEvent, reason: &str, notifications: &[Notification]
         }
     }
     starts
+}
+
+/// When the quiet hours `quiet` end, if `now` is inside them in time zone `tz`.
+pub fn quiet_until(
+    quiet: &QuietHours,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let parse = |s: &str| NaiveTime::parse_from_str(s, "%H:%M").ok();
+    let (start, end) = (parse(&quiet.start)?, parse(&quiet.end)?);
+    let local = now.with_timezone(&tz);
+    let (time, today) = (local.time(), local.date_naive());
+    let day = if start < end {
+        (time >= start && time < end).then_some(today)?
+    } else if start > end && time >= start {
+        today.succ_opt()?
+    } else if start > end && time < end {
+        today
+    } else {
+        return None;
+    };
+    let naive = day.and_time(end);
+    // A local time skipped by a DST change is taken an hour later.
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|at| at.with_timezone(&Utc))
 }
 
 fn provider_failure(err: ProviderError) -> StepResult {
@@ -220,6 +252,31 @@ impl ProcessDefinition for Notify {
         text(&process.input, "channel") == Some("sms")
     }
 
+    /// A summary waits for the end of the organization's quiet hours; an urgent message or a
+    /// driver call-out does not.
+    async fn postpone(&self, ctx: &StepContext<'_>) -> Option<StepResult> {
+        if text(ctx.input(), "reason") != Some("post_call_summary") {
+            return None;
+        }
+        let caller = ctx.caller()?;
+        let organization = match app::organizations::load(ctx.state, &caller).await {
+            Ok(organization) => organization,
+            Err(err) => return Some(err.into()),
+        };
+        let settings = &organization.settings;
+        let quiet = settings.notifications.quiet_hours.as_ref()?;
+        let tz = settings
+            .timezone
+            .as_deref()
+            .and_then(|t| t.parse::<chrono_tz::Tz>().ok())
+            .unwrap_or(chrono_tz::UTC);
+        let until = quiet_until(quiet, tz, ctx.now)?;
+        Some(StepResult::Postponed {
+            until,
+            reason: format!("quiet hours until {} ({tz})", quiet.end),
+        })
+    }
+
     async fn run(&self, ctx: StepContext<'_>) -> StepResult {
         let Some(caller) = ctx.caller() else {
             return StepResult::give_up("the notification has no organization");
@@ -229,5 +286,75 @@ impl ProcessDefinition for Notify {
             Some("email") => self.email(&ctx).await,
             other => StepResult::give_up(format!("unknown channel {other:?}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quiet(start: &str, end: &str) -> QuietHours {
+        QuietHours {
+            start: start.into(),
+            end: end.into(),
+        }
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn overnight_quiet_hours_end_the_next_local_morning() {
+        let denver: chrono_tz::Tz = "America/Denver".parse().unwrap();
+        let night = quiet("22:00", "07:00");
+        // 23:30 in Denver (MST, UTC-7) on 15 January → 07:00 on the 16th = 14:00 UTC.
+        assert_eq!(
+            quiet_until(&night, denver, at("2025-01-16T06:30:00Z")),
+            Some(at("2025-01-16T14:00:00Z"))
+        );
+        // 06:59 local → 07:00 the same day.
+        assert_eq!(
+            quiet_until(&night, denver, at("2025-01-16T13:59:00Z")),
+            Some(at("2025-01-16T14:00:00Z"))
+        );
+        // 07:00 and noon are not quiet.
+        assert_eq!(
+            quiet_until(&night, denver, at("2025-01-16T14:00:00Z")),
+            None
+        );
+        assert_eq!(
+            quiet_until(&night, denver, at("2025-01-16T19:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn daytime_windows_empty_windows_and_bad_times() {
+        let utc = chrono_tz::UTC;
+        let lunch = quiet("12:00", "13:00");
+        assert_eq!(
+            quiet_until(&lunch, utc, at("2025-01-16T12:30:00Z")),
+            Some(at("2025-01-16T13:00:00Z"))
+        );
+        assert_eq!(quiet_until(&lunch, utc, at("2025-01-16T13:30:00Z")), None);
+        assert_eq!(
+            quiet_until(&quiet("09:00", "09:00"), utc, at("2025-01-16T09:00:00Z")),
+            None
+        );
+        assert_eq!(
+            quiet_until(&quiet("25:00", "07:00"), utc, at("2025-01-16T09:00:00Z")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_quiet_end_skipped_by_daylight_saving_is_taken_an_hour_later() {
+        // 9 March 2025: Denver skips 02:00-03:00.
+        let denver: chrono_tz::Tz = "America/Denver".parse().unwrap();
+        let until = quiet_until(&quiet("23:00", "02:30"), denver, at("2025-03-09T08:00:00Z"));
+        assert_eq!(until, Some(at("2025-03-09T09:30:00Z")));
     }
 }

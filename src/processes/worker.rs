@@ -267,8 +267,22 @@ async fn advance(
                     reason,
                     at,
                 },
+                StepResult::Postponed { until, reason } => ProcessCommand::Postpone {
+                    step: name.clone(),
+                    until,
+                    reason,
+                    at,
+                },
             };
-            let key = format!("{stream}:{name}:{attempt}:outcome");
+            // A postponement spends no attempt: its key names its time, so the attempt's real
+            // outcome later is not taken for a repeat of it.
+            let key = match &command {
+                ProcessCommand::Postpone { until, .. } => format!(
+                    "{stream}:{name}:{attempt}:postponed:{}",
+                    until.timestamp_millis()
+                ),
+                _ => format!("{stream}:{name}:{attempt}:outcome"),
+            };
             process = state
                 .processes
                 .execute(&stream, command, &meta(kind, &process, key))
@@ -321,6 +335,17 @@ async fn run_step(
     } else {
         step.attempts + 1
     };
+    if !step.in_doubt {
+        let ctx = StepContext {
+            state,
+            process,
+            step,
+            now: Utc::now(),
+        };
+        if let Some(answer) = definition.postpone(&ctx).await {
+            return Ok((attempt, answer));
+        }
+    }
     if !step.in_doubt && definition.records_attempts(process, name) {
         let command = ProcessCommand::Attempt {
             step: name.clone(),

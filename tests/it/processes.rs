@@ -4,6 +4,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use aggregates::call::CallEvent;
+use aggregates::process::{RetryPolicy, StepPlan};
+use callflex::processes::starter::Starter;
+use callflex::processes::worker::Worker;
+use callflex::processes::{ProcessDefinition, Start, StepContext, StepResult};
+use projections::DomainEvent;
+
 use crate::helpers::*;
 use crate::stubs::Stubs;
 
@@ -345,7 +352,183 @@ async fn the_recording_is_copied_and_served_by_a_signed_link(backend: &str) {
     assert_eq!(reqwest::get(&unsigned).await.unwrap().status(), 400);
 }
 
+/// In the organization's quiet hours the post-call summary waits (`deferred`, due at their
+/// end); an urgent message during the call is still texted at once.
+async fn quiet_hours_defer_the_summary_but_not_an_urgent_message(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    let now = chrono::Utc::now();
+    let hhmm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
+    let end = now + chrono::Duration::hours(2);
+    let (status, body) = app
+        .patch_json(
+            &format!("/api/v1/organizations/{}", app.org),
+            json!({"settings": {"notifications": {
+                "sms_enabled": true, "sms_numbers": [SMS_TO],
+                "email_enabled": true, "email_addresses": [EMAIL_TO],
+                "quiet_hours": {"start": hhmm(now - chrono::Duration::hours(1)), "end": hhmm(end)},
+            }}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["settings"]["notifications"]["quiet_hours"]["end"],
+        hhmm(end),
+        "{body}"
+    );
+    app.vapi_ok(&vapi_message(
+        "tool-calls",
+        "proc-quiet",
+        json!({"toolCallList": [tool_call("t1", "takeMessage",
+            json!({"message": "pipe burst", "urgent": true}))]}),
+    ))
+    .await;
+    app.vapi_ok(&end_report("proc-quiet", json!({"summary": "Quiet call."})))
+        .await;
+    let id = call_id_of(&app, "proc-quiet").await;
+    processed_call(&app, &id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = get_json(&app, &format!("/api/v1/calls/{id}/notifications")).await;
+        let data = body["data"].as_array().cloned().unwrap_or_default();
+        let status = |reason: &str| {
+            data.iter()
+                .filter(|n| n["reason"] == reason)
+                .map(|n| n["status"].as_str().unwrap_or("").to_string())
+                .collect::<Vec<_>>()
+        };
+        if status("function:takeMessage") == ["sent"]
+            && status("post_call_summary") == ["deferred", "deferred"]
+        {
+            assert!(data[0]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("quiet hours"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stubs.ledger.lock().unwrap().sms.len(),
+        1,
+        "only the urgent text"
+    );
+    assert!(stubs.notification_emails().is_empty());
+    let due = app
+        .scalar_i64(
+            "SELECT MIN(due_at) FROM process_work WHERE kind = 'notification' AND status = 'retrying'",
+        )
+        .await;
+    let minutes_away = (due - now.timestamp_millis()) / 60_000;
+    assert!(
+        (100..=121).contains(&minutes_away),
+        "due in {minutes_away} min"
+    );
+    // Filtered by status in the organization-wide list.
+    let deferred = get_json(&app, "/api/v1/notifications?status=deferred").await;
+    assert_eq!(
+        deferred["data"].as_array().map(Vec::len),
+        Some(2),
+        "{deferred}"
+    );
+}
+
+/// A test process whose one step postpones itself once, briefly, then succeeds.
+struct WaitsOnce;
+
+#[async_trait::async_trait]
+impl ProcessDefinition for WaitsOnce {
+    fn kind(&self) -> &'static str {
+        "test_waits_once"
+    }
+
+    fn consumer(&self) -> &'static str {
+        "process:test_waits_once"
+    }
+
+    fn wants(&self, event: &DomainEvent) -> bool {
+        matches!(event, DomainEvent::Call(CallEvent::CallEnded { .. }))
+    }
+
+    fn starts(&self, stored: &eventlog::StoredEvent, event: &DomainEvent) -> Vec<Start> {
+        if !self.wants(event) {
+            return Vec::new();
+        }
+        vec![Start {
+            subject: stored.aggregate_id.clone(),
+            organization_id: None,
+            input: json!({}),
+        }]
+    }
+
+    fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {
+        vec![StepPlan::new(
+            "send",
+            RetryPolicy {
+                first_backoff_ms,
+                ..RetryPolicy::default()
+            },
+        )]
+    }
+
+    async fn postpone(&self, ctx: &StepContext<'_>) -> Option<StepResult> {
+        ctx.step.retry_at.is_none().then(|| StepResult::Postponed {
+            until: ctx.now + chrono::Duration::milliseconds(300),
+            reason: "not yet".into(),
+        })
+    }
+
+    async fn run(&self, _ctx: StepContext<'_>) -> StepResult {
+        StepResult::Succeeded(json!({"ran": true}))
+    }
+}
+
+/// The runtime: a postponed step is due again at its time, then runs and its outcome is
+/// recorded as its first attempt (a postponement is not an outcome, whatever the keys).
+async fn a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded(backend: &str) {
+    let app = spawn_quiet_app(backend).await;
+    let state = app.app.state().clone();
+    let definition: std::sync::Arc<dyn ProcessDefinition> = std::sync::Arc::new(WaitsOnce);
+    let starter = projections::ProjectorRunner::new(
+        state.store.clone(),
+        std::sync::Arc::new(Starter {
+            definition: definition.clone(),
+        }),
+    );
+    let (starter, _task) = starter.spawn(std::future::pending());
+    let _worker = Worker::new(definition, state.clone(), starter).spawn(std::future::pending());
+    app.vapi_ok(&end_report("proc-wait", json!({"summary": "x"})))
+        .await;
+    let id = call_id_of(&app, "proc-wait").await;
+    let stream = format!("test_waits_once:{id}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let types = loop {
+        let types = app
+            .strings(&format!(
+                "SELECT event_type FROM events WHERE aggregate_id = '{stream}' ORDER BY sequence"
+            ))
+            .await;
+        if types.last().map(String::as_str) == Some("ProcessCompleted") {
+            break types;
+        }
+        assert!(Instant::now() < deadline, "not completed: {types:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        types,
+        [
+            "ProcessStarted",
+            "StepPostponed",
+            "StepSucceeded",
+            "ProcessCompleted"
+        ]
+    );
+}
+
 crate::both_backends!(
+    a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded,
+    quiet_hours_defer_the_summary_but_not_an_urgent_message,
     the_recording_is_copied_and_served_by_a_signed_link,
     an_ended_call_is_summarized_notified_and_closed,
     vapi_analysis_is_used_without_asking_the_llm,

@@ -68,6 +68,7 @@ mod tests {
             email_enabled: true,
             email_addresses: vec!["ops@acme.test".into(), "boss@acme.test".into()],
             post_call_summary: true,
+            quiet_hours: None,
         }
     }
 

@@ -51,6 +51,17 @@ pub struct NotificationSettings {
     /// Send the post-call summary (every processed call) on the enabled channels.
     #[serde(default = "yes")]
     pub post_call_summary: bool,
+    /// Post-call summaries wait for the end of these hours (in the organization's time zone);
+    /// urgent messages and driver call-outs do not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+}
+
+/// Local times `HH:MM`; `start` after `end` spans midnight (22:00-07:00).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuietHours {
+    pub start: String,
+    pub end: String,
 }
 
 fn yes() -> bool {
@@ -65,6 +76,7 @@ impl Default for NotificationSettings {
             email_enabled: false,
             email_addresses: Vec::new(),
             post_call_summary: true,
+            quiet_hours: None,
         }
     }
 }

@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 pub use command::{
     ApiKeyScope, ContactSource, MemberStatus, NotificationSettings, OrganizationCommand,
-    OrganizationSettings, Role, TransferNumbers, WebhookAuth,
+    OrganizationSettings, QuietHours, Role, TransferNumbers, WebhookAuth,
 };
 pub use error::OrganizationError;
 pub use event::OrganizationEvent;

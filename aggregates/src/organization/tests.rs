@@ -267,6 +267,7 @@ fn an_admin_can_change_settings() {
             email_enabled: false,
             email_addresses: vec![],
             post_call_summary: true,
+            quiet_hours: None,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some(s("+1666")),

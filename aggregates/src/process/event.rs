@@ -49,6 +49,13 @@ pub enum ProcessEvent {
         reason: String,
         at: Timestamp,
     },
+    /// The step chose to wait (e.g. an organization's quiet hours); no attempt is spent.
+    StepPostponed {
+        step: String,
+        until: Timestamp,
+        reason: String,
+        at: Timestamp,
+    },
     ProcessCompleted {
         failed_steps: Vec<String>,
         at: Timestamp,
@@ -64,6 +71,7 @@ impl ProcessEvent {
             ProcessEvent::StepFailed { .. } => "StepFailed",
             ProcessEvent::StepGaveUp { .. } => "StepGaveUp",
             ProcessEvent::StepSkipped { .. } => "StepSkipped",
+            ProcessEvent::StepPostponed { .. } => "StepPostponed",
             ProcessEvent::ProcessCompleted { .. } => "ProcessCompleted",
         }
     }
@@ -76,6 +84,7 @@ impl ProcessEvent {
             | ProcessEvent::StepFailed { at, .. }
             | ProcessEvent::StepGaveUp { at, .. }
             | ProcessEvent::StepSkipped { at, .. }
+            | ProcessEvent::StepPostponed { at, .. }
             | ProcessEvent::ProcessCompleted { at, .. } => *at,
         }
     }

@@ -106,6 +106,13 @@ pub enum ProcessCommand {
         reason: String,
         at: Timestamp,
     },
+    /// The step waits until `until` without spending an attempt.
+    Postpone {
+        step: String,
+        until: Timestamp,
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -225,7 +232,8 @@ impl Process {
             ProcessCommand::Attempt { step, .. }
             | ProcessCommand::Succeed { step, .. }
             | ProcessCommand::Fail { step, .. }
-            | ProcessCommand::Skip { step, .. } => step.clone(),
+            | ProcessCommand::Skip { step, .. }
+            | ProcessCommand::Postpone { step, .. } => step.clone(),
             ProcessCommand::Begin { .. } => unreachable!("handled above"),
         };
         let step = self
@@ -265,6 +273,20 @@ impl Process {
                 reason,
                 at,
             }],
+            ProcessCommand::Postpone {
+                until, reason, at, ..
+            } => {
+                if step.in_doubt {
+                    // An attempt may have gone out: it must be settled, not postponed.
+                    return Err(ProcessError::NotRunnable(name));
+                }
+                return Ok(vec![ProcessEvent::StepPostponed {
+                    step: name,
+                    until,
+                    reason,
+                    at,
+                }]);
+            }
             ProcessCommand::Fail {
                 error,
                 retryable,
@@ -415,6 +437,12 @@ impl Process {
                     s.in_doubt = false;
                     s.status = StepStatus::Skipped;
                     s.last_error = Some(reason);
+                }
+            }
+            ProcessEvent::StepPostponed { step, until, .. } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.status = StepStatus::Retrying;
+                    s.retry_at = Some(until);
                 }
             }
             ProcessEvent::ProcessCompleted { .. } => self.completed = true,

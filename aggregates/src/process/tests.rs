@@ -302,3 +302,30 @@ fn backoff_is_capped_by_attempts_not_overflowing() {
         Some(t(0) + Duration::seconds(2))
     );
 }
+
+#[test]
+fn a_postponed_step_waits_without_spending_an_attempt() {
+    let postponed = ProcessEvent::StepPostponed {
+        step: "analysis".into(),
+        until: t(3_600),
+        reason: "quiet hours".into(),
+        at: t(10),
+    };
+    ProcessTest::with(())
+        .given(vec![started()])
+        .when(ProcessCommand::Postpone {
+            step: "analysis".into(),
+            until: t(3_600),
+            reason: "quiet hours".into(),
+            at: t(10),
+        })
+        .then_expect_events(vec![postponed.clone()]);
+    let state = crate::replay::<Process>(vec![started(), postponed.clone()]);
+    assert_eq!(state.due(t(10)), Due::At(t(3_600)));
+    assert!(state.runnable(t(3_599)).is_empty());
+    // When it runs, its first failure is still attempt 1.
+    ProcessTest::with(())
+        .given(vec![started(), postponed])
+        .when(fail("analysis", 3_600))
+        .then_expect_events(vec![failed("analysis", 1, 3_600, Some(3_601))]);
+}

@@ -134,6 +134,7 @@ async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
                 email_enabled: true,
                 email_addresses: vec!["dispatch@bench.test".into()],
                 post_call_summary: true,
+                quiet_hours: None,
             },
             ..Default::default()
         },

@@ -88,6 +88,7 @@ fn settings() -> OrganizationSettings {
             email_enabled: true,
             email_addresses: vec!["dispatch@acme.test".into()],
             post_call_summary: true,
+            quiet_hours: None,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some("+15550002222".into()),

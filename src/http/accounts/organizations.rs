@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use aggregates::organization::{
-    NotificationSettings, Organization, OrganizationCommand, OrganizationSettings, Role,
-    TransferNumbers,
+    NotificationSettings, Organization, OrganizationCommand, OrganizationSettings, QuietHours,
+    Role, TransferNumbers,
 };
 use poem::web::Data;
 use poem::Request;
@@ -34,6 +34,18 @@ pub struct Notifications {
     pub email_addresses: Vec<String>,
     /// Send a summary of every processed call on the enabled channels (default true).
     pub post_call_summary: Option<bool>,
+    /// Post-call summaries wait for the end of these hours, in the organization's `timezone`
+    /// (UTC without one); urgent messages and driver call-outs are sent at once.
+    pub quiet_hours: Option<QuietHoursView>,
+}
+
+/// Local times `HH:MM`; a `start` after `end` spans midnight (`22:00` to `07:00`).
+#[derive(Debug, Clone, Object)]
+pub struct QuietHoursView {
+    #[oai(validator(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub start: String,
+    #[oai(validator(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
+    pub end: String,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -134,6 +146,14 @@ fn settings_view(s: &OrganizationSettings) -> Settings {
             email_enabled: s.notifications.email_enabled,
             email_addresses: s.notifications.email_addresses.clone(),
             post_call_summary: Some(s.notifications.post_call_summary),
+            quiet_hours: s
+                .notifications
+                .quiet_hours
+                .as_ref()
+                .map(|q| QuietHoursView {
+                    start: q.start.clone(),
+                    end: q.end.clone(),
+                }),
         },
         transfer_numbers: Transfers {
             dispatch: s.transfer_numbers.dispatch.clone(),
@@ -165,6 +185,10 @@ fn apply_changes(
             email_enabled: n.email_enabled,
             email_addresses: n.email_addresses,
             post_call_summary: n.post_call_summary.unwrap_or(true),
+            quiet_hours: n.quiet_hours.map(|q| QuietHours {
+                start: q.start,
+                end: q.end,
+            }),
         };
     }
     if let Some(t) = changes.transfer_numbers {

@@ -18,7 +18,9 @@ use crate::http::query::{at, begin, Arg, Lenient, RowExt, Scope, Sql};
 use crate::http::ApiTags;
 use crate::state::AppState;
 
-const STATUSES: &[&str] = &["queued", "sending", "sent", "retrying", "failed", "skipped"];
+const STATUSES: &[&str] = &[
+    "queued", "sending", "sent", "retrying", "deferred", "failed", "skipped",
+];
 
 /// One SMS or email to one recipient.
 #[derive(Debug, Object)]
@@ -33,7 +35,8 @@ pub struct NotificationItem {
     /// The phone number or address; masked for viewers.
     pub recipient: String,
     pub subject: Option<String>,
-    /// `queued`, `sending`, `sent`, `retrying`, `failed` or `skipped`.
+    /// `queued`, `sending`, `sent`, `retrying`, `deferred` (quiet hours), `failed` or
+    /// `skipped`.
     pub status: String,
     /// Twilio's message sid or Resend's email id (a `sandbox`/`SM…` id in sandbox mode).
     pub provider_message_id: Option<String>,
@@ -174,7 +177,7 @@ impl NotificationsApi {
         limit: Query<Option<Lenient<crate::http::query::position::PageSize>>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-        /// `queued`, `sending`, `sent`, `retrying`, `failed` or `skipped`.
+        /// `queued`, `sending`, `sent`, `retrying`, `deferred`, `failed` or `skipped`.
         status: Query<Option<String>>,
         /// Wait (up to 5 s) until the read models reflect this log position.
         min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
