@@ -49,7 +49,7 @@ macro_rules! both_backends {
 }
 
 pub fn fixture(path: &str) -> String {
-    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = format!("{}/wire/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("fixture {full}: {e}"))
 }
 

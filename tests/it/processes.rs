@@ -39,17 +39,27 @@ fn end_report(call: &str, analysis: Value) -> String {
 
 async fn spawn_with_stubs(backend: &str, stubs: &Stubs) -> TestApp {
     let app = spawn_app_with(backend, |c| stubs.configure(c)).await;
+    set_notifications(&app, json!({})).await;
+    app
+}
+
+/// SMS to SMS_TO and email to EMAIL_TO, plus `extra` settings; returns the answer.
+async fn set_notifications(app: &TestApp, extra: Value) -> Value {
+    let mut notifications = json!({
+        "sms_enabled": true, "sms_numbers": [SMS_TO],
+        "email_enabled": true, "email_addresses": [EMAIL_TO],
+    });
+    if let (Some(n), Some(e)) = (notifications.as_object_mut(), extra.as_object()) {
+        n.extend(e.clone());
+    }
     let (status, body) = app
         .patch_json(
             &format!("/api/v1/organizations/{}", app.org),
-            json!({"settings": {"notifications": {
-                "sms_enabled": true, "sms_numbers": [SMS_TO],
-                "email_enabled": true, "email_addresses": [EMAIL_TO],
-            }}}),
+            json!({"settings": {"notifications": notifications}}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    app
+    body
 }
 
 /// The call as the API shows it, once processed (panics after 30 s).
@@ -360,17 +370,11 @@ async fn quiet_hours_defer_the_summary_but_not_an_urgent_message(backend: &str) 
     let now = chrono::Utc::now();
     let hhmm = |t: chrono::DateTime<chrono::Utc>| t.format("%H:%M").to_string();
     let end = now + chrono::Duration::hours(2);
-    let (status, body) = app
-        .patch_json(
-            &format!("/api/v1/organizations/{}", app.org),
-            json!({"settings": {"notifications": {
-                "sms_enabled": true, "sms_numbers": [SMS_TO],
-                "email_enabled": true, "email_addresses": [EMAIL_TO],
-                "quiet_hours": {"start": hhmm(now - chrono::Duration::hours(1)), "end": hhmm(end)},
-            }}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let body = set_notifications(
+        &app,
+        json!({"quiet_hours": {"start": hhmm(now - chrono::Duration::hours(1)), "end": hhmm(end)}}),
+    )
+    .await;
     assert_eq!(
         body["data"]["settings"]["notifications"]["quiet_hours"]["end"],
         hhmm(end),
