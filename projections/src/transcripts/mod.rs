@@ -219,7 +219,12 @@ mod order_tests {
         Segment {
             key: format!("k{i:03}"),
             seq: i as i64 + 1,
-            role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+            role: if i.is_multiple_of(2) {
+                "user"
+            } else {
+                "assistant"
+            }
+            .into(),
             text: format!("line {i}"),
             at,
             seconds_from_start: None,

@@ -445,7 +445,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let raw64 = &raws[LEVELS.len() - 1];
     // First, with nothing else running, the disk's own floor: a bare fdatasync.
     let floor = crate::append::fsync_floor(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("target"),
         FLOOR_SAMPLES,
         Duration::from_millis(5),
     )

@@ -2,7 +2,7 @@
 //! in the same run, as a ratio, with the machine it ran on.
 //!
 //! ```text
-//! cargo run --release --bin bench -- [--quick] [--postgres-url URL] [--only NAME[,NAME...]]
+//! cargo run --release -p bench -- [--quick] [--postgres-url URL] [--only NAME[,NAME...]]
 //! ```
 //!
 //! Sections (each on its own fresh PostgreSQL database, dropped at the end):
@@ -289,6 +289,7 @@ async fn sqlx_sqlite_version() -> String {
 
 fn default_report_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
         .join("target")
         .join("bench-report.json")
 }
