@@ -394,7 +394,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     app.stop().await;
     section.note(
         "steps are the process events a worker records (attempted, succeeded, skipped, failed); \
-         each call's processing has three steps and starts two notifications of one step each, \
+         each call's processing has four steps (analysis, notify, recording, close) and starts two notifications of one step each, \
          the SMS one recording its attempt first",
     );
     Ok(section)
