@@ -323,14 +323,19 @@ impl TestApp {
     /// running or waiting for a retry.
     pub async fn processes_done(&self) {
         let state = self.app.state();
-        for _ in 0..600 {
-            let head = state.store.head().await.unwrap();
-            let read = state
-                .processes_running
-                .get()
-                .into_iter()
-                .flatten()
-                .all(|p| p.starter.status().checkpoint.position >= head);
+        for _ in 0..1200 {
+            // Caught up = nothing after the checkpoint in commit order (comparing positions
+            // with the head is wrong when two processes append: commit order is not position
+            // order).
+            let mut read = true;
+            for process in state.processes_running.get().into_iter().flatten() {
+                let lag = state
+                    .store
+                    .count_after(process.starter.status().checkpoint)
+                    .await
+                    .unwrap();
+                read &= lag == 0;
+            }
             let open = self
                 .scalar_i64(
                     "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
@@ -341,7 +346,22 @@ impl TestApp {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the processes did not finish");
+        let open = self
+            .strings(
+                "SELECT kind || ' ' || subject || ' ' || status || ' due ' || \
+                 COALESCE(CAST(due_at AS TEXT), '-') || ' ' || COALESCE(last_error, '') \
+                 FROM process_work WHERE status NOT IN ('completed', 'failed')",
+            )
+            .await;
+        let head = state.store.head().await.unwrap();
+        let starters: Vec<_> = state
+            .processes_running
+            .get()
+            .into_iter()
+            .flatten()
+            .map(|p| (p.kind, p.starter.status(), p.status()))
+            .collect();
+        panic!("the processes did not finish: head {head}, starters {starters:?}, open {open:?}");
     }
 
     pub async fn head(&self) -> i64 {

@@ -198,13 +198,15 @@ async fn drained(app: &Application, limit: Duration) -> anyhow::Result<Duration>
     let started = Instant::now();
     let state = app.state();
     loop {
-        let head = state.store.head().await?;
-        let read = state
-            .processes_running
-            .get()
-            .into_iter()
-            .flatten()
-            .all(|p| p.starter.status().checkpoint.position >= head);
+        // Nothing left after each starter's checkpoint, in commit order.
+        let mut read = true;
+        for process in state.processes_running.get().into_iter().flatten() {
+            read &= state
+                .store
+                .count_after(process.starter.status().checkpoint)
+                .await?
+                == 0;
+        }
         let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
         )
