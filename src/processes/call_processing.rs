@@ -94,10 +94,7 @@ fn ended(state: &AppState, events: &[StoredEvent]) -> Ended {
 }
 
 fn provider_failure(err: ProviderError) -> StepResult {
-    match err {
-        ProviderError::Rejected { .. } => StepResult::give_up(err),
-        _ => StepResult::retry(err),
-    }
+    StepResult::from_provider(err)
 }
 
 impl CallProcessing {

@@ -47,6 +47,11 @@ pub enum StepResult {
         error: String,
         retryable: bool,
     },
+    /// A provider asked us to wait (`Retry-After`): retried by the policy, not before `at`.
+    Throttled {
+        error: String,
+        at: aggregates::common::Timestamp,
+    },
     /// Nothing to do, with the reason.
     Skipped(String),
     /// Not now: run again at `until` (no attempt spent).
@@ -68,6 +73,27 @@ impl StepResult {
         StepResult::Failed {
             error: error.to_string(),
             retryable: false,
+        }
+    }
+}
+
+impl StepResult {
+    /// A provider's failure: a refusal gives up (the same request will be refused again); an
+    /// outage is retried, not before the provider's `Retry-After` when it sent one.
+    pub fn from_provider(err: crate::providers::ProviderError) -> Self {
+        use crate::providers::ProviderError;
+        match err {
+            ProviderError::Rejected { .. } => StepResult::give_up(err),
+            ProviderError::Unavailable {
+                retry_after: Some(wait),
+                ..
+            } => StepResult::Throttled {
+                at: chrono::Utc::now()
+                    + chrono::Duration::from_std(wait)
+                        .unwrap_or_else(|_| chrono::Duration::hours(1)),
+                error: err.to_string(),
+            },
+            _ => StepResult::retry(err),
         }
     }
 }

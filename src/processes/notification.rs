@@ -111,10 +111,7 @@ pub fn quiet_until(
 }
 
 fn provider_failure(err: ProviderError) -> StepResult {
-    match err {
-        ProviderError::Rejected { .. } => StepResult::give_up(err),
-        _ => StepResult::retry(err),
-    }
+    StepResult::from_provider(err)
 }
 
 fn text<'a>(input: &'a Value, key: &str) -> Option<&'a str> {

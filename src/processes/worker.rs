@@ -259,9 +259,17 @@ async fn advance(
                         step: name.clone(),
                         error,
                         retryable,
+                        not_before: None,
                         at,
                     }
                 }
+                StepResult::Throttled { error, at: until } => ProcessCommand::Fail {
+                    step: name.clone(),
+                    error,
+                    retryable: true,
+                    not_before: Some(until),
+                    at,
+                },
                 StepResult::Skipped(reason) => ProcessCommand::Skip {
                     step: name.clone(),
                     reason,

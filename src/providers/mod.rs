@@ -20,6 +20,9 @@ use serde_json::Value;
 
 use crate::config::ProviderConfig;
 
+/// The longest `Retry-After` one request waits out itself before retrying.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The provider answered with an error status that retrying will not fix.
@@ -29,11 +32,13 @@ pub enum ProviderError {
         status: u16,
         body: String,
     },
-    /// The provider could not be reached or kept failing after the retries.
+    /// The provider could not be reached or kept failing after the retries. `retry_after`:
+    /// how long it asked us to wait (`Retry-After` on a 429 or 503).
     #[error("{provider} is unavailable: {reason}")]
     Unavailable {
         provider: &'static str,
         reason: String,
+        retry_after: Option<Duration>,
     },
     #[error("could not record the outbound request: {0}")]
     Record(#[from] sqlx::Error),
@@ -81,6 +86,8 @@ pub struct Request {
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    /// `Retry-After` in seconds, when the provider sent one.
+    pub retry_after: Option<Duration>,
 }
 
 /// `value` with every string replaced by `***` (keys, numbers and flags stay).
@@ -210,7 +217,14 @@ impl HttpClient {
             if !transient || attempt >= self.max_attempts {
                 break result;
             }
-            tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+            // A provider that asks for a longer pause than a request can wait gets it from the
+            // caller (a process retries durably at that time).
+            let asked = result.as_ref().ok().and_then(|a| a.retry_after);
+            if asked.is_some_and(|wait| wait > MAX_INLINE_RETRY_AFTER) {
+                break result;
+            }
+            let pause = self.backoff * 2u32.pow(attempt - 1);
+            tokio::time::sleep(asked.map_or(pause, |wait| wait.max(pause))).await;
         };
         let (status, response) = match &outcome {
             Ok(answer) if mask_answer => (Some(i64::from(answer.status)), mask(&answer.body)),
@@ -234,6 +248,7 @@ impl HttpClient {
                 Err(ProviderError::Unavailable {
                     provider: self.provider,
                     reason: format!("status {} after {attempt} attempts", answer.status),
+                    retry_after: answer.retry_after,
                 })
             }
             Ok(answer) => Err(ProviderError::Rejected {
@@ -244,6 +259,7 @@ impl HttpClient {
             Err(reason) => Err(ProviderError::Unavailable {
                 provider: self.provider,
                 reason,
+                retry_after: None,
             }),
         }
     }
@@ -265,9 +281,19 @@ impl HttpClient {
         };
         let response = builder.send().await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = response.text().await.map_err(|e| e.to_string())?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     async fn record(&self, id: &str, request: &Request, url: &str) -> Result<(), sqlx::Error> {

@@ -280,6 +280,40 @@ async fn provider_failures_are_retried_without_sending_twice(backend: &str) {
     assert_eq!(keys[0], keys[1], "under one key");
 }
 
+/// A provider's long `Retry-After` (longer than a request waits out itself) moves the durable
+/// retry to that time, however short the step's own back-off.
+async fn a_long_retry_after_is_respected_by_the_durable_retry(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    {
+        let mut ledger = stubs.ledger.lock().unwrap();
+        ledger.fail_first.insert("twilio", vec![429]);
+        ledger.retry_after = Some(3);
+    }
+    app.vapi_ok(&vapi_message(
+        "tool-calls",
+        "proc-throttled",
+        json!({"toolCallList": [tool_call("t1", "takeMessage",
+            json!({"message": "pipe burst", "urgent": true}))]}),
+    ))
+    .await;
+    let id = call_id_of(&app, "proc-throttled").await;
+    let sent = settled_notifications(&app, &id, 1).await;
+    assert_eq!(sent[0]["status"], "sent", "{sent:?}");
+    let failed = app
+        .strings("SELECT CAST(payload AS TEXT) FROM events WHERE event_type = 'StepFailed'")
+        .await;
+    let failure: Value = serde_json::from_str(&failed[0]).unwrap();
+    let at = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(failure["StepFailed"][k].as_str().unwrap()).unwrap()
+    };
+    let waited = at("retry_at") - at("at");
+    assert!(
+        waited >= chrono::Duration::milliseconds(2_900),
+        "retried after {waited} (the step's own back-off is 100 ms)"
+    );
+}
+
 /// An urgent message is texted during the call, before it ends.
 async fn an_urgent_message_is_texted_during_the_call(backend: &str) {
     let stubs = Stubs::start(Duration::ZERO).await;
@@ -531,6 +565,7 @@ async fn a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded(backend: 
 }
 
 crate::both_backends!(
+    a_long_retry_after_is_respected_by_the_durable_retry,
     a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded,
     quiet_hours_defer_the_summary_but_not_an_urgent_message,
     the_recording_is_copied_and_served_by_a_signed_link,

@@ -349,6 +349,7 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
             step: "send".into(),
             error: "503".into(),
             retryable: true,
+            not_before: None,
             at,
         };
         let outcomes = match n {

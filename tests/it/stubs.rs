@@ -31,6 +31,8 @@ pub struct Ledger {
     /// The extraction JSON the LLM answers (default: a valid one).
     pub extraction: Option<String>,
     pub llm_summary: String,
+    /// The `Retry-After` (seconds) sent with every failure (default 1).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -66,8 +68,9 @@ impl Respond for Responder {
         if let Some(failures) = ledger.fail_first.get_mut(self.provider) {
             if !failures.is_empty() {
                 let status = failures.remove(0);
+                let wait = ledger.retry_after.unwrap_or(1).to_string();
                 return ResponseTemplate::new(status)
-                    .insert_header("Retry-After", "1")
+                    .insert_header("Retry-After", wait.as_str())
                     .set_body_json(json!({"error": "failing on purpose"}));
             }
         }

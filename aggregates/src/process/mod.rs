@@ -94,10 +94,14 @@ pub enum ProcessCommand {
         at: Timestamp,
     },
     /// A failed attempt; `retryable: false` gives up at once (retrying cannot help).
+    /// `not_before` (a provider's `Retry-After`) moves the retry later, never earlier, and
+    /// spends no extra attempt.
     Fail {
         step: String,
         error: String,
         retryable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        not_before: Option<Timestamp>,
         at: Timestamp,
     },
     /// The step has nothing to do (its reason is kept).
@@ -290,12 +294,14 @@ impl Process {
             ProcessCommand::Fail {
                 error,
                 retryable,
+                not_before,
                 at,
                 ..
             } => {
                 let retry_at = retryable
                     .then(|| step.plan.policy.retry_at(attempt, at))
-                    .flatten();
+                    .flatten()
+                    .map(|due| not_before.map_or(due, |later| due.max(later)));
                 let mut events = vec![ProcessEvent::StepFailed {
                     step: name.clone(),
                     attempt,

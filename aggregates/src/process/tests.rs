@@ -45,6 +45,7 @@ fn fail(step: &str, at: i64) -> ProcessCommand {
         step: step.into(),
         error: "500 from the LLM".into(),
         retryable: true,
+        not_before: None,
         at: t(at),
     }
 }
@@ -149,6 +150,7 @@ fn a_non_retryable_failure_gives_up_at_once() {
             step: "analysis".into(),
             error: "the LLM answered invalid JSON twice".into(),
             retryable: false,
+            not_before: None,
             at: t(5),
         })
         .then_expect_events(vec![
@@ -328,4 +330,31 @@ fn a_postponed_step_waits_without_spending_an_attempt() {
         .given(vec![started(), postponed])
         .when(fail("analysis", 3_600))
         .then_expect_events(vec![failed("analysis", 1, 3_600, Some(3_601))]);
+}
+
+#[test]
+fn a_providers_retry_after_moves_the_retry_later_but_never_earlier() {
+    let throttled = |not_before: i64| ProcessCommand::Fail {
+        step: "analysis".into(),
+        error: "429".into(),
+        retryable: true,
+        not_before: Some(t(not_before)),
+        at: t(10),
+    };
+    let failed_until = |retry_at: i64| ProcessEvent::StepFailed {
+        step: "analysis".into(),
+        attempt: 1,
+        error: "429".into(),
+        retry_at: Some(t(retry_at)),
+        at: t(10),
+    };
+    ProcessTest::with(())
+        .given(vec![started()])
+        .when(throttled(40))
+        .then_expect_events(vec![failed_until(40)]);
+    // The policy's own back-off (1 s) is later than a 0.5 s Retry-After: the policy wins.
+    ProcessTest::with(())
+        .given(vec![started()])
+        .when(throttled(10))
+        .then_expect_events(vec![failed_until(11)]);
 }

@@ -123,7 +123,9 @@ pub(crate) fn provider_error(err: ProviderError) -> ApiError {
                 Some(json!({ "provider": provider, "status": status, "body": body })),
             )
         }
-        ProviderError::Unavailable { provider, reason } => {
+        ProviderError::Unavailable {
+            provider, reason, ..
+        } => {
             tracing::warn!(provider, %reason, "provider unavailable");
             ApiError::unavailable(
                 "provider_unavailable",
