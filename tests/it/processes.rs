@@ -240,6 +240,24 @@ async fn an_invalid_extraction_gives_up_and_the_rest_goes_on(backend: &str) {
         .scalar_i64("SELECT COUNT(*) FROM process_work WHERE kind = 'call_processing' AND status = 'failed'")
         .await;
     assert_eq!(failed, 1);
+    // The API shows the step that gave up, with its reason, and the rest done.
+    let processing = get_json(&app, &format!("/api/v1/calls/{id}/processing")).await;
+    let data = &processing["data"];
+    assert_eq!(data["status"], "failed", "{processing}");
+    let step = |name: &str| {
+        data["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(step("analysis")["status"], "gave_up");
+    assert!(step("analysis")["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("invalid twice"));
+    assert_eq!(step("notify")["status"], "succeeded");
+    assert_eq!(step("close")["status"], "succeeded");
 }
 
 /// Provider failures are retried by the step's policy: a 500 from the LLM, a 503 from Twilio

@@ -17,6 +17,7 @@ pub mod notifications;
 pub mod pagination;
 pub mod position;
 pub mod principal;
+pub mod processing;
 pub mod search;
 pub mod stats;
 
@@ -46,6 +47,7 @@ pub type QueryApi = (
     contacts::ContactsApi,
     billing::BillingApi,
     notifications::NotificationsApi,
+    processing::ProcessingApi,
 );
 
 pub fn api() -> QueryApi {
@@ -56,6 +58,7 @@ pub fn api() -> QueryApi {
         contacts::ContactsApi,
         billing::BillingApi,
         notifications::NotificationsApi,
+        processing::ProcessingApi,
     )
 }
 
