@@ -118,6 +118,27 @@ impl AppState {
         Ok(true)
     }
 
+    /// Whether every process's starter has read the whole log (nothing after its checkpoint,
+    /// in commit order) and no instance is still running or waiting for a retry.
+    pub async fn processes_idle(&self) -> Result<bool, eventlog::StoreError> {
+        for process in self.processes_running.get().into_iter().flatten() {
+            if self
+                .store
+                .count_after(process.starter.status().checkpoint)
+                .await?
+                > 0
+            {
+                return Ok(false);
+            }
+        }
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
+        )
+        .fetch_one(self.store.pool())
+        .await?;
+        Ok(open == 0)
+    }
+
     /// The lowest checkpoint position across read models (what every read model reflects).
     pub fn read_model_position(&self) -> i64 {
         self.projectors

@@ -15,12 +15,18 @@ pub async fn load(
     caller: &Caller,
     call_id: &str,
 ) -> Result<(Call, Vec<StoredEvent>), AppError> {
+    let call = owned(state, caller, call_id).await?;
+    let events = state.store.read_stream("call", call_id, 0).await?;
+    Ok((call, events))
+}
+
+/// The call's state, when it belongs to the caller's organization (404 otherwise).
+async fn owned(state: &AppState, caller: &Caller, call_id: &str) -> Result<Call, AppError> {
     let (call, _) = state.calls.load(call_id).await?;
     if !call.started || call.organization_id != Some(caller.organization_id) {
         return Err(AppError::not_found("call_not_found", "no such call"));
     }
-    let events = state.store.read_stream("call", call_id, 0).await?;
-    Ok((call, events))
+    Ok(call)
 }
 
 /// The context a command on an existing call carries (what the call already knows).
@@ -45,10 +51,7 @@ async fn execute(
     key: &str,
     command: impl FnOnce(&Call) -> CallCommand,
 ) -> Result<AppendResult, AppError> {
-    let (call, _) = state.calls.load(call_id).await?;
-    if !call.started || call.organization_id != Some(caller.organization_id) {
-        return Err(AppError::not_found("call_not_found", "no such call"));
-    }
+    let call = owned(state, caller, call_id).await?;
     let meta = command_meta(caller, "calls", Some(key));
     Ok(state
         .calls

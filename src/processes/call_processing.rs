@@ -26,7 +26,6 @@ use wire::llm::{parse_extraction, Extraction, EXTRACTION_PROMPT, SUMMARY_PROMPT}
 use super::{ProcessDefinition, Start, StepContext, StepResult};
 use crate::app::{self, Caller};
 use crate::providers::llm::Llm;
-use crate::providers::ProviderError;
 use crate::state::AppState;
 
 pub const KIND: &str = "call_processing";
@@ -93,10 +92,6 @@ fn ended(state: &AppState, events: &[StoredEvent]) -> Ended {
     Ended { report, transcript }
 }
 
-fn provider_failure(err: ProviderError) -> StepResult {
-    StepResult::from_provider(err)
-}
-
 impl CallProcessing {
     /// The extraction, asked once more when the answer is not valid: then the step fails
     /// for good (a third ask of the same question is not going to differ).
@@ -113,7 +108,7 @@ impl CallProcessing {
                     Ok(extraction) => return Ok(Some(extraction)),
                     Err(err) => last = err,
                 },
-                Err(err) => return Err(provider_failure(err)),
+                Err(err) => return Err(StepResult::from_provider(err)),
             }
         }
         Err(StepResult::give_up(format!(
@@ -169,7 +164,7 @@ impl CallProcessing {
                                 .into(),
                         )
                     }
-                    Err(err) => return provider_failure(err),
+                    Err(err) => return StepResult::from_provider(err),
                 };
                 match extraction {
                     Ok(extraction) => (summary, extraction, "llm"),

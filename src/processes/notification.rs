@@ -26,7 +26,6 @@ use super::{ProcessDefinition, Start, StepContext, StepResult};
 use crate::app::{self, Caller};
 use crate::providers::resend::{Email, Resend};
 use crate::providers::twilio::Twilio;
-use crate::providers::ProviderError;
 use crate::state::AppState;
 
 pub struct Notify {
@@ -110,10 +109,6 @@ pub fn quiet_until(
         .map(|at| at.with_timezone(&Utc))
 }
 
-fn provider_failure(err: ProviderError) -> StepResult {
-    StepResult::from_provider(err)
-}
-
 fn text<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
     input.get(key).and_then(Value::as_str)
 }
@@ -160,7 +155,7 @@ impl Notify {
                     }))
                 }
                 Ok(None) => {}
-                Err(err) => return provider_failure(err),
+                Err(err) => return StepResult::from_provider(err),
             }
         }
         match self.twilio.send_sms(to, &from, body, &org).await {
@@ -168,7 +163,7 @@ impl Notify {
                 "provider_message_id": message.sid,
                 "sandbox": message.sandbox,
             })),
-            Err(err) => provider_failure(err),
+            Err(err) => StepResult::from_provider(err),
         }
     }
 
@@ -192,7 +187,7 @@ impl Notify {
                 "provider_message_id": id,
                 "sandbox": self.resend.client().sandbox(),
             })),
-            Err(err) => provider_failure(err),
+            Err(err) => StepResult::from_provider(err),
         }
     }
 }

@@ -324,24 +324,7 @@ impl TestApp {
     pub async fn processes_done(&self) {
         let state = self.app.state();
         for _ in 0..1200 {
-            // Caught up = nothing after the checkpoint in commit order (comparing positions
-            // with the head is wrong when two processes append: commit order is not position
-            // order).
-            let mut read = true;
-            for process in state.processes_running.get().into_iter().flatten() {
-                let lag = state
-                    .store
-                    .count_after(process.starter.status().checkpoint)
-                    .await
-                    .unwrap();
-                read &= lag == 0;
-            }
-            let open = self
-                .scalar_i64(
-                    "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
-                )
-                .await;
-            if read && open == 0 {
+            if state.processes_idle().await.unwrap() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

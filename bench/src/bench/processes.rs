@@ -198,27 +198,10 @@ async fn drained(app: &Application, limit: Duration) -> anyhow::Result<Duration>
     let started = Instant::now();
     let state = app.state();
     loop {
-        // Nothing left after each starter's checkpoint, in commit order.
-        let mut read = true;
-        for process in state.processes_running.get().into_iter().flatten() {
-            read &= state
-                .store
-                .count_after(process.starter.status().checkpoint)
-                .await?
-                == 0;
-        }
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM process_work WHERE status NOT IN ('completed', 'failed')",
-        )
-        .fetch_one(state.store.pool())
-        .await?;
-        if read && open == 0 {
+        if state.processes_idle().await? {
             return Ok(started.elapsed());
         }
-        anyhow::ensure!(
-            started.elapsed() < limit,
-            "processes did not finish: {open} open"
-        );
+        anyhow::ensure!(started.elapsed() < limit, "processes did not finish");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
