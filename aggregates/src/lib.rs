@@ -36,6 +36,7 @@
 pub mod call;
 pub mod common;
 pub mod organization;
+pub mod outbound;
 pub mod process;
 pub mod subscription;
 pub mod telephony;

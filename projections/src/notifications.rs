@@ -118,6 +118,7 @@ impl Projector for NotificationsProjector {
                 ProcessEvent::StepPostponed { reason, .. } => {
                     ("deferred", None, None, Some(reason.clone()))
                 }
+                ProcessEvent::StepReopened { .. } => ("queued", Some(0), None, None),
                 ProcessEvent::ProcessStarted { .. } | ProcessEvent::ProcessCompleted { .. } => {
                     return Ok(())
                 }

@@ -168,7 +168,7 @@ impl DomainError for OrganizationError {
             | ContactNotFound => ErrorKind::NotFound,
             Forbidden => ErrorKind::Forbidden,
             InvalidAuthorizationState | AuthorizationStateExpired => ErrorKind::BadRequest,
-            InvalidInput(_) => ErrorKind::Invalid,
+            InvalidInput(_) | UnknownEventType(_) => ErrorKind::Invalid,
             _ => ErrorKind::Conflict,
         }
     }
@@ -176,6 +176,11 @@ impl DomainError for OrganizationError {
     fn details(&self) -> Option<serde_json::Value> {
         match self {
             OrganizationError::ContactExists(id) => Some(serde_json::json!({ "contact_id": id })),
+            OrganizationError::UnknownEventType(name) => Some(serde_json::json!({
+                "field": "event_types",
+                "unknown": name,
+                "known": aggregates::outbound::EVENT_TYPES.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+            })),
             _ => None,
         }
     }
@@ -229,7 +234,9 @@ impl DomainError for ProcessError {
         match self {
             ProcessError::InvalidInput(_) => ErrorKind::Invalid,
             ProcessError::UnknownStep(_) => ErrorKind::NotFound,
-            ProcessError::NotStarted | ProcessError::NotRunnable(_) => ErrorKind::Conflict,
+            ProcessError::NotStarted
+            | ProcessError::NotRunnable(_)
+            | ProcessError::NotReopenable(_) => ErrorKind::Conflict,
         }
     }
 }

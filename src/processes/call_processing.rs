@@ -57,6 +57,7 @@ fn policy(first_backoff_ms: i64) -> RetryPolicy {
         first_backoff_ms,
         factor: 2,
         timeout_ms: 120_000,
+        ..RetryPolicy::default()
     }
 }
 
@@ -343,9 +344,9 @@ impl ProcessDefinition for CallProcessing {
     fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {
         let policy = policy(first_backoff_ms);
         vec![
-            StepPlan::new("analysis", policy),
-            StepPlan::new("notify", policy).after(&["analysis"]),
-            StepPlan::new("recording", policy),
+            StepPlan::new("analysis", policy.clone()),
+            StepPlan::new("notify", policy.clone()).after(&["analysis"]),
+            StepPlan::new("recording", policy.clone()),
             StepPlan::new("close", policy).after(&["analysis", "notify", "recording"]),
         ]
     }

@@ -43,14 +43,17 @@ pub use work::Start;
 pub enum StepResult {
     Succeeded(Value),
     /// `retryable: false` gives up at once (retrying the same request cannot help).
+    /// `detail` is what the attempt saw, kept with it in the log (`Null` for nothing).
     Failed {
         error: String,
         retryable: bool,
+        detail: Value,
     },
     /// A provider asked us to wait (`Retry-After`): retried by the policy, not before `at`.
     Throttled {
         error: String,
         at: aggregates::common::Timestamp,
+        detail: Value,
     },
     /// Nothing to do, with the reason.
     Skipped(String),
@@ -66,6 +69,7 @@ impl StepResult {
         StepResult::Failed {
             error: error.to_string(),
             retryable: true,
+            detail: Value::Null,
         }
     }
 
@@ -73,6 +77,7 @@ impl StepResult {
         StepResult::Failed {
             error: error.to_string(),
             retryable: false,
+            detail: Value::Null,
         }
     }
 }
@@ -92,6 +97,7 @@ impl StepResult {
                     + chrono::Duration::from_std(wait)
                         .unwrap_or_else(|_| chrono::Duration::hours(1)),
                 error: err.to_string(),
+                detail: Value::Null,
             },
             _ => StepResult::retry(err),
         }
@@ -103,6 +109,7 @@ impl From<crate::app::AppError> for StepResult {
         StepResult::Failed {
             retryable: err.retryable(),
             error: err.to_string(),
+            detail: Value::Null,
         }
     }
 }

@@ -236,6 +236,7 @@ impl ProcessDefinition for Notify {
                 first_backoff_ms,
                 factor: 2,
                 timeout_ms: 30_000,
+                ..RetryPolicy::default()
             },
         )]
     }

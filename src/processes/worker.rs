@@ -253,21 +253,31 @@ async fn advance(
                     output,
                     at,
                 },
-                StepResult::Failed { error, retryable } => {
+                StepResult::Failed {
+                    error,
+                    retryable,
+                    detail,
+                } => {
                     tracing::warn!(process = kind, subject = %row.subject, step = %name, attempt, %error, retryable, "process step failed");
                     ProcessCommand::Fail {
                         step: name.clone(),
                         error,
                         retryable,
                         not_before: None,
+                        detail,
                         at,
                     }
                 }
-                StepResult::Throttled { error, at: until } => ProcessCommand::Fail {
+                StepResult::Throttled {
+                    error,
+                    at: until,
+                    detail,
+                } => ProcessCommand::Fail {
                     step: name.clone(),
                     error,
                     retryable: true,
                     not_before: Some(until),
+                    detail,
                     at,
                 },
                 StepResult::Skipped(reason) => ProcessCommand::Skip {

@@ -340,7 +340,7 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
             organization_id: Some(org),
             input: serde_json::json!({"call_id": format!("call-{n}"), "channel": "sms",
                 "recipient": "+15550001111", "body": "hi", "reason": "function:takeMessage"}),
-            steps: vec![StepPlan::new("send", policy)],
+            steps: vec![StepPlan::new("send", policy.clone())],
             at,
         })
         .await
@@ -350,6 +350,7 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
             error: "503".into(),
             retryable: true,
             not_before: None,
+            detail: serde_json::Value::Null,
             at,
         };
         let outcomes = match n {

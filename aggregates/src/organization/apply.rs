@@ -7,6 +7,7 @@ mod integrations;
 mod members;
 mod numbers;
 mod profile;
+mod webhook_endpoints;
 
 use super::{Organization, OrganizationEvent};
 
@@ -49,6 +50,11 @@ impl Organization {
             | IntegrationDisconnected { .. }
             | WebhookEndpointRegistered { .. }
             | WebhookEndpointRemoved { .. }) => self.apply_integrations(e),
+            e @ (WebhookEndpointCreated { .. }
+            | WebhookEndpointUpdated { .. }
+            | WebhookEndpointEnabled { .. }
+            | WebhookEndpointDisabled { .. }
+            | WebhookEndpointSecretRotated { .. }) => self.apply_webhook_endpoints(e),
             e @ (ApiKeyCreated { .. } | ApiKeyRevoked { .. }) => self.apply_api_keys(e),
         }
     }

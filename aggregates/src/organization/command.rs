@@ -353,6 +353,40 @@ pub enum OrganizationCommand {
         endpoint_id: String,
         actor: String,
     },
+    /// An outbound webhook endpoint of `/webhook-endpoints` (`secret` sealed, `event_types`
+    /// from [`crate::outbound::EVENT_TYPES`]).
+    CreateWebhookEndpoint {
+        endpoint_id: String,
+        url: String,
+        description: Option<String>,
+        event_types: Vec<String>,
+        secret: String,
+        enabled: bool,
+        actor: String,
+    },
+    /// Changes what is given; `enabled: Some(true)` re-enables a disabled endpoint.
+    UpdateWebhookEndpoint {
+        endpoint_id: String,
+        url: Option<String>,
+        description: Option<String>,
+        event_types: Option<Vec<String>>,
+        enabled: Option<bool>,
+        actor: String,
+    },
+    /// A new signing secret (sealed); the previous one keeps signing until `previous_until`.
+    RotateWebhookEndpointSecret {
+        endpoint_id: String,
+        secret: String,
+        previous_until: Timestamp,
+        actor: String,
+    },
+    /// Disabled by the delivery process (the receiver answered 410, or dead letters piled
+    /// up); a no-op when already disabled.
+    DisableWebhookEndpoint {
+        endpoint_id: String,
+        reason: String,
+        actor: String,
+    },
     /// `key_hash` is the SHA-256 of the secret, which is shown once and never stored.
     CreateApiKey {
         key_id: String,
@@ -420,6 +454,10 @@ impl OrganizationCommand {
             | DisconnectIntegration { actor, .. }
             | RegisterWebhookEndpoint { actor, .. }
             | RemoveWebhookEndpoint { actor, .. }
+            | CreateWebhookEndpoint { actor, .. }
+            | UpdateWebhookEndpoint { actor, .. }
+            | RotateWebhookEndpointSecret { actor, .. }
+            | DisableWebhookEndpoint { actor, .. }
             | CreateApiKey { actor, .. }
             | RevokeApiKey { actor, .. }
             | Delete { actor } => actor,

@@ -8,6 +8,7 @@ mod integrations;
 mod members;
 mod numbers;
 mod profile;
+mod webhook_endpoints;
 
 use super::command::Permission;
 use super::{
@@ -172,6 +173,10 @@ impl Organization {
             | C::DisconnectIntegration { .. }
             | C::RegisterWebhookEndpoint { .. }
             | C::RemoveWebhookEndpoint { .. }) => self.decide_integrations(c, out),
+            c @ (C::CreateWebhookEndpoint { .. }
+            | C::UpdateWebhookEndpoint { .. }
+            | C::RotateWebhookEndpointSecret { .. }
+            | C::DisableWebhookEndpoint { .. }) => self.decide_webhook_endpoints(c, out),
             c @ (C::CreateApiKey { .. } | C::RevokeApiKey { .. }) => self.decide_api_keys(c, out),
         }
     }

@@ -39,6 +39,10 @@ pub enum OrganizationError {
     IntegrationNotFound,
     #[error("webhook endpoint not found")]
     WebhookEndpointNotFound,
+    #[error("unknown event type `{0}`; see GET /api/v1/webhook-endpoints/event-types")]
+    UnknownEventType(String),
+    #[error("an organization may have at most 20 webhook endpoints")]
+    TooManyWebhookEndpoints,
     #[error("API key not found")]
     ApiKeyNotFound,
     #[error("the organization has no webhook secret yet; rotate to create one")]
@@ -71,6 +75,8 @@ impl OrganizationError {
             ContactNotFound => "contact_not_found",
             IntegrationNotFound => "integration_not_found",
             WebhookEndpointNotFound => "webhook_endpoint_not_found",
+            UnknownEventType(_) => "unknown_event_type",
+            TooManyWebhookEndpoints => "too_many_webhook_endpoints",
             ApiKeyNotFound => "api_key_not_found",
             NoWebhookSecret => "no_webhook_secret",
             WebhookSecretAlreadyRevealed => "webhook_secret_already_revealed",

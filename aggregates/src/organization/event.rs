@@ -182,6 +182,35 @@ pub enum OrganizationEvent {
     WebhookEndpointRemoved {
         endpoint_id: String,
     },
+    WebhookEndpointCreated {
+        endpoint_id: String,
+        url: String,
+        description: Option<String>,
+        event_types: Vec<String>,
+        /// Sealed.
+        secret: String,
+        enabled: bool,
+    },
+    /// Only the changed fields are `Some`.
+    WebhookEndpointUpdated {
+        endpoint_id: String,
+        url: Option<String>,
+        description: Option<String>,
+        event_types: Option<Vec<String>>,
+    },
+    WebhookEndpointEnabled {
+        endpoint_id: String,
+    },
+    WebhookEndpointDisabled {
+        endpoint_id: String,
+        reason: Option<String>,
+    },
+    WebhookEndpointSecretRotated {
+        endpoint_id: String,
+        /// Sealed.
+        secret: String,
+        previous_until: Timestamp,
+    },
     ApiKeyCreated {
         key_id: String,
         name: String,
@@ -233,6 +262,11 @@ impl OrganizationEvent {
             IntegrationDisconnected { .. } => "IntegrationDisconnected",
             WebhookEndpointRegistered { .. } => "WebhookEndpointRegistered",
             WebhookEndpointRemoved { .. } => "WebhookEndpointRemoved",
+            WebhookEndpointCreated { .. } => "WebhookEndpointCreated",
+            WebhookEndpointUpdated { .. } => "WebhookEndpointUpdated",
+            WebhookEndpointEnabled { .. } => "WebhookEndpointEnabled",
+            WebhookEndpointDisabled { .. } => "WebhookEndpointDisabled",
+            WebhookEndpointSecretRotated { .. } => "WebhookEndpointSecretRotated",
             ApiKeyCreated { .. } => "ApiKeyCreated",
             ApiKeyRevoked { .. } => "ApiKeyRevoked",
             OrganizationDeleted {} => "OrganizationDeleted",

@@ -26,6 +26,8 @@ mod event;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod webhook_endpoint_tests;
+#[cfg(test)]
 mod webhook_secret_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -141,8 +143,20 @@ pub struct PhoneNumberPurchase {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WebhookEndpointState {
     pub url: String,
+    /// Sealed signing secret.
     pub secret: String,
     pub event_types: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
+    /// The secret before the last rotation (sealed), still signing until `previous_until`.
+    #[serde(default)]
+    pub previous_secret: Option<String>,
+    #[serde(default)]
+    pub previous_until: Option<Timestamp>,
 }
 
 /// An organization API key (the secret itself is never stored, only its SHA-256).

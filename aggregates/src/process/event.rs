@@ -36,6 +36,9 @@ pub enum ProcessEvent {
         attempt: u32,
         error: String,
         retry_at: Option<Timestamp>,
+        /// What the attempt saw (e.g. a receiver's status code, latency and first bytes).
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        detail: serde_json::Value,
         at: Timestamp,
     },
     StepGaveUp {
@@ -60,6 +63,12 @@ pub enum ProcessEvent {
         failed_steps: Vec<String>,
         at: Timestamp,
     },
+    /// A step that gave up (or was skipped) runs again from its first attempt.
+    StepReopened {
+        step: String,
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 impl ProcessEvent {
@@ -73,6 +82,7 @@ impl ProcessEvent {
             ProcessEvent::StepSkipped { .. } => "StepSkipped",
             ProcessEvent::StepPostponed { .. } => "StepPostponed",
             ProcessEvent::ProcessCompleted { .. } => "ProcessCompleted",
+            ProcessEvent::StepReopened { .. } => "StepReopened",
         }
     }
 
@@ -85,7 +95,8 @@ impl ProcessEvent {
             | ProcessEvent::StepGaveUp { at, .. }
             | ProcessEvent::StepSkipped { at, .. }
             | ProcessEvent::StepPostponed { at, .. }
-            | ProcessEvent::ProcessCompleted { at, .. } => *at,
+            | ProcessEvent::ProcessCompleted { at, .. }
+            | ProcessEvent::StepReopened { at, .. } => *at,
         }
     }
 }

@@ -102,6 +102,9 @@ pub enum ProcessCommand {
         retryable: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         not_before: Option<Timestamp>,
+        /// What the attempt saw (e.g. a receiver's status code and first bytes), kept with it.
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        detail: serde_json::Value,
         at: Timestamp,
     },
     /// The step has nothing to do (its reason is kept).
@@ -117,6 +120,16 @@ pub enum ProcessCommand {
         reason: String,
         at: Timestamp,
     },
+    /// Runs a step that gave up (or was skipped) again from its first attempt, with the steps
+    /// that were skipped because they needed it (someone asked: a dead letter retried).
+    Reopen {
+        step: String,
+        reason: String,
+        at: Timestamp,
+    },
+    /// Several commands decided in order and recorded as one append (a new instance's start
+    /// with its first outcomes: one write instead of two).
+    Batch(Vec<ProcessCommand>),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -129,6 +142,8 @@ pub enum ProcessError {
     NotRunnable(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("step {0:?} has not given up: there is nothing to retry")]
+    NotReopenable(String),
 }
 
 impl ProcessError {
@@ -138,6 +153,7 @@ impl ProcessError {
             ProcessError::UnknownStep(_) => "unknown_step",
             ProcessError::NotRunnable(_) => "step_not_runnable",
             ProcessError::InvalidInput(_) => "invalid_input",
+            ProcessError::NotReopenable(_) => "not_retryable",
         }
     }
 }
@@ -207,6 +223,20 @@ impl Process {
     }
 
     pub fn decide(&self, command: ProcessCommand) -> Result<Vec<ProcessEvent>, ProcessError> {
+        if let ProcessCommand::Batch(commands) = command {
+            let mut scratch = self.clone();
+            let mut events = Vec::new();
+            for command in commands {
+                for event in scratch.decide(command)? {
+                    scratch.apply_event(event.clone());
+                    events.push(event);
+                }
+            }
+            return Ok(events);
+        }
+        if let ProcessCommand::Reopen { step, reason, at } = command {
+            return self.reopen(step, reason, at);
+        }
         if let ProcessCommand::Begin {
             kind,
             subject,
@@ -238,7 +268,9 @@ impl Process {
             | ProcessCommand::Fail { step, .. }
             | ProcessCommand::Skip { step, .. }
             | ProcessCommand::Postpone { step, .. } => step.clone(),
-            ProcessCommand::Begin { .. } => unreachable!("handled above"),
+            ProcessCommand::Begin { .. }
+            | ProcessCommand::Reopen { .. }
+            | ProcessCommand::Batch(_) => unreachable!("handled above"),
         };
         let step = self
             .step(&name)
@@ -295,11 +327,12 @@ impl Process {
                 error,
                 retryable,
                 not_before,
+                detail,
                 at,
                 ..
             } => {
                 let retry_at = retryable
-                    .then(|| step.plan.policy.retry_at(attempt, at))
+                    .then(|| step.plan.policy.retry_at(attempt, at, &self.subject))
                     .flatten()
                     .map(|due| not_before.map_or(due, |later| due.max(later)));
                 let mut events = vec![ProcessEvent::StepFailed {
@@ -307,6 +340,7 @@ impl Process {
                     attempt,
                     error: error.clone(),
                     retry_at,
+                    detail,
                     at,
                 }];
                 if retry_at.is_none() {
@@ -319,10 +353,53 @@ impl Process {
                 }
                 events
             }
-            ProcessCommand::Begin { .. } => unreachable!("handled above"),
+            ProcessCommand::Begin { .. }
+            | ProcessCommand::Reopen { .. }
+            | ProcessCommand::Batch(_) => unreachable!("handled above"),
         };
         self.cascade(&mut events);
         Ok(events)
+    }
+
+    fn reopen(
+        &self,
+        step: String,
+        reason: String,
+        at: Timestamp,
+    ) -> Result<Vec<ProcessEvent>, ProcessError> {
+        if !self.started {
+            return Err(ProcessError::NotStarted);
+        }
+        let state = self
+            .step(&step)
+            .ok_or_else(|| ProcessError::UnknownStep(step.clone()))?;
+        if !matches!(state.status, StepStatus::GaveUp | StepStatus::Skipped) {
+            return Err(ProcessError::NotReopenable(step));
+        }
+        // The step, and the steps skipped because they needed a reopened one.
+        let mut reopened = vec![step];
+        loop {
+            let more: Vec<String> = self
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Skipped)
+                .filter(|s| !reopened.contains(&s.plan.name))
+                .filter(|s| s.plan.needs.iter().any(|n| reopened.contains(n)))
+                .map(|s| s.plan.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            reopened.extend(more);
+        }
+        Ok(reopened
+            .into_iter()
+            .map(|step| ProcessEvent::StepReopened {
+                step,
+                reason: reason.clone(),
+                at,
+            })
+            .collect())
     }
 
     /// After `events`: skip the steps whose needed step gave up or was skipped, and complete
@@ -450,6 +527,17 @@ impl Process {
                     s.status = StepStatus::Retrying;
                     s.retry_at = Some(until);
                 }
+            }
+            ProcessEvent::StepReopened { step, .. } => {
+                if let Some(s) = self.step_mut(&step) {
+                    s.status = StepStatus::Pending;
+                    s.attempts = 0;
+                    s.retry_at = None;
+                    s.in_doubt = false;
+                    s.last_error = None;
+                    s.output = serde_json::Value::Null;
+                }
+                self.completed = false;
             }
             ProcessEvent::ProcessCompleted { .. } => self.completed = true,
         }

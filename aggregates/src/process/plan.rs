@@ -9,14 +9,35 @@ use crate::common::Timestamp;
 const MAX_BACKOFF_MS: i64 = 24 * 3_600_000;
 
 /// How a failing step is retried. Attempt `n` (1-based) that fails is retried after
-/// `first_backoff_ms * factor^(n-1)`, until `max_attempts` have been made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `schedule_ms[n-1]` when a schedule is given (its last entry repeats), else after
+/// `first_backoff_ms * factor^(n-1)`, until `max_attempts` have been made. `jitter_pct` adds
+/// up to that share of the wait, the same for the same instance and attempt (the aggregate
+/// is pure: the spread comes from the instance's subject, not from a random source).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub first_backoff_ms: i64,
     pub factor: u32,
     /// How long one attempt may take before it counts as failed.
     pub timeout_ms: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedule_ms: Vec<i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub jitter_pct: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// FNV-1a: a stable spread for the jitter (std's hasher is not stable across releases).
+fn spread(salt: &str, attempt: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in salt.bytes().chain(attempt.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 impl Default for RetryPolicy {
@@ -27,20 +48,38 @@ impl Default for RetryPolicy {
             first_backoff_ms: 1_000,
             factor: 2,
             timeout_ms: 120_000,
+            schedule_ms: Vec::new(),
+            jitter_pct: 0,
         }
     }
 }
 
 impl RetryPolicy {
-    /// When failed attempt `attempt` is retried; `None` once the attempts are spent.
-    pub fn retry_at(&self, attempt: u32, failed_at: Timestamp) -> Option<Timestamp> {
+    /// When failed attempt `attempt` of instance `salt` is retried; `None` once the attempts
+    /// are spent.
+    pub fn retry_at(&self, attempt: u32, failed_at: Timestamp, salt: &str) -> Option<Timestamp> {
         if attempt >= self.max_attempts {
             return None;
         }
-        let factor = i64::from(self.factor.max(1));
-        let backoff = (0..attempt.saturating_sub(1)).fold(self.first_backoff_ms.max(0), |b, _| {
-            b.saturating_mul(factor)
-        });
+        let backoff = match self.schedule_ms.as_slice() {
+            [] => {
+                let factor = i64::from(self.factor.max(1));
+                (0..attempt.saturating_sub(1)).fold(self.first_backoff_ms.max(0), |b, _| {
+                    b.saturating_mul(factor)
+                })
+            }
+            schedule => {
+                let i = (attempt.max(1) as usize - 1).min(schedule.len() - 1);
+                schedule[i].max(0)
+            }
+        };
+        let jitter = if self.jitter_pct > 0 && backoff > 0 {
+            let span = backoff.saturating_mul(i64::from(self.jitter_pct.min(100))) / 100;
+            (spread(salt, attempt) % (span.max(0) as u64 + 1)) as i64
+        } else {
+            0
+        };
+        let backoff = backoff.saturating_add(jitter);
         // Capped at a day: a policy's numbers come from code, but a timestamp must not overflow.
         let backoff = Duration::milliseconds(backoff.min(MAX_BACKOFF_MS));
         Some(failed_at.checked_add_signed(backoff).unwrap_or(failed_at))

@@ -18,6 +18,7 @@ fn policy(max_attempts: u32) -> RetryPolicy {
         first_backoff_ms: 1_000,
         factor: 2,
         timeout_ms: 120_000,
+        ..RetryPolicy::default()
     }
 }
 
@@ -46,6 +47,7 @@ fn fail(step: &str, at: i64) -> ProcessCommand {
         error: "500 from the LLM".into(),
         retryable: true,
         not_before: None,
+        detail: json!(null),
         at: t(at),
     }
 }
@@ -56,6 +58,7 @@ fn failed(step: &str, attempt: u32, at: i64, retry_at: Option<i64>) -> ProcessEv
         attempt,
         error: "500 from the LLM".into(),
         retry_at: retry_at.map(t),
+        detail: json!(null),
         at: t(at),
     }
 }
@@ -151,6 +154,7 @@ fn a_non_retryable_failure_gives_up_at_once() {
             error: "the LLM answered invalid JSON twice".into(),
             retryable: false,
             not_before: None,
+            detail: json!(null),
             at: t(5),
         })
         .then_expect_events(vec![
@@ -159,6 +163,7 @@ fn a_non_retryable_failure_gives_up_at_once() {
                 attempt: 1,
                 error: "the LLM answered invalid JSON twice".into(),
                 retry_at: None,
+                detail: json!(null),
                 at: t(5),
             },
             ProcessEvent::StepGaveUp {
@@ -296,11 +301,15 @@ fn backoff_is_capped_by_attempts_not_overflowing() {
         first_backoff_ms: i64::MAX / 2,
         factor: 10,
         timeout_ms: 1,
+        ..RetryPolicy::default()
     };
-    assert_eq!(huge.retry_at(150, t(0)), Some(t(0) + Duration::days(1)));
-    assert_eq!(policy(3).retry_at(3, t(0)), None);
     assert_eq!(
-        policy(3).retry_at(2, t(0)),
+        huge.retry_at(150, t(0), "x"),
+        Some(t(0) + Duration::days(1))
+    );
+    assert_eq!(policy(3).retry_at(3, t(0), "x"), None);
+    assert_eq!(
+        policy(3).retry_at(2, t(0), "x"),
         Some(t(0) + Duration::seconds(2))
     );
 }
@@ -339,6 +348,7 @@ fn a_providers_retry_after_moves_the_retry_later_but_never_earlier() {
         error: "429".into(),
         retryable: true,
         not_before: Some(t(not_before)),
+        detail: json!(null),
         at: t(10),
     };
     let failed_until = |retry_at: i64| ProcessEvent::StepFailed {
@@ -346,6 +356,7 @@ fn a_providers_retry_after_moves_the_retry_later_but_never_earlier() {
         attempt: 1,
         error: "429".into(),
         retry_at: Some(t(retry_at)),
+        detail: json!(null),
         at: t(10),
     };
     ProcessTest::with(())
@@ -357,4 +368,85 @@ fn a_providers_retry_after_moves_the_retry_later_but_never_earlier() {
         .given(vec![started()])
         .when(throttled(10))
         .then_expect_events(vec![failed_until(11)]);
+}
+
+/// The seed's webhook schedule: 0 / 5 s / 30 s / 2 min / 10 min / 30 min / 1 h between the
+/// seven attempts, each wait lengthened by at most 10%, the same for the same instance.
+#[test]
+fn a_schedule_sets_each_wait_with_a_stable_bounded_jitter() {
+    let schedule = RetryPolicy {
+        max_attempts: 7,
+        schedule_ms: vec![5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000],
+        jitter_pct: 10,
+        ..RetryPolicy::default()
+    };
+    for (attempt, base) in [(1, 5_000), (2, 30_000), (3, 120_000), (6, 3_600_000)] {
+        for salt in ["a", "b", "delivery-17"] {
+            let at = schedule.retry_at(attempt, t(0), salt).unwrap();
+            let waited = (at - t(0)).num_milliseconds();
+            assert!(
+                (base..=base + base / 10).contains(&waited),
+                "attempt {attempt} waited {waited} ms"
+            );
+            assert_eq!(Some(at), schedule.retry_at(attempt, t(0), salt));
+        }
+    }
+    assert_eq!(schedule.retry_at(7, t(0), "a"), None);
+    let spread: std::collections::BTreeSet<_> = (0..20)
+        .map(|i| schedule.retry_at(3, t(0), &format!("d{i}")))
+        .collect();
+    assert!(spread.len() > 10, "the jitter spreads instances apart");
+}
+
+#[test]
+fn a_batch_is_decided_in_order_as_one_set_of_events() {
+    let begin = ProcessCommand::Begin {
+        kind: "call_processing".into(),
+        subject: "call-1".into(),
+        organization_id: None,
+        input: json!({}),
+        steps: plan(),
+        at: t(0),
+    };
+    ProcessTest::with(())
+        .given_no_previous_events()
+        .when(ProcessCommand::Batch(vec![begin, fail("analysis", 10)]))
+        .then_expect_events(vec![started(), failed("analysis", 1, 10, Some(11))]);
+    ProcessTest::with(())
+        .given_no_previous_events()
+        .when(ProcessCommand::Batch(vec![fail("analysis", 10)]))
+        .then_expect_error(ProcessError::NotStarted);
+}
+
+#[test]
+fn a_step_that_gave_up_is_reopened_with_what_it_skipped() {
+    let gave_up = ProcessEvent::StepGaveUp {
+        step: "analysis".into(),
+        attempts: 3,
+        error: "500 from the LLM".into(),
+        at: t(30),
+    };
+    let skipped = ProcessEvent::StepSkipped {
+        step: "notify".into(),
+        reason: "needs analysis, which did not succeed".into(),
+        at: t(30),
+    };
+    let reopened = |step: &str| ProcessEvent::StepReopened {
+        step: step.into(),
+        reason: "retried by user:u1".into(),
+        at: t(40),
+    };
+    let reopen = ProcessCommand::Reopen {
+        step: "analysis".into(),
+        reason: "retried by user:u1".into(),
+        at: t(40),
+    };
+    ProcessTest::with(())
+        .given(vec![started(), gave_up, skipped])
+        .when(reopen.clone())
+        .then_expect_events(vec![reopened("analysis"), reopened("notify")]);
+    ProcessTest::with(())
+        .given(vec![started()])
+        .when(reopen)
+        .then_expect_error(ProcessError::NotReopenable("analysis".into()));
 }

@@ -45,6 +45,7 @@ impl Organization {
                     url: url.clone(),
                     secret,
                     event_types,
+                    ..WebhookEndpointState::default()
                 };
                 self.webhook_endpoint_details
                     .insert(endpoint_id.clone(), details);

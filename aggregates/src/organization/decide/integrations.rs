@@ -83,6 +83,9 @@ impl Organization {
             } => {
                 let valid = url.starts_with("http://") || url.starts_with("https://");
                 require(valid, invalid("url must start with http:// or https://"))?;
+                if let Some(unknown) = crate::outbound::unknown_event_type(&event_types) {
+                    return Err(E::UnknownEventType(unknown.to_string()));
+                }
                 emit(
                     self,
                     out,
