@@ -42,6 +42,8 @@ pub struct AppState {
     pub secrets: crate::secrets::Keyring,
     /// Keeps sign-up answers as slow for known addresses as for new ones.
     pub sign_up_pace: crate::http::accounts::pace::SignUpPace,
+    /// The clock process workers read (tests move it forward).
+    pub clock: crate::clock::Clock,
 }
 
 impl AppState {
@@ -91,6 +93,7 @@ impl AppState {
             projectors,
             recordings,
             processes_running: std::sync::OnceLock::new(),
+            clock: Default::default(),
         }
     }
 

@@ -334,11 +334,11 @@ impl ProcessDefinition for CallProcessing {
         if organization_id.is_none() {
             return Vec::new();
         }
-        vec![Start {
-            subject: stored.aggregate_id.clone(),
+        vec![Start::new(
+            stored.aggregate_id.clone(),
             organization_id,
-            input: json!({ "call_id": stored.aggregate_id }),
-        }]
+            json!({ "call_id": stored.aggregate_id }),
+        )]
     }
 
     fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {

@@ -166,6 +166,18 @@ pub trait ProcessDefinition: Send + Sync + 'static {
     /// The instances `event` starts (from the event alone: the starter has no other input).
     fn starts(&self, stored: &StoredEvent, event: &DomainEvent) -> Vec<Start>;
 
+    /// The instances `event` starts, for a starter that keeps state of its own: it may read
+    /// and write its own tables in the starter's transaction, which commits with its
+    /// checkpoint (so that state is exactly as of the log position it has reached).
+    async fn start(
+        &self,
+        _tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        stored: &StoredEvent,
+        event: &DomainEvent,
+    ) -> Result<Vec<Start>, projections::ProjectionError> {
+        Ok(self.starts(stored, event))
+    }
+
     /// An instance's plan.
     fn plan(&self, input: &Value, first_backoff_ms: i64) -> Vec<StepPlan>;
 

@@ -62,10 +62,10 @@ fn starts_for(stored: &StoredEvent, reason: &str, notifications: &[Notification]
     let mut starts = Vec::new();
     for (i, notification) in notifications.iter().enumerate() {
         for (j, recipient) in notification.recipients.iter().enumerate() {
-            starts.push(Start {
-                subject: format!("{}:{i}:{j}", stored.metadata.event_id),
-                organization_id: Some(organization_id),
-                input: json!({
+            starts.push(Start::new(
+                format!("{}:{i}:{j}", stored.metadata.event_id),
+                Some(organization_id),
+                json!({
                     "call_id": stored.aggregate_id,
                     "reason": reason,
                     "channel": channel_name(notification.channel),
@@ -73,7 +73,7 @@ fn starts_for(stored: &StoredEvent, reason: &str, notifications: &[Notification]
                     "subject": notification.subject,
                     "body": notification.body,
                 }),
-            });
+            ));
         }
     }
     starts

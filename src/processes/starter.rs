@@ -36,9 +36,10 @@ impl Projector for Starter {
         stored: &StoredEvent,
         event: &DomainEvent,
     ) -> Result<(), ProjectionError> {
-        let starts = self.definition.starts(stored, event);
+        let starts = self.definition.start(tx, stored, event).await?;
         if !starts.is_empty() {
-            super::work::insert_starts(tx, self.definition.kind(), &starts).await?;
+            super::work::insert_starts(tx, self.definition.kind(), stored.position, &starts)
+                .await?;
         }
         Ok(())
     }

@@ -13,6 +13,19 @@ pub struct Start {
     pub subject: String,
     pub organization_id: Option<Uuid>,
     pub input: Value,
+    /// Instances of one lane take their first turns in log order (see `due`).
+    pub lane: Option<String>,
+}
+
+impl Start {
+    pub fn new(subject: String, organization_id: Option<Uuid>, input: Value) -> Self {
+        Start {
+            subject,
+            organization_id,
+            input,
+            lane: None,
+        }
+    }
 }
 
 /// A due instance, as the worker reads it.
@@ -21,6 +34,7 @@ pub struct Due {
     pub subject: String,
     pub organization_id: Option<Uuid>,
     pub input: Value,
+    pub lane: Option<String>,
 }
 
 /// How an instance stands after its worker ran it.
@@ -47,17 +61,20 @@ impl Standing {
 }
 
 /// Records instances to start, due now (inside the starter's batch transaction: they commit
-/// with its checkpoint). An instance already recorded is left as it is.
+/// with its checkpoint). `seq` orders a lane: the log position of the starting event. An
+/// instance already recorded is left as it is.
 pub async fn insert_starts(
     tx: &mut Transaction<'static, Any>,
     kind: &str,
+    seq: i64,
     starts: &[Start],
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for start in starts {
         sqlx::query(
             "INSERT INTO process_work (kind, subject, organization_id, input, status, due_at, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) \
+             created_at, updated_at, lane, seq) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7) \
              ON CONFLICT (kind, subject) DO NOTHING",
         )
         .bind(kind.to_string())
@@ -65,13 +82,31 @@ pub async fn insert_starts(
         .bind(start.organization_id.map(|o| o.to_string()))
         .bind(start.input.to_string())
         .bind(now)
+        .bind(start.lane.clone())
+        .bind(seq)
         .execute(&mut **tx)
         .await?;
     }
     Ok(())
 }
 
-/// Up to `limit` instances of `kind` due at `now`, earliest first.
+/// Makes a finished instance due again now (its process was reopened).
+pub async fn wake(pool: &AnyPool, kind: &str, subject: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE process_work SET status = 'running', due_at = $1, updated_at = $1 \
+         WHERE kind = $2 AND subject = $3",
+    )
+    .bind(now_ms())
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Up to `limit` instances of `kind` due at `now`, earliest first. An instance of a lane that
+/// has not begun waits while an earlier one of its lane has not begun either (so a lane's
+/// first attempts go in log order); one that has begun (a retry) never waits for its lane.
 pub async fn due(
     pool: &AnyPool,
     kind: &str,
@@ -79,8 +114,12 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT subject, organization_id, input FROM process_work \
-         WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 ORDER BY due_at LIMIT $3",
+        "SELECT w.subject, w.organization_id, w.input, w.lane FROM process_work w \
+         WHERE w.kind = $1 AND w.due_at IS NOT NULL AND w.due_at <= $2 \
+         AND (w.lane IS NULL OR w.status <> 'pending' OR NOT EXISTS ( \
+             SELECT 1 FROM process_work p WHERE p.kind = w.kind AND p.lane = w.lane \
+             AND p.status = 'pending' AND p.seq < w.seq)) \
+         ORDER BY w.due_at, w.seq LIMIT $3",
     )
     .bind(kind.to_string())
     .bind(now)
@@ -95,6 +134,7 @@ pub async fn due(
                 subject: row.try_get(0)?,
                 organization_id: organization.and_then(|o| Uuid::parse_str(&o).ok()),
                 input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                lane: row.try_get(3)?,
             })
         })
         .collect()

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::process::{Due, Process, ProcessCommand, StepState, StepStatus};
-use chrono::Utc;
-use eventlog::{now_ms, CommandMeta};
+use eventlog::CommandMeta;
 use projections::{ProjectorHandle, ProjectorStatus};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -111,22 +110,31 @@ impl Worker {
         let concurrency = self.state.config.process_concurrency;
         let mut wake: watch::Receiver<ProjectorStatus> = self.starter.watch();
         let mut tasks = JoinSet::new();
-        let mut running: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut running: HashMap<tokio::task::Id, (String, Option<String>)> = HashMap::new();
         let mut subjects: HashSet<String> = HashSet::new();
+        // Lanes with an instance running: one at a time per lane.
+        let mut lanes: HashSet<String> = HashSet::new();
         loop {
             let free = concurrency.saturating_sub(tasks.len());
             if free > 0 {
                 let limit = (free + subjects.len()) as i64;
-                match work::due(self.state.store.pool(), kind, now_ms(), limit).await {
+                let now = self.state.clock.now_ms();
+                match work::due(self.state.store.pool(), kind, now, limit).await {
                     Ok(rows) => {
                         for row in rows {
                             if tasks.len() >= concurrency {
                                 break;
                             }
-                            if !subjects.insert(row.subject.clone()) {
+                            if subjects.contains(&row.subject)
+                                || row.lane.as_ref().is_some_and(|l| lanes.contains(l))
+                            {
                                 continue;
                             }
-                            let subject = row.subject.clone();
+                            subjects.insert(row.subject.clone());
+                            if let Some(lane) = &row.lane {
+                                lanes.insert(lane.clone());
+                            }
+                            let subject = (row.subject.clone(), row.lane.clone());
                             let definition = self.definition.clone();
                             let state = self.state.clone();
                             let status = self.status.clone();
@@ -154,8 +162,11 @@ impl Worker {
                             err.id()
                         }
                     };
-                    if let Some(subject) = running.remove(&id) {
+                    if let Some((subject, lane)) = running.remove(&id) {
                         subjects.remove(&subject);
+                        if let Some(lane) = lane {
+                            lanes.remove(&lane);
+                        }
                     }
                 }
                 _ = wake.changed() => {}
@@ -181,7 +192,7 @@ async fn advance_logged(
         status.send_modify(|s| s.last_error = Some(err.to_string()));
         let update = Update {
             standing: Standing::Running,
-            due_at: Some(now_ms() + RETRY_AFTER_ERROR_MS),
+            due_at: Some(state.clock.now_ms() + RETRY_AFTER_ERROR_MS),
             attempts: 0,
             failed_steps: &[],
             last_error: Some(&err.to_string()),
@@ -208,6 +219,9 @@ async fn advance(
     let kind = definition.kind();
     let stream = Process::stream_id(kind, &row.subject);
     let (mut process, _) = state.processes.load(&stream).await?;
+    // A new instance's start is recorded with its first outcomes, in one append, unless a
+    // first step must record its attempt before it runs (then the start goes first).
+    let mut unrecorded_begin = None;
     if !process.started {
         let begin = ProcessCommand::Begin {
             kind: kind.to_string(),
@@ -215,24 +229,40 @@ async fn advance(
             organization_id: row.organization_id,
             input: row.input.clone(),
             steps: definition.plan(&row.input, state.config.process_first_backoff_ms),
-            at: Utc::now(),
+            at: state.clock.now(),
         };
-        let seed = Process {
+        let mut begun = Process {
             organization_id: row.organization_id,
             ..Process::default()
         };
-        process = state
-            .processes
-            .execute(
-                &stream,
-                begin,
-                &meta(kind, &seed, format!("{stream}:begin")),
-            )
-            .await?
-            .state;
+        let events = begun
+            .decide(begin.clone())
+            .map_err(|e| AppError::internal(format!("process {stream}: {e}")))?;
+        for event in events {
+            cqrs_es::Aggregate::apply(&mut begun, event);
+        }
+        let records_first = begun
+            .runnable(state.clock.now())
+            .iter()
+            .any(|s| definition.records_attempts(&begun, &s.plan.name));
+        if records_first {
+            process = state
+                .processes
+                .execute(
+                    &stream,
+                    begin,
+                    &meta(kind, &begun, format!("{stream}:begin")),
+                )
+                .await?
+                .state;
+        } else {
+            unrecorded_begin = Some(begin);
+            process = begun;
+        }
     }
     loop {
-        let runnable: Vec<StepState> = process.runnable(Utc::now()).into_iter().cloned().collect();
+        let now = state.clock.now();
+        let runnable: Vec<StepState> = process.runnable(now).into_iter().cloned().collect();
         if runnable.is_empty() {
             break;
         }
@@ -243,55 +273,18 @@ async fn advance(
                 .map(|step| run_step(definition, state, &process, step)),
         )
         .await;
+        let mut outcomes = Vec::new();
         for (step, result) in runnable.iter().zip(results) {
             let (attempt, result) = result?;
             let name = step.plan.name.clone();
-            let at = Utc::now();
-            let command = match result {
-                StepResult::Succeeded(output) => ProcessCommand::Succeed {
-                    step: name.clone(),
-                    output,
-                    at,
-                },
-                StepResult::Failed {
-                    error,
-                    retryable,
-                    detail,
-                } => {
-                    tracing::warn!(process = kind, subject = %row.subject, step = %name, attempt, %error, retryable, "process step failed");
-                    ProcessCommand::Fail {
-                        step: name.clone(),
-                        error,
-                        retryable,
-                        not_before: None,
-                        detail,
-                        at,
-                    }
-                }
-                StepResult::Throttled {
-                    error,
-                    at: until,
-                    detail,
-                } => ProcessCommand::Fail {
-                    step: name.clone(),
-                    error,
-                    retryable: true,
-                    not_before: Some(until),
-                    detail,
-                    at,
-                },
-                StepResult::Skipped(reason) => ProcessCommand::Skip {
-                    step: name.clone(),
-                    reason,
-                    at,
-                },
-                StepResult::Postponed { until, reason } => ProcessCommand::Postpone {
-                    step: name.clone(),
-                    until,
-                    reason,
-                    at,
-                },
-            };
+            let command = outcome(
+                kind,
+                &row.subject,
+                &name,
+                attempt,
+                result,
+                state.clock.now(),
+            );
             // A postponement spends no attempt: its key names its time, so the attempt's real
             // outcome later is not taken for a repeat of it.
             let key = match &command {
@@ -301,19 +294,46 @@ async fn advance(
                 ),
                 _ => format!("{stream}:{name}:{attempt}:outcome"),
             };
+            outcomes.push((command, key));
+        }
+        let steps = outcomes.len() as u64;
+        if let Some(begin) = unrecorded_begin.take() {
+            let batch = std::iter::once(begin)
+                .chain(outcomes.into_iter().map(|(command, _)| command))
+                .collect();
             process = state
                 .processes
-                .execute(&stream, command, &meta(kind, &process, key))
+                .execute(
+                    &stream,
+                    ProcessCommand::Batch(batch),
+                    &meta(kind, &process, format!("{stream}:begin")),
+                )
                 .await?
                 .state;
-            status.send_modify(|s| s.steps_run += 1);
+        } else {
+            for (command, key) in outcomes {
+                process = state
+                    .processes
+                    .execute(&stream, command, &meta(kind, &process, key))
+                    .await?
+                    .state;
+            }
         }
+        status.send_modify(|s| s.steps_run += steps);
     }
-    let (standing, due_at) = match process.due(Utc::now()) {
+    if let Some(begin) = unrecorded_begin {
+        let key = format!("{stream}:begin");
+        process = state
+            .processes
+            .execute(&stream, begin, &meta(kind, &process, key))
+            .await?
+            .state;
+    }
+    let (standing, due_at) = match process.due(state.clock.now()) {
         Due::Never if process.failed_steps().is_empty() => (Standing::Completed, None),
         Due::Never => (Standing::Failed, None),
         Due::At(at) => (Standing::Retrying, Some(at.timestamp_millis())),
-        Due::Now => (Standing::Running, Some(now_ms())),
+        Due::Now => (Standing::Running, Some(state.clock.now_ms())),
     };
     let last_error = process
         .steps
@@ -337,6 +357,55 @@ async fn advance(
     Ok(())
 }
 
+/// The command recording one attempt's result.
+fn outcome(
+    kind: &str,
+    subject: &str,
+    name: &str,
+    attempt: u32,
+    result: StepResult,
+    at: chrono::DateTime<chrono::Utc>,
+) -> ProcessCommand {
+    let step = name.to_string();
+    match result {
+        StepResult::Succeeded(output) => ProcessCommand::Succeed { step, output, at },
+        StepResult::Failed {
+            error,
+            retryable,
+            detail,
+        } => {
+            tracing::warn!(process = kind, %subject, step = %name, attempt, %error, retryable, "process step failed");
+            ProcessCommand::Fail {
+                step,
+                error,
+                retryable,
+                not_before: None,
+                detail,
+                at,
+            }
+        }
+        StepResult::Throttled {
+            error,
+            at: until,
+            detail,
+        } => ProcessCommand::Fail {
+            step,
+            error,
+            retryable: true,
+            not_before: Some(until),
+            detail,
+            at,
+        },
+        StepResult::Skipped(reason) => ProcessCommand::Skip { step, reason, at },
+        StepResult::Postponed { until, reason } => ProcessCommand::Postpone {
+            step,
+            until,
+            reason,
+            at,
+        },
+    }
+}
+
 /// One attempt of one step: records the attempt first when the step needs it, runs it
 /// within its timeout, and answers the attempt's number with its result.
 async fn run_step(
@@ -358,7 +427,7 @@ async fn run_step(
             state,
             process,
             step,
-            now: Utc::now(),
+            now: state.clock.now(),
         };
         if let Some(answer) = definition.postpone(&ctx).await {
             return Ok((attempt, answer));
@@ -367,7 +436,7 @@ async fn run_step(
     if !step.in_doubt && definition.records_attempts(process, name) {
         let command = ProcessCommand::Attempt {
             step: name.clone(),
-            at: Utc::now(),
+            at: state.clock.now(),
         };
         let key = format!("{stream}:{name}:{attempt}:attempt");
         state
@@ -379,7 +448,7 @@ async fn run_step(
         state,
         process,
         step,
-        now: Utc::now(),
+        now: state.clock.now(),
     };
     let timeout = Duration::from_millis(step.plan.policy.timeout_ms.max(1) as u64);
     let result = match tokio::time::timeout(timeout, definition.run(ctx)).await {

@@ -511,11 +511,7 @@ impl ProcessDefinition for WaitsOnce {
         if !self.wants(event) {
             return Vec::new();
         }
-        vec![Start {
-            subject: stored.aggregate_id.clone(),
-            organization_id: None,
-            input: json!({}),
-        }]
+        vec![Start::new(stored.aggregate_id.clone(), None, json!({}))]
     }
 
     fn plan(&self, _input: &Value, first_backoff_ms: i64) -> Vec<StepPlan> {
