@@ -25,6 +25,7 @@ mod error;
 mod lenient;
 pub mod llm;
 pub mod signature;
+pub mod standard_webhooks;
 pub mod stripe;
 pub mod surrogates;
 pub mod twilio;
