@@ -130,6 +130,13 @@ pub struct Config {
     /// `PROCESS_CONCURRENCY`: how many process instances one worker advances at once
     /// (default 32).
     pub process_concurrency: usize,
+    /// `WEBHOOK_DISABLE_AFTER`: an outbound webhook endpoint whose deliveries are
+    /// dead-lettered this many times in a row is disabled and its admins are emailed
+    /// (default 5).
+    pub webhook_disable_after: i64,
+    /// `WEBHOOK_TIMEOUT_MS`: how long a receiver may take to answer one delivery
+    /// (default 30,000 ms).
+    pub webhook_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -192,6 +199,8 @@ impl Default for Config {
             llm_model: "gpt-4o-mini".into(),
             process_first_backoff_ms: 1_000,
             process_concurrency: 32,
+            webhook_disable_after: 5,
+            webhook_timeout_ms: 30_000,
             processes_enabled: true,
         }
     }
@@ -366,6 +375,18 @@ impl Config {
         if let Some(n) = get("PROCESS_CONCURRENCY") {
             c.process_concurrency = n.parse().ok().filter(|s: &usize| *s > 0).ok_or_else(|| {
                 ConfigError(format!("PROCESS_CONCURRENCY={n} is not a positive number"))
+            })?;
+        }
+        if let Some(n) = get("WEBHOOK_DISABLE_AFTER") {
+            c.webhook_disable_after = n.parse().ok().filter(|s: &i64| *s > 0).ok_or_else(|| {
+                ConfigError(format!(
+                    "WEBHOOK_DISABLE_AFTER={n} is not a positive number"
+                ))
+            })?;
+        }
+        if let Some(n) = get("WEBHOOK_TIMEOUT_MS") {
+            c.webhook_timeout_ms = n.parse().ok().filter(|s: &u64| *s > 0).ok_or_else(|| {
+                ConfigError(format!("WEBHOOK_TIMEOUT_MS={n} is not milliseconds"))
             })?;
         }
         if let Some(list) = get("CALLFLEX_TRUSTED_PROXIES") {

@@ -288,6 +288,44 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Up to `limit` events of tenant `tenant` after position `after_position` whose record
+    /// time is in `[from_ms, to_ms)` and whose type is one of `event_types`, by position (an
+    /// auditor's or a replay's time range).
+    pub async fn read_tenant(
+        &self,
+        tenant: &str,
+        event_types: &[&str],
+        from_ms: i64,
+        to_ms: i64,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if event_types.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..event_types.len())
+            .map(|i| format!("${}", i + 6))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM events WHERE tenant_id = $1 AND global_position > $2 \
+             AND recorded_at >= $3 AND recorded_at < $4 AND event_type IN ({}) \
+             ORDER BY global_position LIMIT $5",
+            self.select_columns(),
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .bind(after_position)
+            .bind(from_ms)
+            .bind(to_ms)
+            .bind(limit);
+        for event_type in event_types {
+            query = query.bind(event_type.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Up to `limit` events after `after`, in commit order. On PostgreSQL only events of
     /// transactions older than every running transaction are returned, so an event can never
     /// later appear before a checkpoint a reader already stored.

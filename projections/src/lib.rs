@@ -24,6 +24,7 @@ pub mod calls;
 pub mod contacts;
 pub mod feed;
 pub mod notifications;
+pub mod outbound;
 pub mod projector;
 pub mod rebuild;
 pub mod runner;
@@ -48,5 +49,6 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(billing::BillingProjector),
         Arc::new(accounts::AccountsProjector),
         Arc::new(notifications::NotificationsProjector),
+        Arc::new(outbound::OutboundDeliveriesProjector),
     ]
 }

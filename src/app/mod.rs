@@ -10,6 +10,7 @@
 pub mod calls;
 mod error;
 pub mod organizations;
+pub mod webhook_endpoints;
 
 use eventlog::CommandMeta;
 use uuid::Uuid;

@@ -22,6 +22,7 @@
 pub mod call_processing;
 pub mod notification;
 pub mod starter;
+pub mod webhooks;
 pub mod work;
 pub mod worker;
 
@@ -203,5 +204,6 @@ pub fn all(state: &Arc<AppState>) -> Vec<Arc<dyn ProcessDefinition>> {
     vec![
         Arc::new(call_processing::CallProcessing::new(state)),
         Arc::new(notification::Notify::new(state)),
+        Arc::new(webhooks::Webhooks::new(state)),
     ]
 }

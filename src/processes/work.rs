@@ -90,6 +90,23 @@ pub async fn insert_starts(
     Ok(())
 }
 
+/// Records instances started outside the log's consumers (a replay someone asked for), each
+/// with its lane position, in one transaction.
+pub async fn insert_replay(
+    store: &eventlog::EventStore,
+    kind: &str,
+    starts: &[(i64, Start)],
+) -> Result<(), sqlx::Error> {
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let mut tx = store.write_pool().begin().await?;
+    for (seq, start) in starts {
+        insert_starts(&mut tx, kind, *seq, std::slice::from_ref(start)).await?;
+    }
+    tx.commit().await
+}
+
 /// Makes a finished instance due again now (its process was reopened).
 pub async fn wake(pool: &AnyPool, kind: &str, subject: &str) -> Result<(), sqlx::Error> {
     sqlx::query(

@@ -8,6 +8,7 @@ mod hostile;
 mod limits;
 mod newcomer;
 mod outbound;
+mod outbound_webhooks;
 mod overlap;
 mod process_crash;
 mod processes;

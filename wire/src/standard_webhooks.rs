@@ -122,7 +122,14 @@ mod tests {
     #[test]
     fn the_published_vector_verifies_among_other_signatures() {
         let header = format!("v1,bm9wZQ== {SIGNATURE} v1a,whatever");
-        let ok = verify(SECRET, Some(ID), Some("1614265330"), Some(&header), BODY, TIMESTAMP);
+        let ok = verify(
+            SECRET,
+            Some(ID),
+            Some("1614265330"),
+            Some(&header),
+            BODY,
+            TIMESTAMP,
+        );
         assert_eq!(ok, Ok(()));
     }
 

@@ -15,6 +15,7 @@ pub mod assistants;
 pub mod integrations;
 pub mod phone_numbers;
 pub mod templates;
+pub mod webhook_endpoints;
 
 use aggregates::organization::{Organization, OrganizationCommand, Role};
 use poem::Request;
@@ -33,6 +34,7 @@ pub type ProvisioningApi = (
     assistants::AssistantsApi,
     phone_numbers::PhoneNumbersApi,
     integrations::IntegrationsApi,
+    webhook_endpoints::WebhookEndpointsApi,
 );
 
 pub fn api() -> ProvisioningApi {
@@ -41,6 +43,7 @@ pub fn api() -> ProvisioningApi {
         assistants::AssistantsApi,
         phone_numbers::PhoneNumbersApi,
         integrations::IntegrationsApi,
+        webhook_endpoints::WebhookEndpointsApi,
     )
 }
 

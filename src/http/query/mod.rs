@@ -20,6 +20,7 @@ pub mod principal;
 pub mod processing;
 pub mod search;
 pub mod stats;
+pub mod webhook_deliveries;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub type QueryApi = (
     contacts::ContactsApi,
     billing::BillingApi,
     notifications::NotificationsApi,
+    webhook_deliveries::WebhookDeliveriesApi,
     processing::ProcessingApi,
 );
 
@@ -58,6 +60,7 @@ pub fn api() -> QueryApi {
         contacts::ContactsApi,
         billing::BillingApi,
         notifications::NotificationsApi,
+        webhook_deliveries::WebhookDeliveriesApi,
         processing::ProcessingApi,
     )
 }

@@ -1,0 +1,246 @@
+//! What an integrator hears: the outbound events a log event becomes, in one envelope:
+//! `{id, type, created_at, organization_id, position, data}`. `id` is stable (derived from
+//! the log event's id): it is the `webhook-id` a receiver deduplicates on, the same on every
+//! attempt and replay.
+
+use aggregates::call::{CallEvent, EndReport};
+use aggregates::organization::OrganizationEvent;
+use eventlog::StoredEvent;
+use projections::DomainEvent;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+/// One outbound event, before it is addressed to an endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    pub organization_id: Uuid,
+    pub event_type: &'static str,
+    /// The envelope sent (for `call.processed`, `data` is completed at send time from the
+    /// call's events up to this one: see [`assemble_processed`]).
+    pub envelope: Value,
+}
+
+/// The outbound event `event` becomes, if any.
+pub fn outbound(stored: &StoredEvent, event: &DomainEvent) -> Option<Outbound> {
+    let organization_id = stored
+        .metadata
+        .tenant_id
+        .as_deref()
+        .and_then(|t| Uuid::parse_str(t).ok())?;
+    let call_id = &stored.aggregate_id;
+    let (event_type, data) = match event {
+        DomainEvent::Call(CallEvent::CallStarted {
+            from_number,
+            to_number,
+            direction,
+            phone_number_id,
+            assistant_id,
+            started_at,
+            ..
+        }) => (
+            "call.started",
+            json!({
+                "call_id": call_id,
+                "direction": direction,
+                "from_number": from_number,
+                "to_number": to_number,
+                "phone_number_id": phone_number_id,
+                "assistant_id": assistant_id,
+                "started_at": started_at,
+            }),
+        ),
+        DomainEvent::Call(CallEvent::CallEnded { report }) => {
+            ("call.ended", ended(call_id, report))
+        }
+        DomainEvent::Call(CallEvent::CallProcessed { at }) => (
+            "call.processed",
+            json!({ "call_id": call_id, "processed_at": at }),
+        ),
+        DomainEvent::Call(CallEvent::FunctionCallHandled { invocation }) => (
+            "call.action.created",
+            json!({
+                "call_id": call_id,
+                "tool_call_id": invocation.tool_call_id,
+                "function": invocation.name,
+                "action": tagged(serde_json::to_value(&invocation.action).unwrap_or(Value::Null)),
+                "arguments": invocation.arguments,
+                "reply": invocation.reply,
+                "at": invocation.at,
+            }),
+        ),
+        DomainEvent::Organization(OrganizationEvent::ContactCreated {
+            contact_id,
+            phone_number,
+            name,
+            email,
+            notes,
+            source,
+        }) => (
+            "contact.created",
+            json!({
+                "contact_id": contact_id,
+                "phone_number": phone_number,
+                "name": name,
+                "email": email,
+                "notes": notes,
+                "source": source,
+            }),
+        ),
+        DomainEvent::Organization(OrganizationEvent::ContactUpdated {
+            contact_id,
+            name,
+            email,
+            notes,
+        }) => {
+            let mut changed = Map::new();
+            changed.insert("contact_id".into(), json!(contact_id));
+            for (key, value) in [("name", name), ("email", email), ("notes", notes)] {
+                if let Some(value) = value {
+                    changed.insert(key.into(), json!(value));
+                }
+            }
+            ("contact.updated", Value::Object(changed))
+        }
+        _ => return None,
+    };
+    let envelope = json!({
+        "id": format!("evt_{}", stored.metadata.event_id.simple()),
+        "type": event_type,
+        "created_at": stored.metadata.received_at,
+        "organization_id": organization_id,
+        "position": stored.position,
+        "data": data,
+    });
+    Some(Outbound {
+        organization_id,
+        event_type,
+        envelope,
+    })
+}
+
+/// The log event types the outbound `types` come from (a replay's filter).
+pub fn log_event_types(types: &[String]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for t in types {
+        out.extend_from_slice(match t.as_str() {
+            "call.started" => &["CallStarted"][..],
+            "call.ended" => &["CallEnded"][..],
+            "call.processed" => &["CallProcessed"][..],
+            "call.action.created" => &["FunctionCallHandled"][..],
+            "contact.created" => &["ContactCreated"][..],
+            "contact.updated" => &["ContactUpdated"][..],
+            _ => &[][..],
+        });
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Whether `event` may become an outbound event (the starter's batch-skip hint).
+pub fn may_be_outbound(event: &DomainEvent) -> bool {
+    matches!(
+        event,
+        DomainEvent::Call(
+            CallEvent::CallStarted { .. }
+                | CallEvent::CallEnded { .. }
+                | CallEvent::CallProcessed { .. }
+                | CallEvent::FunctionCallHandled { .. }
+        ) | DomainEvent::Organization(
+            OrganizationEvent::ContactCreated { .. } | OrganizationEvent::ContactUpdated { .. }
+        )
+    )
+}
+
+fn ended(call_id: &str, report: &EndReport) -> Value {
+    json!({
+        "call_id": call_id,
+        "ended_reason": report.ended_reason,
+        "started_at": report.started_at,
+        "ended_at": report.ended_at,
+        "duration_seconds": report.duration_seconds,
+        "cost": report.cost,
+        "recording_url": report.recording_url,
+        "summary": report.summary,
+    })
+}
+
+/// `{"DriverCallout": {...}}` → `{"kind": "driver_callout", ...}`.
+fn tagged(action: Value) -> Value {
+    match action {
+        Value::Object(map) if map.len() == 1 => {
+            let (variant, fields) = map.into_iter().next().expect("one entry");
+            let mut out = match fields {
+                Value::Object(fields) => fields,
+                other => Map::from_iter([("value".to_string(), other)]),
+            };
+            out.insert("kind".into(), json!(snake(&variant)));
+            Value::Object(out)
+        }
+        Value::String(variant) => json!({ "kind": snake(&variant) }),
+        other => other,
+    }
+}
+
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// `call.processed`'s data from the call's events up to (and including) sequence
+/// `up_to`: the analysis recorded then, and how the call ended. Built from the log, so every
+/// attempt and replay sends the same thing.
+pub fn assemble_processed(data: &Value, call_events: &[(i64, CallEvent)], up_to: i64) -> Value {
+    let mut data = data.clone();
+    let mut analysis = Value::Null;
+    let mut end = Value::Null;
+    for (sequence, event) in call_events {
+        if *sequence > up_to {
+            break;
+        }
+        match event {
+            CallEvent::CallAnalyzed { analysis: a } => {
+                analysis = json!({
+                    "summary": a.summary,
+                    "call_type": a.call_type,
+                    "sentiment": a.sentiment,
+                    "caller_name": a.caller_name,
+                    "action_items": a.action_items,
+                    "urgency": a.urgency,
+                    "source": a.source,
+                });
+            }
+            CallEvent::CallEnded { report } => {
+                end = ended("", report);
+                if let Some(map) = end.as_object_mut() {
+                    map.remove("call_id");
+                }
+            }
+            _ => {}
+        }
+    }
+    data["analysis"] = analysis;
+    data["ended"] = end;
+    data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_action_is_named_by_its_kind() {
+        let action = json!({"DriverCallout": {"driver_name": "Sam", "reason": "sick"}});
+        assert_eq!(
+            tagged(action),
+            json!({"kind": "driver_callout", "driver_name": "Sam", "reason": "sick"})
+        );
+        assert_eq!(snake("CallbackScheduled"), "callback_scheduled");
+    }
+}
