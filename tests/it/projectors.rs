@@ -375,6 +375,49 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
             run(command).await.unwrap();
         }
     }
+    // Webhook deliveries: delivered, retrying after a 500, dead-lettered, reopened.
+    let webhook_policy = callflex::processes::webhooks::policy(30_000);
+    for n in 0..4 {
+        let subject = format!("evt_{n}:we_1");
+        let stream = Process::stream_id("webhook", &subject);
+        let meta = CommandMeta::new("system:test").tenant(org);
+        let begin = ProcessCommand::Begin {
+            kind: "webhook".into(),
+            subject: subject.clone(),
+            organization_id: Some(org),
+            input: serde_json::json!({"endpoint_id": "we_1", "event": {"id": format!("evt_{n}"),
+                "type": "contact.created", "position": 10 + n}}),
+            steps: vec![StepPlan::new("deliver", webhook_policy.clone())],
+            at,
+        };
+        let failed = |retryable| ProcessCommand::Fail {
+            step: "deliver".into(),
+            error: "the receiver answered 500".into(),
+            retryable,
+            not_before: None,
+            detail: serde_json::json!({"status_code": 500, "latency_ms": 12, "response": "down"}),
+            at,
+        };
+        let delivered = ProcessCommand::Succeed {
+            step: "deliver".into(),
+            output: serde_json::json!({"status_code": 204, "latency_ms": 3, "response": ""}),
+            at,
+        };
+        let reopen = ProcessCommand::Reopen {
+            step: "deliver".into(),
+            reason: "retried".into(),
+            at,
+        };
+        let commands = match n {
+            0 => vec![ProcessCommand::Batch(vec![begin, delivered])],
+            1 => vec![begin, failed(true)],
+            2 => vec![begin, failed(false)],
+            _ => vec![begin, failed(false), reopen, delivered],
+        };
+        for command in commands {
+            processes.execute(&stream, command, &meta).await.unwrap();
+        }
+    }
 }
 
 async fn fill_varied_log(store: &EventStore) {
