@@ -19,5 +19,6 @@ mod secrets;
 mod shutdown;
 mod standby;
 mod stubs;
+mod webhook_crash;
 mod webhook_credentials;
 mod webhooks;
