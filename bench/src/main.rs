@@ -18,6 +18,8 @@
 //! - `processes`: post-call processing with stub providers: call end → last notification and
 //!   urgent message → SMS at 16 calls/s (p50/p99), process steps/s on a backlog against raw
 //!   INSERT/s.
+//! - `webhooks`: outbound webhook deliveries/s (backlog, 16 endpoints) against raw INSERT/s,
+//!   and event → receipt p50/p99 at 100 deliveries/s with ingest running.
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
 //!   through the live service, the rest decided by the Call aggregate, written to the log with
@@ -45,6 +47,8 @@ mod query_load;
 mod rebuild;
 #[path = "bench/report.rs"]
 mod report;
+#[path = "bench/webhooks.rs"]
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -57,12 +61,13 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 6] = [
+const SECTIONS: [&str; 7] = [
     "append",
     "command",
     "rebuild",
     "ingest",
     "processes",
+    "webhooks",
     "query",
 ];
 
@@ -79,7 +84,7 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, query.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, query.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -370,6 +375,7 @@ async fn main() -> anyhow::Result<()> {
             "rebuild" => rebuild::run(&ctx).await,
             "query" => query::run(&ctx, args.calls).await,
             "processes" => processes::run(&ctx).await,
+            "webhooks" => webhooks::run(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

@@ -1,11 +1,12 @@
 -- Outbound webhooks (src/processes/webhooks).
 --
--- Lanes: instances of one lane (a webhook endpoint) take turns in log order (`seq`, the
--- starting event's position): an instance not yet begun waits for the earlier ones of its
--- lane to have had their first attempt; retries do not hold the lane.
+-- Lanes: instances of one lane (a webhook endpoint) take their first turns in log order
+-- (`seq`, the starting event's position). At most one instance of a lane is `pending` (due,
+-- not yet begun); the others wait `queued` with no due time, and the worker makes the next
+-- one pending when the pending one has had its first attempt. Retries do not hold the lane.
 ALTER TABLE process_work ADD COLUMN lane TEXT;
 ALTER TABLE process_work ADD COLUMN seq BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX process_work_lane ON process_work (kind, lane, seq) WHERE status = 'pending';
+CREATE INDEX process_work_lane ON process_work (kind, lane, status, seq) WHERE lane IS NOT NULL;
 
 -- The webhook starter's own state (never rebuilt): which endpoint takes which event types,
 -- as of the starter's checkpoint, so an event goes to the endpoints subscribed when it

@@ -62,6 +62,7 @@ impl Standing {
 
 /// Records instances to start, due now (inside the starter's batch transaction: they commit
 /// with its checkpoint). `seq` orders a lane: the log position of the starting event. An
+/// instance of a lane that already has one waiting is `queued` (not due) behind it. An
 /// instance already recorded is left as it is.
 pub async fn insert_starts(
     tx: &mut Transaction<'static, Any>,
@@ -71,16 +72,44 @@ pub async fn insert_starts(
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
     for start in starts {
+        // On PostgreSQL the rows found are locked until this transaction commits: a worker
+        // finishing the lane's pending instance meanwhile waits, then sees this one queued
+        // and makes it pending (without the lock it could look first, and the lane would
+        // stall). SQLite has one writer at a time, so the two cannot interleave.
+        let lock = if tx.backend_name() == "PostgreSQL" {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let waiting = match &start.lane {
+            Some(lane) => sqlx::query(&format!(
+                "SELECT 1 FROM process_work WHERE kind = $1 AND lane = $2 \
+                 AND status IN ('pending', 'queued') LIMIT 1{lock}"
+            ))
+            .bind(kind.to_string())
+            .bind(lane.clone())
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some(),
+            None => false,
+        };
+        let (status, due_at) = if waiting {
+            ("queued", None)
+        } else {
+            ("pending", Some(now))
+        };
         sqlx::query(
             "INSERT INTO process_work (kind, subject, organization_id, input, status, due_at, \
              created_at, updated_at, lane, seq) \
-             VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5, $6, $7) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
              ON CONFLICT (kind, subject) DO NOTHING",
         )
         .bind(kind.to_string())
         .bind(start.subject.clone())
         .bind(start.organization_id.map(|o| o.to_string()))
         .bind(start.input.to_string())
+        .bind(status)
+        .bind(due_at)
         .bind(now)
         .bind(start.lane.clone())
         .bind(seq)
@@ -121,9 +150,8 @@ pub async fn wake(pool: &AnyPool, kind: &str, subject: &str) -> Result<(), sqlx:
     Ok(())
 }
 
-/// Up to `limit` instances of `kind` due at `now`, earliest first. An instance of a lane that
-/// has not begun waits while an earlier one of its lane has not begun either (so a lane's
-/// first attempts go in log order); one that has begun (a retry) never waits for its lane.
+/// Up to `limit` instances of `kind` due at `now`, earliest first (a lane's queued instances
+/// are not due until [`update`] makes them pending).
 pub async fn due(
     pool: &AnyPool,
     kind: &str,
@@ -131,12 +159,9 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT w.subject, w.organization_id, w.input, w.lane FROM process_work w \
-         WHERE w.kind = $1 AND w.due_at IS NOT NULL AND w.due_at <= $2 \
-         AND (w.lane IS NULL OR w.status <> 'pending' OR NOT EXISTS ( \
-             SELECT 1 FROM process_work p WHERE p.kind = w.kind AND p.lane = w.lane \
-             AND p.status = 'pending' AND p.seq < w.seq)) \
-         ORDER BY w.due_at, w.seq LIMIT $3",
+        "SELECT subject, organization_id, input, lane FROM process_work \
+         WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 \
+         ORDER BY due_at, seq LIMIT $3",
     )
     .bind(kind.to_string())
     .bind(now)
@@ -169,6 +194,8 @@ pub async fn next_due(pool: &AnyPool, kind: &str) -> Result<Option<i64>, sqlx::E
 /// What the worker learned running an instance.
 #[derive(Debug, Clone)]
 pub struct Update<'a> {
+    /// The instance's lane: when its first attempt is done, the next queued one is due.
+    pub lane: Option<&'a str>,
     pub standing: Standing,
     pub due_at: Option<i64>,
     pub attempts: i64,
@@ -201,7 +228,45 @@ pub async fn update(
     .bind(subject.to_string())
     .execute(&mut *tx)
     .await?;
+    if let Some(lane) = update.lane {
+        // The lane's next instance, when none of its instances is waiting for a first turn.
+        sqlx::query(
+            "UPDATE process_work SET status = 'pending', due_at = $1, updated_at = $1 \
+             WHERE kind = $2 AND subject = (SELECT subject FROM process_work \
+                 WHERE kind = $2 AND lane = $3 AND status = 'queued' ORDER BY seq LIMIT 1) \
+             AND NOT EXISTS (SELECT 1 FROM process_work \
+                 WHERE kind = $2 AND lane = $3 AND status = 'pending')",
+        )
+        .bind(now_ms())
+        .bind(kind.to_string())
+        .bind(lane.to_string())
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await
+}
+
+/// Looks at an instance again at `due_at` after its run failed on our side; its standing (and
+/// its place in its lane) is left as it was.
+pub async fn retry_later(
+    store: &eventlog::EventStore,
+    kind: &str,
+    subject: &str,
+    due_at: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE process_work SET due_at = $1, last_error = $2, updated_at = $3 \
+         WHERE kind = $4 AND subject = $5",
+    )
+    .bind(due_at)
+    .bind(error.to_string())
+    .bind(now_ms())
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .execute(store.write_pool())
+    .await?;
+    Ok(())
 }
 
 /// Instances of `kind` by standing (`pending` counts instances not yet begun).

@@ -190,14 +190,8 @@ async fn advance_logged(
     if let Err(err) = advance(definition, state, status, &row).await {
         tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
         status.send_modify(|s| s.last_error = Some(err.to_string()));
-        let update = Update {
-            standing: Standing::Running,
-            due_at: Some(state.clock.now_ms() + RETRY_AFTER_ERROR_MS),
-            attempts: 0,
-            failed_steps: &[],
-            last_error: Some(&err.to_string()),
-        };
-        let _ = work::update(&state.store, kind, &row.subject, update).await;
+        let due_at = state.clock.now_ms() + RETRY_AFTER_ERROR_MS;
+        let _ = work::retry_later(&state.store, kind, &row.subject, due_at, &err.to_string()).await;
     }
 }
 
@@ -346,6 +340,7 @@ async fn advance(
         kind,
         &row.subject,
         Update {
+            lane: row.lane.as_deref(),
             standing,
             due_at,
             attempts: process.steps.iter().map(|s| i64::from(s.attempts)).sum(),

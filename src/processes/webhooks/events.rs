@@ -30,6 +30,7 @@ pub fn outbound(stored: &StoredEvent, event: &DomainEvent) -> Option<Outbound> {
     let call_id = &stored.aggregate_id;
     let (event_type, data) = match event {
         DomainEvent::Call(CallEvent::CallStarted {
+            vapi_call_id,
             from_number,
             to_number,
             direction,
@@ -41,6 +42,7 @@ pub fn outbound(stored: &StoredEvent, event: &DomainEvent) -> Option<Outbound> {
             "call.started",
             json!({
                 "call_id": call_id,
+                "vapi_call_id": vapi_call_id,
                 "direction": direction,
                 "from_number": from_number,
                 "to_number": to_number,
