@@ -121,6 +121,35 @@ impl Vapi {
         self.created(answer, &shown)
     }
 
+    /// `POST /call`: an outbound call from our VAPI phone number, answered by the assistant,
+    /// to `customer` (E.164). The call then reaches us through the webhooks like any other.
+    pub async fn create_call(
+        &self,
+        assistant_id: &str,
+        phone_number_id: &str,
+        customer: &str,
+        org: &str,
+    ) -> Result<Created, ProviderError> {
+        let payload = json!({
+            "assistantId": assistant_id,
+            "phoneNumberId": phone_number_id,
+            "customer": { "number": customer },
+        });
+        let answer = self
+            .client
+            .send_recording(
+                Self::request(
+                    reqwest::Method::POST,
+                    "/call".into(),
+                    Body::Json(payload.clone()),
+                    org,
+                ),
+                None,
+            )
+            .await?;
+        self.created(answer, &payload)
+    }
+
     /// `PATCH /assistant/{id}` (200).
     pub async fn update_assistant(
         &self,

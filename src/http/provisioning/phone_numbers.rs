@@ -139,6 +139,9 @@ pub struct PhoneNumberChanges {
 pub struct PhoneNumberTestRequest {
     /// Send a test SMS from the number to this one (E.164).
     pub to: Option<String>,
+    /// Ring this number (E.164): VAPI places a call from the number, answered by its
+    /// assistant; the call then arrives through the webhooks like any other.
+    pub call: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -149,6 +152,8 @@ pub struct PhoneNumberTest {
     pub problems: Vec<String>,
     /// The test SMS's Twilio sid, when `to` was given.
     pub message_sid: Option<String>,
+    /// VAPI's id of the test call, when `call` was given.
+    pub call_id: Option<String>,
     pub sandbox: bool,
 }
 
@@ -787,6 +792,12 @@ impl PhoneNumbersApi {
         super::require_manage(&principal)?;
         let current = org.live_phone_number(&id.0).ok_or_else(not_found)?.clone();
         let to = body.0.to.as_deref().map(|t| e164("to", t)).transpose()?;
+        let ring = body
+            .0
+            .call
+            .as_deref()
+            .map(|t| e164("call", t))
+            .transpose()?;
         let mut problems = Vec::new();
         match current.assistant_id.as_deref() {
             None => problems.push("no assistant is linked to the number".to_string()),
@@ -826,10 +837,43 @@ impl PhoneNumbersApi {
             }
             None => None,
         };
+        let call_id = match ring {
+            Some(customer) => {
+                let (Some(assistant), Some(number_id)) = (
+                    current
+                        .assistant_id
+                        .as_deref()
+                        .and_then(|a| org.live_assistant(a))
+                        .and_then(|a| a.vapi_assistant_id.clone()),
+                    current.vapi_phone_number_id.clone(),
+                ) else {
+                    return Err(ApiError::conflict(
+                        "not_ready",
+                        format!(
+                            "the number cannot take a test call: {}",
+                            problems.join("; ")
+                        ),
+                    ));
+                };
+                let vapi = super::vapi(&state);
+                let placed = vapi
+                    .create_call(&assistant, &number_id, &customer, &principal.org())
+                    .await
+                    .map_err(provider_error)?;
+                sandbox = if message_sid.is_some() {
+                    sandbox || placed.sandbox
+                } else {
+                    placed.sandbox
+                };
+                Some(placed.id)
+            }
+            None => None,
+        };
         Ok(Json(PhoneNumberTest {
             ready: problems.is_empty(),
             problems,
             message_sid,
+            call_id,
             sandbox,
         }))
     }

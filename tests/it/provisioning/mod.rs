@@ -519,6 +519,31 @@ async fn a_template_becomes_a_live_linked_number(backend: &str) {
         .await;
     assert_eq!(status, 200, "{test}");
     assert_eq!(test["ready"], true, "{test}");
+    // A test call rings: VAPI's create-call API, from the number, answered by its assistant.
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .and(header(
+            "authorization",
+            format!("Bearer {VAPI_KEY}").as_str(),
+        ))
+        .and(body_partial_json(json!({
+            "assistantId": "vapi-asst-1",
+            "phoneNumberId": "vapi-pn-1",
+            "customer": {"number": "+15550001234"},
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "vapi-call-1"})))
+        .expect(1)
+        .mount(&p.vapi)
+        .await;
+    let (status, rang) = app
+        .post(
+            &format!("/phone-numbers/{number_id}/test"),
+            json!({"call": "+15550001234"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rang}");
+    assert_eq!(rang["call_id"], "vapi-call-1", "{rang}");
+    assert_eq!(rang["sandbox"], false);
     // The Twilio auth token sent to VAPI is never recorded.
     let bodies = app
         .strings("SELECT body FROM outbound_requests WHERE provider = 'vapi'")
