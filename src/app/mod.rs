@@ -8,6 +8,7 @@
 //!   close it.
 
 pub mod calls;
+pub mod contacts;
 mod error;
 pub mod organizations;
 pub mod webhook_endpoints;

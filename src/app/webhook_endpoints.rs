@@ -33,7 +33,8 @@ pub struct Changes {
     pub enabled: Option<bool>,
 }
 
-fn new_secret() -> String {
+/// A new Standard Webhooks signing secret (`whsec_` + base64 of 24 random bytes).
+pub fn new_secret() -> String {
     let mut key = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut key);
     wire::standard_webhooks::secret_for(&key)

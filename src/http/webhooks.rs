@@ -105,6 +105,51 @@ impl WebhookApi {
         Ok(respond(outcome))
     }
 
+    /// Events from a customer's own systems (Zapier, a CRM): `contact.upsert`,
+    /// `contact.note`, `callback.request` (`{"type", "data"}`). Signed by the Standard
+    /// Webhooks scheme (`webhook-id`, `webhook-timestamp`, `webhook-signature`) with the
+    /// signing secret of the organization's connected `webhook` or `zapier` integration,
+    /// named by `X-CallFlex-Organization`. 401 on a bad signature, 422 on an unknown type; a
+    /// repeated `webhook-id` gets the first answer.
+    #[oai(
+        path = "/integrations/:provider",
+        method = "post",
+        operation_id = "integration_webhook"
+    )]
+    async fn integration(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        /// `webhook` or `zapier`.
+        provider: Path<String>,
+        body: RawJson,
+    ) -> Result<WebhookResponse, ApiError> {
+        let raw = body.0;
+        raw.require("application/json")?;
+        let bytes = raw.bytes()?;
+        let (organization, id, timestamp, signature) = (
+            header(req, "x-callflex-organization"),
+            header(req, "webhook-id"),
+            header(req, "webhook-timestamp"),
+            header(req, "webhook-signature"),
+        );
+        let headers = webhooks::integrations::Headers {
+            organization: organization.as_deref(),
+            id: id.as_deref(),
+            timestamp: timestamp.as_deref(),
+            signature: signature.as_deref(),
+        };
+        let outcome = webhooks::integrations::ingest(
+            &state,
+            &provider.0,
+            &headers,
+            raw.content_type.as_deref(),
+            bytes,
+        )
+        .await?;
+        Ok(respond(outcome))
+    }
+
     /// Stripe events, verified with `Stripe-Signature` (tolerance 300 s).
     #[oai(path = "/stripe", method = "post", operation_id = "stripe_webhook")]
     async fn stripe(

@@ -3,6 +3,7 @@
 //! an exact redelivery with the first answer.
 
 pub mod deliveries;
+pub mod integrations;
 pub mod stripe;
 pub mod twilio;
 pub mod vapi;

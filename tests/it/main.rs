@@ -5,6 +5,7 @@ mod accounts;
 mod child;
 mod helpers;
 mod hostile;
+mod inbound_integrations;
 mod limits;
 mod newcomer;
 mod outbound;

@@ -310,7 +310,7 @@ impl IntegrationsApi {
         }
         let url = target_url(&state, body.0.url.as_deref())?;
         let event_types = body.0.event_types.unwrap_or_default();
-        let secret = random_secret("whsec_");
+        let secret = crate::app::webhook_endpoints::new_secret();
         let endpoint = endpoint_id(&provider);
         execute(
             &state,

@@ -16,6 +16,7 @@ pub mod integrations;
 pub mod phone_numbers;
 pub mod templates;
 pub mod webhook_endpoints;
+pub mod webhook_payloads;
 
 use aggregates::organization::{Organization, OrganizationCommand, Role};
 use poem::Request;

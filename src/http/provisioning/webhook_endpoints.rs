@@ -24,6 +24,8 @@ use crate::state::AppState;
 pub struct EventType {
     pub name: String,
     pub description: String,
+    /// What a delivery of this type carries.
+    pub example: super::webhook_payloads::WebhookEvent,
 }
 
 #[derive(Debug, Object)]
@@ -146,9 +148,12 @@ impl WebhookEndpointsApi {
         Json(EventTypeList {
             data: aggregates::outbound::EVENT_TYPES
                 .iter()
-                .map(|(name, description)| EventType {
-                    name: name.to_string(),
-                    description: description.to_string(),
+                .filter_map(|(name, description)| {
+                    Some(EventType {
+                        name: name.to_string(),
+                        description: description.to_string(),
+                        example: super::webhook_payloads::example(name)?,
+                    })
                 })
                 .collect(),
         })

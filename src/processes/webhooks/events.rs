@@ -235,6 +235,144 @@ pub fn assemble_processed(data: &Value, call_events: &[(i64, CallEvent)], up_to:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aggregates::call::{CallAction, Direction, FunctionInvocation};
+    use aggregates::organization::ContactSource;
+    use poem_openapi::types::ParseFromJSON;
+
+    fn stored(aggregate_type: &str) -> StoredEvent {
+        StoredEvent {
+            position: 42,
+            transaction_id: 1,
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: "call-or-org".into(),
+            sequence: 3,
+            event_type: String::new(),
+            event_version: 1,
+            payload: Value::Null,
+            metadata: eventlog::EventMetadata {
+                event_id: Uuid::from_u128(9),
+                correlation_id: Uuid::from_u128(10),
+                causation_id: None,
+                actor: "system:test".into(),
+                tenant_id: Some(Uuid::from_u128(7).to_string()),
+                received_at: chrono::Utc::now(),
+                extra: Default::default(),
+            },
+            recorded_at: 0,
+        }
+    }
+
+    /// Every payload the service sends parses as the schema the OpenAPI document publishes.
+    #[test]
+    fn every_payload_matches_its_published_schema() {
+        use crate::http::provisioning::webhook_payloads::WebhookEvent;
+        let at = chrono::Utc::now();
+        let report = EndReport {
+            ended_reason: Some("customer-ended-call".into()),
+            started_at: Some(at),
+            ended_at: Some(at),
+            duration_seconds: Some(61.0),
+            cost: Some(0.1),
+            cost_breakdown: Value::Null,
+            transcript: None,
+            messages: Value::Null,
+            recording_url: None,
+            stereo_recording_url: None,
+            summary: None,
+            structured_data: Value::Null,
+            success_evaluation: None,
+            at,
+        };
+        let events = vec![
+            (
+                "call",
+                DomainEvent::Call(CallEvent::CallStarted {
+                    organization_id: Uuid::from_u128(7),
+                    vapi_call_id: "v-1".into(),
+                    from_number: Some("+15550001111".into()),
+                    to_number: None,
+                    direction: Direction::Inbound,
+                    phone_number_id: None,
+                    assistant_id: None,
+                    provider_call_id: None,
+                    started_at: Some(at),
+                }),
+            ),
+            (
+                "call",
+                DomainEvent::Call(CallEvent::CallEnded {
+                    report: report.clone(),
+                }),
+            ),
+            ("call", DomainEvent::Call(CallEvent::CallProcessed { at })),
+            (
+                "call",
+                DomainEvent::Call(CallEvent::FunctionCallHandled {
+                    invocation: FunctionInvocation {
+                        tool_call_id: "t1".into(),
+                        name: "logDriverCallout".into(),
+                        arguments: json!({"driverName": "Sam"}),
+                        action: CallAction::DriverCallout {
+                            driver_name: "Sam".into(),
+                            reason: "sick".into(),
+                            route_number: None,
+                            expected_return: None,
+                            additional_notes: None,
+                        },
+                        reply: "Noted.".into(),
+                        at,
+                        notifications: Vec::new(),
+                    },
+                }),
+            ),
+            (
+                "organization",
+                DomainEvent::Organization(OrganizationEvent::ContactCreated {
+                    contact_id: "c1".into(),
+                    phone_number: "+15550001111".into(),
+                    name: Some("Sam".into()),
+                    email: None,
+                    notes: None,
+                    source: ContactSource::Manual,
+                }),
+            ),
+            (
+                "organization",
+                DomainEvent::Organization(OrganizationEvent::ContactUpdated {
+                    contact_id: "c1".into(),
+                    name: None,
+                    email: Some("sam@example.com".into()),
+                    notes: None,
+                }),
+            ),
+        ];
+        for (aggregate_type, event) in events {
+            let out = outbound(&stored(aggregate_type), &event).expect("an outbound event");
+            let mut envelope = out.envelope.clone();
+            if out.event_type == "call.processed" {
+                let call_events = vec![(
+                    1,
+                    CallEvent::CallEnded {
+                        report: report.clone(),
+                    },
+                )];
+                envelope["data"] = assemble_processed(&envelope["data"], &call_events, 3);
+            }
+            let parsed = WebhookEvent::parse_from_json(Some(envelope.clone()));
+            assert!(
+                parsed.is_ok(),
+                "{}: {envelope} does not match: {:?}",
+                out.event_type,
+                parsed.err().map(|e| e.into_message())
+            );
+        }
+        for (name, _) in aggregates::outbound::EVENT_TYPES {
+            assert!(
+                crate::http::provisioning::webhook_payloads::example(name).is_some(),
+                "{name} has an example"
+            );
+        }
+    }
 
     #[test]
     fn an_action_is_named_by_its_kind() {
