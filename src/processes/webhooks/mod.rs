@@ -40,10 +40,14 @@ pub const KIND: &str = projections::outbound::WEBHOOK_KIND;
 /// The waits after each failed attempt: the seed's Workflow 2.
 pub const SCHEDULE_MS: [i64; 6] = [5_000, 30_000, 120_000, 600_000, 1_800_000, 3_600_000];
 pub const ATTEMPTS: u32 = 7;
+/// How stale a delivery's view of its endpoint may be when another process changed it.
+const ENDPOINT_STALENESS: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Webhooks {
     sender: send::Sender,
     resend: Resend,
+    /// Endpoints this worker knows to have no dead letters in a row (their reset is skipped).
+    clean: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Webhooks {
@@ -51,6 +55,7 @@ impl Webhooks {
         Webhooks {
             sender: send::Sender::new(&state.config),
             resend: Resend::new(state.config.resend.clone(), state.store.clone()),
+            clean: Default::default(),
         }
     }
 }
@@ -176,9 +181,18 @@ impl ProcessDefinition for Webhooks {
         let Some(endpoint_id) = input["endpoint_id"].as_str() else {
             return StepResult::give_up("the delivery names no endpoint");
         };
-        let organization = match app::organizations::load(ctx.state, &caller).await {
-            Ok(org) => org,
-            Err(err) => return err.into(),
+        // The endpoint as this process last read it, up to 2 s old when another process
+        // changed it (this process's own changes are seen at once): one read saved per
+        // delivery, the way webhook ingestion reads its organization.
+        let organization = match ctx
+            .state
+            .organizations
+            .load_within(&caller.organization_id.to_string(), ENDPOINT_STALENESS)
+            .await
+        {
+            Ok((org, _)) if org.is_live() => org,
+            Ok(_) => return StepResult::Skipped("the organization was deleted".into()),
+            Err(err) => return app::AppError::from(err).into(),
         };
         let Some(endpoint) = organization.webhook_endpoint_details.get(endpoint_id) else {
             return StepResult::Skipped("the endpoint was deleted".into());
@@ -203,11 +217,7 @@ impl ProcessDefinition for Webhooks {
         let org = caller.organization_id.to_string();
         match sent.outcome {
             send::Outcome::Delivered => {
-                if let Err(err) =
-                    subscriptions::delivered(ctx.state.store.pool(), &org, endpoint_id).await
-                {
-                    tracing::warn!(error = %err, "could not reset the endpoint's dead letters");
-                }
+                self.reset_dead_letters(ctx.state, &org, endpoint_id).await;
                 StepResult::Succeeded(sent.detail)
             }
             send::Outcome::Gone => {
@@ -289,6 +299,23 @@ pub async fn disable(
 }
 
 impl Webhooks {
+    /// A delivery got through: the endpoint's run of dead letters ends (skipped when this
+    /// worker already knows the endpoint has none).
+    async fn reset_dead_letters(&self, state: &AppState, org: &str, endpoint_id: &str) {
+        let key = lane(org, endpoint_id);
+        if self.clean.lock().is_ok_and(|c| c.contains(&key)) {
+            return;
+        }
+        match subscriptions::delivered(state.store.pool(), org, endpoint_id).await {
+            Ok(()) => {
+                if let Ok(mut clean) = self.clean.lock() {
+                    clean.insert(key);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not reset the endpoint's dead letters"),
+        }
+    }
+
     /// The envelope to send: as the starter froze it, with `call.processed` completed from
     /// the call's events up to the one it announces.
     async fn envelope(&self, ctx: &StepContext<'_>, caller: &Caller) -> Result<Value, StepResult> {
@@ -324,6 +351,9 @@ impl Webhooks {
     ) -> Result<(), StepResult> {
         let org = caller.organization_id.to_string();
         let delivery = &ctx.process.subject;
+        if let Ok(mut clean) = self.clean.lock() {
+            clean.remove(&lane(&org, endpoint_id));
+        }
         let streak =
             subscriptions::dead_lettered(ctx.state.store.pool(), &org, endpoint_id, delivery)
                 .await
