@@ -126,6 +126,8 @@ pub struct AssistantSynced {
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct AssistantTest {
+    /// VAPI's id of the test call, when `call` was given.
+    pub call_id: Option<String>,
     /// True when the configuration can be synced as it is.
     pub valid: bool,
     /// What is wrong (unfilled `{{variables}}`, unknown functions, empty prompt).
@@ -136,6 +138,17 @@ pub struct AssistantTest {
     pub vapi_request: String,
     /// True when VAPI runs in sandbox mode (no credentials).
     pub sandbox: bool,
+}
+
+/// What to test: nothing more than the configuration, or also a call that rings.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AssistantTestRequest {
+    /// Ring this number (E.164): VAPI calls it from one of our numbers, answered by this
+    /// assistant (which must be synced).
+    pub call: Option<String>,
+    /// The number to call from (default: the first one linked to this assistant).
+    pub phone_number_id: Option<String>,
 }
 
 #[derive(ApiResponse)]
@@ -712,7 +725,8 @@ impl AssistantsApi {
     }
 
     /// Validate the assistant and show the exact payload a sync sends to VAPI (nothing is
-    /// sent).
+    /// sent); with `call`, also ring that number: VAPI calls it from one of our numbers,
+    /// answered by this assistant.
     #[oai(
         path = "/assistants/:id/test",
         method = "post",
@@ -725,9 +739,23 @@ impl AssistantsApi {
         auth: OrganizationHeader,
         /// The assistant id.
         id: Path<String>,
+        body: Json<AssistantTestRequest>,
     ) -> Result<Json<AssistantTest>, ApiError> {
         let (principal, org) = begin(&state, req, &auth).await?;
         let assistant = org.live_assistant(&id.0).ok_or_else(not_found)?;
+        let call_id = match body.0.call.as_deref() {
+            Some(customer) => {
+                super::require_manage(&principal)?;
+                let customer = super::phone_numbers::e164("call", customer)?;
+                let from =
+                    super::test_calls::number_for(&org, &id.0, body.0.phone_number_id.as_deref())?;
+                let placed =
+                    super::test_calls::ring(&state, &principal, &org, &id.0, &from, &customer)
+                        .await?;
+                Some(placed.call_id)
+            }
+            None => None,
+        };
         let problems = problems(assistant);
         let payload = vapi_payload(&state, &principal.org(), &id.0, assistant, Some("***"));
         let vapi_request = match &assistant.vapi_assistant_id {
@@ -735,6 +763,7 @@ impl AssistantsApi {
             None => "POST /assistant".to_string(),
         };
         Ok(Json(AssistantTest {
+            call_id,
             valid: problems.is_empty(),
             problems,
             payload,

@@ -15,6 +15,7 @@ pub mod assistants;
 pub mod integrations;
 pub mod phone_numbers;
 pub mod templates;
+pub mod test_calls;
 pub mod webhook_endpoints;
 pub mod webhook_payloads;
 

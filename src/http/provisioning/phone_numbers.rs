@@ -204,7 +204,7 @@ fn area_code(value: &str) -> Result<String, ApiError> {
     }
 }
 
-fn e164(name: &str, value: &str) -> Result<String, ApiError> {
+pub(crate) fn e164(name: &str, value: &str) -> Result<String, ApiError> {
     let v = value.trim();
     let digits = v.strip_prefix('+').unwrap_or("");
     if (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -839,33 +839,21 @@ impl PhoneNumbersApi {
         };
         let call_id = match ring {
             Some(customer) => {
-                let (Some(assistant), Some(number_id)) = (
-                    current
-                        .assistant_id
-                        .as_deref()
-                        .and_then(|a| org.live_assistant(a))
-                        .and_then(|a| a.vapi_assistant_id.clone()),
-                    current.vapi_phone_number_id.clone(),
-                ) else {
+                let Some(assistant) = current.assistant_id.as_deref() else {
                     return Err(ApiError::conflict(
                         "not_ready",
-                        format!(
-                            "the number cannot take a test call: {}",
-                            problems.join("; ")
-                        ),
+                        "no test call can be placed: no assistant is linked to the number",
                     ));
                 };
-                let vapi = super::vapi(&state);
-                let placed = vapi
-                    .create_call(&assistant, &number_id, &customer, &principal.org())
-                    .await
-                    .map_err(provider_error)?;
+                let placed =
+                    super::test_calls::ring(&state, &principal, &org, assistant, &id.0, &customer)
+                        .await?;
                 sandbox = if message_sid.is_some() {
                     sandbox || placed.sandbox
                 } else {
                     placed.sandbox
                 };
-                Some(placed.id)
+                Some(placed.call_id)
             }
             None => None,
         };

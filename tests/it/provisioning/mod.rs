@@ -544,6 +544,33 @@ async fn a_template_becomes_a_live_linked_number(backend: &str) {
     assert_eq!(status, 200, "{rang}");
     assert_eq!(rang["call_id"], "vapi-call-1", "{rang}");
     assert_eq!(rang["sandbox"], false);
+    // The assistant's test rings too, from the number linked to it.
+    Mock::given(method("POST"))
+        .and(path("/call"))
+        .and(body_partial_json(json!({
+            "assistantId": "vapi-asst-1",
+            "phoneNumberId": "vapi-pn-1",
+            "customer": {"number": "+15550004321"},
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "vapi-call-2"})))
+        .expect(1)
+        .mount(&p.vapi)
+        .await;
+    let (status, rang) = app
+        .post(
+            &format!("/assistants/{id}/test"),
+            json!({"call": "+15550004321"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rang}");
+    assert_eq!(rang["call_id"], "vapi-call-2", "{rang}");
+    let (status, refused) = app
+        .post(
+            &format!("/assistants/{id}/test"),
+            json!({"call": "not a number"}),
+        )
+        .await;
+    assert_eq!(status, 422, "{refused}");
     // The Twilio auth token sent to VAPI is never recorded.
     let bodies = app
         .strings("SELECT body FROM outbound_requests WHERE provider = 'vapi'")
