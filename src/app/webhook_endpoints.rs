@@ -50,7 +50,7 @@ pub fn check_url(state: &AppState, url: &str) -> Result<String, AppError> {
         .map(|_| url.to_string())
         .map_err(|err| {
             AppError::invalid("invalid_url", err.to_string())
-                .with_details(json!({ "field": "url" }))
+                .with_details(json!({ "field": "url", "parameter": "url" }))
         })
 }
 

@@ -326,3 +326,15 @@ impl HttpClient {
             .await
     }
 }
+
+/// An error with its causes (reqwest's own message hides why a connection was refused).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -155,24 +155,10 @@ fn view(org: &Organization, provider: &str) -> Result<Integration, ApiError> {
 
 /// A customer's target URL, checked against the egress policy (https, public addresses).
 fn target_url(state: &AppState, url: Option<&str>) -> Result<String, ApiError> {
-    let url = url.map(str::trim).unwrap_or_default();
-    match state.config.egress.check_url(url) {
-        Ok(_) => Ok(url.to_string()),
-        Err(err) => Err(ApiError::unprocessable("invalid_url", err.to_string())
-            .with_details(json!({ "field": "url", "parameter": "url" }))),
-    }
-}
-
-/// An error with its causes (reqwest's own message hides why a connection was refused).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    Ok(crate::app::webhook_endpoints::check_url(
+        state,
+        url.unwrap_or_default(),
+    )?)
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -635,7 +621,7 @@ impl IntegrationsApi {
             Err(e) => IntegrationTest {
                 delivered: false,
                 status: None,
-                error: Some(error_chain(&e)),
+                error: Some(crate::providers::error_chain(&e)),
                 signature,
             },
         }))

@@ -99,7 +99,7 @@ impl Sender {
                 let error = if err.is_timeout() {
                     format!("no answer within {} ms", self.timeout_ms)
                 } else {
-                    error_chain(&err)
+                    crate::providers::error_chain(&err)
                 };
                 return failed(error, Some(started.elapsed().as_millis()));
             }
@@ -149,15 +149,4 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .parse::<u64>()
         .ok()
         .map(Duration::from_secs)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
