@@ -166,6 +166,7 @@ pub async fn create_demo_org(config: &Config, secret: &str) -> anyhow::Result<uu
                     email_addresses: vec![],
                     post_call_summary: true,
                     quiet_hours: None,
+                    usage_alerts_sms: false,
                 },
                 transfer_numbers: TransferNumbers {
                     dispatch: Some("+15005550011".into()),

@@ -13,6 +13,13 @@ pub struct Clock {
 }
 
 impl Clock {
+    /// A clock `offset_ms` ahead of the system's (`CALLFLEX_CLOCK_OFFSET_MS`).
+    pub fn ahead(offset_ms: i64) -> Self {
+        Clock {
+            offset_ms: Arc::new(AtomicI64::new(offset_ms)),
+        }
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
     }

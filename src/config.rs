@@ -137,6 +137,12 @@ pub struct Config {
     /// `WEBHOOK_TIMEOUT_MS`: how long a receiver may take to answer one delivery
     /// (default 30,000 ms).
     pub webhook_timeout_ms: u64,
+    /// The plan catalogue (`CALLFLEX_PLANS_FILE` or `CALLFLEX_PLANS`; the sandbox catalogue
+    /// by default).
+    pub plans: crate::plans::Plans,
+    /// `CALLFLEX_CLOCK_OFFSET_MS`: start the processes' clock this far ahead (drills and tests
+    /// of schedules missed during downtime; never in production).
+    pub clock_offset_ms: i64,
 }
 
 impl Default for Config {
@@ -201,6 +207,8 @@ impl Default for Config {
             process_concurrency: 32,
             webhook_disable_after: 5,
             webhook_timeout_ms: 30_000,
+            plans: crate::plans::Plans::default(),
+            clock_offset_ms: 0,
             processes_enabled: true,
         }
     }
@@ -387,6 +395,22 @@ impl Config {
         if let Some(n) = get("WEBHOOK_TIMEOUT_MS") {
             c.webhook_timeout_ms = n.parse().ok().filter(|s: &u64| *s > 0).ok_or_else(|| {
                 ConfigError(format!("WEBHOOK_TIMEOUT_MS={n} is not milliseconds"))
+            })?;
+        }
+        let plans = match (get("CALLFLEX_PLANS_FILE"), get("CALLFLEX_PLANS")) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError(format!("CALLFLEX_PLANS_FILE={path}: {e}")))?,
+            ),
+            (None, inline) => inline,
+        };
+        if let Some(json) = plans {
+            c.plans = crate::plans::Plans::parse(&json)
+                .map_err(|e| ConfigError(format!("the plan catalogue: {e}")))?;
+        }
+        if let Some(n) = get("CALLFLEX_CLOCK_OFFSET_MS") {
+            c.clock_offset_ms = n.parse().map_err(|_| {
+                ConfigError(format!("CALLFLEX_CLOCK_OFFSET_MS={n} is not milliseconds"))
             })?;
         }
         if let Some(list) = get("CALLFLEX_TRUSTED_PROXIES") {

@@ -101,6 +101,9 @@ impl Application {
                 processes.push(worker.spawn(stopped(projectors_rx.clone())));
             }
         }
+        if config.processes_enabled {
+            crate::schedules::spawn(state.clone(), stopped(projectors_rx.clone()));
+        }
         let _ = state.processes_running.set(processes);
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
         let port = acceptor

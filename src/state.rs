@@ -30,6 +30,8 @@ pub struct AppState {
     pub processes: AggregateRepository<aggregates::process::Process>,
     /// One stream per Twilio CallSid: status callbacks waiting for their VAPI call.
     pub twilio_calls: AggregateRepository<TwilioCall>,
+    /// Cron schedules' runs (`src/schedules.rs`).
+    pub schedules: AggregateRepository<aggregates::schedule::Schedule>,
     pub sign_in_limiter: SignInLimiter,
     pub projectors: Vec<ProjectorHandle>,
     /// The processes' starters and workers (set once, after the state exists: workers hold it).
@@ -68,8 +70,9 @@ impl AppState {
             organizations: AggregateRepository::new(store.clone(), ())
                 .with_snapshots(SNAPSHOT_EVERY, 2)
                 .with_upcasters(upcasters.clone()),
+            // 2: metering periods, carried usage, thresholds and notifications are kept.
             subscriptions: AggregateRepository::new(store.clone(), ())
-                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_snapshots(SNAPSHOT_EVERY, 2)
                 .with_upcasters(upcasters.clone()),
             users: AggregateRepository::new(store.clone(), ())
                 .with_snapshots(SNAPSHOT_EVERY, 1)
@@ -81,10 +84,13 @@ impl AppState {
                 .with_upcasters(upcasters.clone()),
             twilio_calls: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),
+            schedules: AggregateRepository::new(store.clone(), ())
+                .with_upcasters(upcasters.clone()),
             sign_in_limiter: SignInLimiter::new(
                 config.redis_url.as_deref(),
                 crate::auth::Limits::default(),
             ),
+            clock: crate::clock::Clock::ahead(config.clock_offset_ms),
             config,
             ledger: Ledger::start(store.clone()),
             sign_up_pace: Default::default(),
@@ -93,7 +99,6 @@ impl AppState {
             projectors,
             recordings,
             processes_running: std::sync::OnceLock::new(),
-            clock: Default::default(),
         }
     }
 

@@ -16,6 +16,8 @@
 //!   and outgoing webhook endpoints.
 //! - [`process`]: one [`process::Process`] per instance of a durable process (post-call
 //!   processing, a notification): its plan, each step's attempts and outcome, its retries.
+//! - [`schedule`]: one [`schedule::Schedule`] per cron schedule: each run an event keyed by
+//!   its scheduled time (once per cluster; missed runs caught up).
 //! - [`subscription`]: one [`subscription::Subscription`] per Stripe
 //!   subscription: status sync, invoices, usage metering and overage.
 //! - [`telephony`]: one [`telephony::TwilioCall`] per Twilio CallSid: status callbacks that
@@ -38,6 +40,7 @@ pub mod common;
 pub mod organization;
 pub mod outbound;
 pub mod process;
+pub mod schedule;
 pub mod subscription;
 pub mod telephony;
 pub mod user;

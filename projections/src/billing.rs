@@ -1,5 +1,7 @@
-//! The billing read models: `billing_subscriptions` (plan, status, period, minutes used this
-//! period), `billing_invoices` and `billing_periods` (closed periods and their overage).
+//! The billing read models: `billing_subscriptions` (plan, status, Stripe's period, the
+//! metering period, the last failed payment), `billing_period_usage` (minutes, overage and
+//! thresholds per metering period), `billing_invoices` and `billing_periods` (closed periods
+//! and their overage).
 
 use aggregates::subscription::SubscriptionEvent;
 use async_trait::async_trait;
@@ -33,6 +35,7 @@ impl Projector for BillingProjector {
             "billing_subscriptions",
             "billing_invoices",
             "billing_periods",
+            "billing_period_usage",
         ]
     }
 
@@ -49,6 +52,7 @@ impl Projector for BillingProjector {
         let subs = tables.name("billing_subscriptions");
         let invoices = tables.name("billing_invoices");
         let periods = tables.name("billing_periods");
+        let usage = tables.name("billing_period_usage");
         let id = stored.aggregate_id.clone();
         let at = stored.recorded_at;
         match event {
@@ -152,13 +156,22 @@ impl Projector for BillingProjector {
                      status = 'paid', amount_cents = excluded.amount_cents, at = excluded.at"
                 ))
                 .bind(invoice_id.clone())
-                .bind(id)
+                .bind(id.clone())
                 .bind(*amount_paid_cents)
                 .bind(currency.clone())
                 .bind(*period_start)
                 .bind(*period_end)
                 .bind(hosted_invoice_url.clone())
                 .bind(at)
+                .execute(&mut **tx)
+                .await?;
+                // A paid invoice settles the failed payment shown.
+                sqlx::query(&format!(
+                    "UPDATE {subs} SET payment_failed_invoice = NULL, \
+                     payment_failed_amount_cents = NULL, payment_failed_currency = NULL, \
+                     payment_failed_at = NULL WHERE subscription_id = $1"
+                ))
+                .bind(id)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -177,21 +190,75 @@ impl Projector for BillingProjector {
                      ELSE 'payment_failed' END"
                 ))
                 .bind(invoice_id.clone())
-                .bind(id)
+                .bind(id.clone())
                 .bind(*amount_due_cents)
                 .bind(currency.clone())
                 .bind(at)
                 .execute(&mut **tx)
                 .await?;
-            }
-            SubscriptionEvent::UsageRecorded { minutes, .. } => {
                 sqlx::query(&format!(
-                    "UPDATE {subs} SET period_minutes = period_minutes + $1, updated_at = $2 \
-                     WHERE subscription_id = $3"
+                    "UPDATE {subs} SET payment_failed_invoice = $1, \
+                     payment_failed_amount_cents = $2, payment_failed_currency = $3, \
+                     payment_failed_at = $4 WHERE subscription_id = $5"
                 ))
-                .bind(*minutes)
+                .bind(invoice_id.clone())
+                .bind(*amount_due_cents)
+                .bind(currency.clone())
                 .bind(at)
                 .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SubscriptionEvent::UsageRecorded {
+                minutes,
+                period_start,
+                overage_minutes,
+                ..
+            } => {
+                sqlx::query(&format!(
+                    "INSERT INTO {usage} (subscription_id, period_start, organization_id, calls, \
+                     minutes, overage_minutes) SELECT $1, $2, \
+                     (SELECT organization_id FROM {subs} WHERE subscription_id = $1), 1, $3, $4 \
+                     ON CONFLICT (subscription_id, period_start) DO UPDATE SET \
+                     calls = {usage}.calls + 1, minutes = {usage}.minutes + excluded.minutes, \
+                     overage_minutes = {usage}.overage_minutes + excluded.overage_minutes"
+                ))
+                .bind(id)
+                .bind(*period_start)
+                .bind(*minutes)
+                .bind(*overage_minutes)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SubscriptionEvent::PeriodOpened {
+                period_start,
+                period_end,
+            } => {
+                sqlx::query(&format!(
+                    "UPDATE {subs} SET metering_period_start = $1, metering_period_end = $2, \
+                     updated_at = $3 WHERE subscription_id = $4"
+                ))
+                .bind(*period_start)
+                .bind(*period_end)
+                .bind(at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            SubscriptionEvent::UsageThresholdReached {
+                period_start,
+                threshold_pct,
+                ..
+            } => {
+                // Thresholds arrive in increasing order, once each per period.
+                sqlx::query(&format!(
+                    "UPDATE {usage} SET thresholds = CASE WHEN thresholds = '' THEN $1 \
+                     ELSE thresholds || ',' || $1 END \
+                     WHERE subscription_id = $2 AND period_start = $3"
+                ))
+                .bind(threshold_pct.to_string())
+                .bind(id)
+                .bind(*period_start)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -201,14 +268,16 @@ impl Projector for BillingProjector {
                 total_minutes,
                 included_minutes,
                 overage_minutes,
-                overage_rate_cents,
+                overage_cost_cents,
+                reported_minutes,
+                ..
             } => {
                 sqlx::query(&format!(
                     "INSERT INTO {periods} (subscription_id, period_end, organization_id, \
                      period_start, total_minutes, included_minutes, overage_minutes, \
-                     overage_cents) SELECT $1, $2, \
+                     overage_cents, reported) SELECT $1, $2, \
                      (SELECT organization_id FROM {subs} WHERE subscription_id = $1), \
-                     $3, $4, $5, $6, $7 ON CONFLICT (subscription_id, period_end) DO NOTHING"
+                     $3, $4, $5, $6, $7, $8 ON CONFLICT (subscription_id, period_end) DO NOTHING"
                 ))
                 .bind(id.clone())
                 .bind(*period_end)
@@ -216,28 +285,36 @@ impl Projector for BillingProjector {
                 .bind(*total_minutes)
                 .bind(*included_minutes)
                 .bind(*overage_minutes)
-                .bind(overage_minutes.saturating_mul(*overage_rate_cents))
+                .bind(*overage_cost_cents)
+                .bind(*reported_minutes)
                 .execute(&mut **tx)
                 .await?;
                 sqlx::query(&format!(
-                    "UPDATE {subs} SET period_minutes = 0, updated_at = $1 \
-                     WHERE subscription_id = $2"
+                    "UPDATE {subs} SET metering_period_start = NULL, metering_period_end = NULL, \
+                     updated_at = $1 WHERE subscription_id = $2"
                 ))
                 .bind(at)
                 .bind(id)
                 .execute(&mut **tx)
                 .await?;
             }
-            SubscriptionEvent::OverageReported { period_end, .. } => {
+            SubscriptionEvent::OverageReported {
+                period_start,
+                overage_minutes,
+                ..
+            } => {
                 sqlx::query(&format!(
-                    "UPDATE {periods} SET reported = 1 WHERE subscription_id = $1 \
-                     AND period_end = $2"
+                    "UPDATE {usage} SET reported_minutes = reported_minutes + $1 \
+                     WHERE subscription_id = $2 AND period_start = $3"
                 ))
+                .bind(*overage_minutes)
                 .bind(id)
-                .bind(*period_end)
+                .bind(*period_start)
                 .execute(&mut **tx)
                 .await?;
             }
+            SubscriptionEvent::PeriodCloseRequested { .. }
+            | SubscriptionEvent::NotificationsRequested { .. } => {}
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 use aggregates::call::CallEvent;
 use aggregates::organization::OrganizationEvent;
 use aggregates::process::ProcessEvent;
+use aggregates::schedule::ScheduleEvent;
 use aggregates::subscription::SubscriptionEvent;
 use aggregates::user::UserEvent;
 use async_trait::async_trait;
@@ -36,6 +37,8 @@ pub enum DomainEvent {
     User(UserEvent),
     /// A durable process's progress (`aggregates::process`).
     Process(ProcessEvent),
+    /// A cron schedule's registration and runs (`aggregates::schedule`).
+    Schedule(ScheduleEvent),
     /// An aggregate type this build does not know (written by a newer version): skipped.
     Other,
 }
@@ -80,6 +83,7 @@ impl DomainEvent {
             }
             "user" => DomainEvent::User(serde_json::from_str(payload).map_err(wrap)?),
             "process" => DomainEvent::Process(serde_json::from_str(payload).map_err(wrap)?),
+            "schedule" => DomainEvent::Schedule(serde_json::from_str(payload).map_err(wrap)?),
             _ => DomainEvent::Other,
         })
     }

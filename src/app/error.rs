@@ -126,6 +126,44 @@ impl From<crate::webhooks::deliveries::NotRecorded> for AppError {
     }
 }
 
+impl From<crate::providers::ProviderError> for AppError {
+    fn from(err: crate::providers::ProviderError) -> Self {
+        use crate::providers::ProviderError;
+        match err {
+            ProviderError::Rejected {
+                provider,
+                status,
+                body,
+            } => AppError::new(
+                ErrorKind::Upstream,
+                "provider_rejected",
+                format!("{provider} refused the request (status {status})"),
+            )
+            .with_details(serde_json::json!({
+                "provider": provider, "status": status, "body": body,
+            })),
+            ProviderError::Unavailable {
+                provider, reason, ..
+            } => AppError::unavailable(
+                "provider_unavailable",
+                format!("{provider} is unavailable; retry later"),
+            )
+            .with_details(serde_json::json!({ "provider": provider, "reason": reason })),
+            ProviderError::Record(e) => AppError::internal(e),
+        }
+    }
+}
+
+impl DomainError for aggregates::schedule::ScheduleError {
+    fn code(&self) -> &'static str {
+        aggregates::schedule::ScheduleError::code(self)
+    }
+
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+}
+
 /// A domain refusal with a stable code and the kind of failure it is: one table per
 /// aggregate, so every caller maps a refusal the same way.
 pub trait DomainError: std::error::Error {

@@ -4,9 +4,12 @@
 //!
 //! - [`organizations`]: run an Organization command as a caller ([`organizations::execute_as`]),
 //!   with the one idempotency-key scheme ([`command_meta`]).
+//! - [`billing`]: the Stripe customer, checkout and portal sessions, and the billing
+//!   processes' commands on a subscription.
 //! - [`calls`]: what processes do to a call: record its analysis, ask for notifications,
 //!   close it.
 
+pub mod billing;
 pub mod calls;
 pub mod contacts;
 mod error;

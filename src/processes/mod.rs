@@ -16,11 +16,15 @@
 //! One worker per process is active per database (a PostgreSQL advisory lock; a standby takes
 //! over when the holder's session dies). Effects go through `crate::app`'s use cases.
 //!
-//! The processes: [`call_processing`] (summary and extraction, notifications, close) and
-//! [`notification`] (one SMS or email).
+//! The processes: [`call_processing`] (summary and extraction, notifications, close),
+//! [`notification`] (one SMS or email), [`webhooks`] (one outbound webhook delivery),
+//! [`billing`] (usage metering, billing notices, the billing cycle) and [`scheduled`]
+//! (what a cron schedule's run does).
 
+pub mod billing;
 pub mod call_processing;
 pub mod notification;
+pub mod scheduled;
 pub mod starter;
 pub mod webhooks;
 pub mod work;
@@ -205,5 +209,9 @@ pub fn all(state: &Arc<AppState>) -> Vec<Arc<dyn ProcessDefinition>> {
         Arc::new(call_processing::CallProcessing::new(state)),
         Arc::new(notification::Notify::new(state)),
         Arc::new(webhooks::Webhooks::new(state)),
+        Arc::new(billing::UsageMetering::new(state)),
+        Arc::new(billing::notices::BillingNotices),
+        Arc::new(billing::cycle::BillingCycle::new(state)),
+        Arc::new(scheduled::ScheduledRuns),
     ]
 }

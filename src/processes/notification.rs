@@ -15,6 +15,7 @@ use std::sync::Arc;
 use aggregates::call::{CallEvent, Notification, NotificationChannel};
 use aggregates::organization::QuietHours;
 use aggregates::process::{Process, RetryPolicy, StepPlan};
+use aggregates::subscription::SubscriptionEvent;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use eventlog::StoredEvent;
@@ -62,11 +63,14 @@ fn starts_for(stored: &StoredEvent, reason: &str, notifications: &[Notification]
     let mut starts = Vec::new();
     for (i, notification) in notifications.iter().enumerate() {
         for (j, recipient) in notification.recipients.iter().enumerate() {
+            // A call's notification sends from the number the call came in on; a billing
+            // notice (on a subscription) from the organization's first number.
+            let call_id = (stored.aggregate_type == "call").then_some(&stored.aggregate_id);
             starts.push(Start::new(
                 format!("{}:{i}:{j}", stored.metadata.event_id),
                 Some(organization_id),
                 json!({
-                    "call_id": stored.aggregate_id,
+                    "call_id": call_id,
                     "reason": reason,
                     "channel": channel_name(notification.channel),
                     "recipient": recipient,
@@ -207,7 +211,8 @@ impl ProcessDefinition for Notify {
             DomainEvent::Call(CallEvent::FunctionCallHandled { invocation }) => {
                 !invocation.notifications.is_empty()
             }
-            DomainEvent::Call(CallEvent::NotificationsRequested { .. }) => true,
+            DomainEvent::Call(CallEvent::NotificationsRequested { .. })
+            | DomainEvent::Subscription(SubscriptionEvent::NotificationsRequested { .. }) => true,
             _ => false,
         }
     }
@@ -220,6 +225,11 @@ impl ProcessDefinition for Notify {
                 &invocation.notifications,
             ),
             DomainEvent::Call(CallEvent::NotificationsRequested {
+                reason,
+                notifications,
+                ..
+            }) => starts_for(stored, reason, notifications),
+            DomainEvent::Subscription(SubscriptionEvent::NotificationsRequested {
                 reason,
                 notifications,
                 ..

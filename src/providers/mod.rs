@@ -10,6 +10,7 @@ pub mod egress;
 pub mod llm;
 pub mod oauth;
 pub mod resend;
+pub mod stripe;
 pub mod twilio;
 pub mod vapi;
 

@@ -10,6 +10,7 @@ use wire::{StripeChange, StripeEvent};
 use super::deliveries::Delivery;
 use super::Outcome;
 use crate::app::AppError;
+use crate::plans::Plans;
 use crate::state::AppState;
 
 fn status(name: &str) -> Option<SubscriptionStatus> {
@@ -31,8 +32,9 @@ fn org_uuid(value: &Option<String>) -> Option<Uuid> {
 }
 
 /// The command an event maps to, with the subscription it addresses; `None` when the event
-/// concerns nothing we bill (e.g. a one-off checkout).
-fn command(event: &StripeEvent) -> Option<(String, SubscriptionCommand)> {
+/// concerns nothing we bill (e.g. a one-off checkout). The plan (and its included minutes)
+/// is the catalogue's plan for the subscription's price, else for its `plan` metadata.
+fn command(event: &StripeEvent, plans: &Plans) -> Option<(String, SubscriptionCommand)> {
     let stripe_event_id = event.id.clone();
     let stripe_created = event.created;
     match &event.change {
@@ -80,23 +82,30 @@ fn command(event: &StripeEvent) -> Option<(String, SubscriptionCommand)> {
             current_period_end,
             cancel_at_period_end,
             deleted: false,
-        } => Some((
-            subscription_id.clone(),
-            SubscriptionCommand::SyncSubscription {
-                organization_id: org_uuid(organization_id),
-                customer_id: customer_id.clone(),
-                status: status(status_name)?,
-                plan: plan.clone(),
-                price_id: price_id.clone(),
-                subscription_item_id: subscription_item_id.clone(),
-                included_minutes: None,
-                current_period_start: *current_period_start,
-                current_period_end: *current_period_end,
-                cancel_at_period_end: *cancel_at_period_end,
-                stripe_event_id,
-                stripe_created,
-            },
-        )),
+        } => {
+            let known = plans.resolve(price_id.as_deref(), plan.as_deref());
+            if known.is_none() {
+                tracing::warn!(subscription = %subscription_id, price = ?price_id,
+                    "a subscription on a price no configured plan names: its minutes are unknown");
+            }
+            Some((
+                subscription_id.clone(),
+                SubscriptionCommand::SyncSubscription {
+                    organization_id: org_uuid(organization_id),
+                    customer_id: customer_id.clone(),
+                    status: status(status_name)?,
+                    plan: known.map(|p| p.id.clone()).or_else(|| plan.clone()),
+                    price_id: price_id.clone(),
+                    subscription_item_id: subscription_item_id.clone(),
+                    included_minutes: known.map(|p| p.included_minutes),
+                    current_period_start: *current_period_start,
+                    current_period_end: *current_period_end,
+                    cancel_at_period_end: *cancel_at_period_end,
+                    stripe_event_id,
+                    stripe_created,
+                },
+            ))
+        }
         StripeChange::InvoicePaid(invoice) => Some((
             invoice.subscription_id.clone()?,
             SubscriptionCommand::RecordInvoicePaid {
@@ -157,7 +166,7 @@ pub async fn ingest(
     }
     let mut outcome = Outcome::ok(serde_json::json!({ "received": true }));
     let mut organization_id = None;
-    if let Some((subscription_id, cmd)) = command(&event) {
+    if let Some((subscription_id, cmd)) = command(&event, &state.config.plans) {
         let mut meta = CommandMeta::new(format!("provider:stripe:{}", event.id))
             .idempotency_key(format!("stripe:{}", event.id));
         if let SubscriptionCommand::CompleteCheckout {

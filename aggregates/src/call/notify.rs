@@ -69,6 +69,7 @@ mod tests {
             email_addresses: vec!["ops@acme.test".into(), "boss@acme.test".into()],
             post_call_summary: true,
             quiet_hours: None,
+            usage_alerts_sms: false,
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod api_keys;
 mod assistants;
+mod billing;
 mod contacts;
 mod integrations;
 mod members;
@@ -56,6 +57,9 @@ impl Organization {
             | WebhookEndpointDisabled { .. }
             | WebhookEndpointSecretRotated { .. }) => self.apply_webhook_endpoints(e),
             e @ (ApiKeyCreated { .. } | ApiKeyRevoked { .. }) => self.apply_api_keys(e),
+            e @ (BillingCustomerCreated { .. } | OnboardingRequested { .. }) => {
+                self.apply_billing(e)
+            }
         }
     }
 }

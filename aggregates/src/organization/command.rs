@@ -55,6 +55,10 @@ pub struct NotificationSettings {
     /// urgent messages and driver call-outs do not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
+    /// Usage alerts (80% and 100% of the plan's minutes) also go by SMS to `sms_numbers`
+    /// (they always go by email to the owners and admins).
+    #[serde(default)]
+    pub usage_alerts_sms: bool,
 }
 
 /// Local times `HH:MM`; `start` after `end` spans midnight (22:00-07:00).
@@ -77,6 +81,7 @@ impl Default for NotificationSettings {
             email_addresses: Vec::new(),
             post_call_summary: true,
             quiet_hours: None,
+            usage_alerts_sms: false,
         }
     }
 }
@@ -402,6 +407,22 @@ pub enum OrganizationCommand {
     Delete {
         actor: String,
     },
+    /// The organization's Stripe customer, once created (the first one recorded stays).
+    SetBillingCustomer {
+        customer_id: String,
+        actor: String,
+    },
+    /// The owner asks for the onboarding process (one per organization).
+    RequestOnboarding {
+        business_name: String,
+        template_slug: String,
+        variables: BTreeMap<String, String>,
+        area_code: Option<String>,
+        /// Where the welcome email goes.
+        email: String,
+        at: Timestamp,
+        actor: String,
+    },
 }
 
 /// What a command needs from a user or API-key actor.
@@ -460,6 +481,8 @@ impl OrganizationCommand {
             | DisableWebhookEndpoint { actor, .. }
             | CreateApiKey { actor, .. }
             | RevokeApiKey { actor, .. }
+            | SetBillingCustomer { actor, .. }
+            | RequestOnboarding { actor, .. }
             | Delete { actor } => actor,
         }
     }
@@ -477,7 +500,7 @@ impl OrganizationCommand {
             | CreateContact { .. }
             | UpdateContact { .. }
             | DeleteContact { .. } => Permission::Write,
-            Delete { .. } => Permission::Own,
+            Delete { .. } | RequestOnboarding { .. } => Permission::Own,
             _ => Permission::Manage,
         }
     }

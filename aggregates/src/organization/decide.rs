@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod assistants;
+mod billing;
 mod contacts;
 mod integrations;
 mod members;
@@ -178,6 +179,9 @@ impl Organization {
             | C::RotateWebhookEndpointSecret { .. }
             | C::DisableWebhookEndpoint { .. }) => self.decide_webhook_endpoints(c, out),
             c @ (C::CreateApiKey { .. } | C::RevokeApiKey { .. }) => self.decide_api_keys(c, out),
+            c @ (C::SetBillingCustomer { .. } | C::RequestOnboarding { .. }) => {
+                self.decide_billing(c, out)
+            }
         }
     }
 

@@ -49,6 +49,10 @@ pub enum OrganizationError {
     NoWebhookSecret,
     #[error("the webhook secret was already shown once; rotate it to get a new one")]
     WebhookSecretAlreadyRevealed,
+    #[error("the organization already has another Stripe customer")]
+    BillingCustomerExists,
+    #[error("onboarding was already requested for this organization")]
+    OnboardingAlreadyRequested,
     #[error("invalid input: {0}")]
     InvalidInput(String),
 }
@@ -60,6 +64,8 @@ impl OrganizationError {
         match self {
             NotFound => "organization_not_found",
             AlreadyExists => "organization_already_exists",
+            BillingCustomerExists => "billing_customer_exists",
+            OnboardingAlreadyRequested => "onboarding_already_requested",
             Forbidden => "forbidden",
             LastOwner => "last_owner",
             MemberNotFound => "member_not_found",

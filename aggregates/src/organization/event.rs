@@ -221,6 +221,18 @@ pub enum OrganizationEvent {
         key_id: String,
     },
     OrganizationDeleted {},
+    BillingCustomerCreated {
+        customer_id: String,
+    },
+    OnboardingRequested {
+        business_name: String,
+        template_slug: String,
+        variables: BTreeMap<String, String>,
+        area_code: Option<String>,
+        email: String,
+        requested_by: String,
+        at: Timestamp,
+    },
 }
 
 impl OrganizationEvent {
@@ -270,6 +282,8 @@ impl OrganizationEvent {
             ApiKeyCreated { .. } => "ApiKeyCreated",
             ApiKeyRevoked { .. } => "ApiKeyRevoked",
             OrganizationDeleted {} => "OrganizationDeleted",
+            BillingCustomerCreated { .. } => "BillingCustomerCreated",
+            OnboardingRequested { .. } => "OnboardingRequested",
         }
     }
 }

@@ -206,6 +206,11 @@ pub struct Organization {
     /// SHA-256 of an OAuth `state` → the authorization it belongs to (until used).
     #[serde(default)]
     pub pending_authorizations: BTreeMap<String, PendingAuthorization>,
+    /// The Stripe customer, once created.
+    #[serde(default)]
+    pub billing_customer_id: Option<String>,
+    #[serde(default)]
+    pub onboarding_requested: bool,
 }
 
 impl Organization {

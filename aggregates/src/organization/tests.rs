@@ -268,6 +268,7 @@ fn an_admin_can_change_settings() {
             email_addresses: vec![],
             post_call_summary: true,
             quiet_hours: None,
+            usage_alerts_sms: false,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some(s("+1666")),

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::call::Notification;
 use crate::common::{Cents, Timestamp};
 
 /// Stripe subscription status.
@@ -70,23 +71,40 @@ pub enum SubscriptionCommand {
         stripe_event_id: String,
         stripe_created: i64,
     },
+    /// A call's billable minutes, metered once per call (`at`: when it ended). The minutes
+    /// go to the metering period `at` falls in (the next one when `at` is past the current
+    /// period's end and the period is not closed yet).
     RecordUsage {
         call_id: String,
         minutes: i64,
         at: Timestamp,
     },
+    /// The safety net: any usage threshold crossed in the current period and not yet
+    /// announced is announced now.
+    CheckThresholds { at: Timestamp },
+    /// The current metering period has ended: its billing cycle may run.
+    RequestPeriodClose { period_start: i64, at: Timestamp },
+    /// Closes metering period `period_start` (after its end): totals from the state, the
+    /// overage priced at `overage_rate_cents` per minute; the next period opens while the
+    /// subscription lives.
     ClosePeriod {
         period_start: i64,
-        period_end: i64,
-        total_minutes: i64,
-        included_minutes: i64,
-        overage_minutes: i64,
         overage_rate_cents: Cents,
+        at: Timestamp,
     },
+    /// The pending overage report `key` (`usage:{call}` or `close:{period_start}`) was
+    /// accepted by Stripe as the meter event `meter_event_identifier`.
     ReportOverage {
-        period_end: i64,
-        overage_minutes: i64,
+        key: String,
         meter_event_identifier: String,
+    },
+    /// Notifications about this subscription (usage alerts, the period's summary, a failed
+    /// payment), requested once per `key`.
+    RequestNotifications {
+        key: String,
+        reason: String,
+        notifications: Vec<Notification>,
+        at: Timestamp,
     },
 }
 
@@ -119,7 +137,12 @@ impl SubscriptionCommand {
                 stripe_created,
                 ..
             } => Some((stripe_event_id.as_str(), *stripe_created)),
-            RecordUsage { .. } | ClosePeriod { .. } | ReportOverage { .. } => None,
+            RecordUsage { .. }
+            | CheckThresholds { .. }
+            | RequestPeriodClose { .. }
+            | ClosePeriod { .. }
+            | ReportOverage { .. }
+            | RequestNotifications { .. } => None,
         }
     }
 }

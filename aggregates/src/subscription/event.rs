@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::command::SubscriptionStatus;
+use crate::call::Notification;
 use crate::common::{Cents, Timestamp};
 
 /// Events of the [`super::Subscription`] aggregate.
@@ -56,11 +57,37 @@ pub enum SubscriptionEvent {
         stripe_event_id: String,
         stripe_created: i64,
     },
+    /// `period_start`: the metering period the minutes count in; `overage_minutes`: how many
+    /// of them are beyond the plan's included minutes: a pending report `usage:{call_id}`
+    /// until Stripe accepts it (`OverageReported`).
     UsageRecorded {
         call_id: String,
         minutes: i64,
         at: Timestamp,
+        period_start: i64,
+        #[serde(default)]
+        overage_minutes: i64,
     },
+    /// A metering period began (epoch seconds, as Stripe's bounds).
+    PeriodOpened {
+        period_start: i64,
+        period_end: i64,
+    },
+    /// Used minutes reached `threshold_pct` percent of the included ones in the period.
+    UsageThresholdReached {
+        period_start: i64,
+        period_end: i64,
+        threshold_pct: u32,
+        used_minutes: i64,
+        included_minutes: i64,
+    },
+    PeriodCloseRequested {
+        period_start: i64,
+        period_end: i64,
+    },
+    /// `reported_minutes`: overage already reported to Stripe when the period closed;
+    /// `unbilled_minutes`: overage no call's report covers (the plan's minutes changed during
+    /// the period), now pending as the report `close:{period_start}`.
     PeriodClosed {
         period_start: i64,
         period_end: i64,
@@ -68,11 +95,23 @@ pub enum SubscriptionEvent {
         included_minutes: i64,
         overage_minutes: i64,
         overage_rate_cents: Cents,
+        overage_cost_cents: Cents,
+        reported_minutes: i64,
+        #[serde(default)]
+        unbilled_minutes: i64,
     },
+    /// Stripe accepted the pending report `key`.
     OverageReported {
-        period_end: i64,
+        key: String,
+        period_start: i64,
         overage_minutes: i64,
         meter_event_identifier: String,
+    },
+    NotificationsRequested {
+        key: String,
+        reason: String,
+        notifications: Vec<Notification>,
+        at: Timestamp,
     },
 }
 
@@ -87,8 +126,12 @@ impl SubscriptionEvent {
             InvoicePaid { .. } => "InvoicePaid",
             PaymentFailed { .. } => "PaymentFailed",
             UsageRecorded { .. } => "UsageRecorded",
+            PeriodOpened { .. } => "PeriodOpened",
+            UsageThresholdReached { .. } => "UsageThresholdReached",
+            PeriodCloseRequested { .. } => "PeriodCloseRequested",
             PeriodClosed { .. } => "PeriodClosed",
             OverageReported { .. } => "OverageReported",
+            NotificationsRequested { .. } => "NotificationsRequested",
         }
     }
 
@@ -111,7 +154,13 @@ impl SubscriptionEvent {
             | PaymentFailed {
                 stripe_event_id, ..
             } => Some(stripe_event_id.as_str()),
-            UsageRecorded { .. } | PeriodClosed { .. } | OverageReported { .. } => None,
+            UsageRecorded { .. }
+            | PeriodOpened { .. }
+            | UsageThresholdReached { .. }
+            | PeriodCloseRequested { .. }
+            | PeriodClosed { .. }
+            | OverageReported { .. }
+            | NotificationsRequested { .. } => None,
         }
     }
 }

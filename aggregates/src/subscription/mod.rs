@@ -11,10 +11,13 @@
 mod command;
 mod error;
 mod event;
+mod metering;
+#[cfg(test)]
+mod metering_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -24,6 +27,7 @@ use uuid::Uuid;
 pub use command::{SubscriptionCommand, SubscriptionStatus};
 pub use error::SubscriptionError;
 pub use event::SubscriptionEvent;
+pub use metering::{CarriedUsage, MeteringPeriod, PendingReport, USAGE_THRESHOLDS};
 
 use crate::common::{emit, write_all};
 
@@ -51,18 +55,42 @@ pub struct Subscription {
     /// [`SEEN_EVENT_IDS_LIMIT`].
     pub seen_event_ids: VecDeque<String>,
     pub paid_invoices: BTreeSet<String>,
-    /// Call ids metered in the current period (cleared by `PeriodClosed`).
+    /// The current metering period (see `metering`); `None` before the first and after a
+    /// final close.
+    #[serde(default)]
+    pub period: Option<MeteringPeriod>,
+    /// Call ids metered in the current period.
     pub period_call_ids: BTreeSet<String>,
-    /// Minutes metered in the current period (reset by `PeriodClosed`).
+    /// Call ids metered in the previous period (a late repeat is not metered twice).
+    #[serde(default)]
+    pub previous_call_ids: BTreeSet<String>,
+    /// Minutes metered in the current period.
     pub period_minutes: i64,
+    /// Overage minutes of the current period already reported to Stripe.
+    #[serde(default)]
+    pub period_reported_minutes: i64,
+    /// Usage thresholds (percent) announced in the current period.
+    #[serde(default)]
+    pub period_thresholds: BTreeSet<u32>,
+    /// The current period's close was requested.
+    #[serde(default)]
+    pub close_requested: Option<i64>,
+    /// Usage of calls that ended after the current period, by the period it counts in.
+    #[serde(default)]
+    pub carried: BTreeMap<i64, CarriedUsage>,
     /// `period_start` of every closed period.
     pub closed_periods: BTreeSet<i64>,
-    /// Meter event identifiers already reported to Stripe.
+    /// Keys of the overage reports Stripe accepted.
     pub reported_identifiers: BTreeSet<String>,
-}
-
-fn invalid(message: &str) -> SubscriptionError {
-    SubscriptionError::InvalidInput(message.to_string())
+    /// Overage claimed and not yet accepted by Stripe, by key.
+    #[serde(default)]
+    pub pending_reports: BTreeMap<String, PendingReport>,
+    /// Overage minutes the current period's calls claimed.
+    #[serde(default)]
+    pub period_overage_claimed: i64,
+    /// Keys of the notifications already requested.
+    #[serde(default)]
+    pub notified: BTreeSet<String>,
 }
 
 impl Subscription {
@@ -176,6 +204,7 @@ impl Subscription {
                         stripe_created,
                     };
                     emit(self, out, event);
+                    self.open_first_period(out);
                 }
             }
             C::Cancel {
@@ -251,75 +280,7 @@ impl Subscription {
                     emit(self, out, changed);
                 }
             }
-            C::RecordUsage {
-                call_id,
-                minutes,
-                at,
-            } => {
-                if minutes < 0 {
-                    return Err(invalid("minutes must not be negative"));
-                }
-                if !self.period_call_ids.contains(&call_id) {
-                    emit(
-                        self,
-                        out,
-                        Ev::UsageRecorded {
-                            call_id,
-                            minutes,
-                            at,
-                        },
-                    );
-                }
-            }
-            C::ClosePeriod {
-                period_start,
-                period_end,
-                total_minutes,
-                included_minutes,
-                overage_minutes,
-                overage_rate_cents,
-            } => {
-                if period_end < period_start {
-                    return Err(invalid("period_end must not be before period_start"));
-                }
-                if overage_minutes < 0 || total_minutes < 0 {
-                    return Err(invalid("minutes must not be negative"));
-                }
-                if !self.closed_periods.contains(&period_start) {
-                    emit(
-                        self,
-                        out,
-                        Ev::PeriodClosed {
-                            period_start,
-                            period_end,
-                            total_minutes,
-                            included_minutes,
-                            overage_minutes,
-                            overage_rate_cents,
-                        },
-                    );
-                }
-            }
-            C::ReportOverage {
-                period_end,
-                overage_minutes,
-                meter_event_identifier,
-            } => {
-                if overage_minutes < 0 {
-                    return Err(invalid("overage_minutes must not be negative"));
-                }
-                if !self.reported_identifiers.contains(&meter_event_identifier) {
-                    emit(
-                        self,
-                        out,
-                        Ev::OverageReported {
-                            period_end,
-                            overage_minutes,
-                            meter_event_identifier,
-                        },
-                    );
-                }
-            }
+            metering => self.decide_metering(metering, out)?,
         }
         Ok(())
     }
@@ -406,22 +367,8 @@ impl Aggregate for Subscription {
                 self.paid_invoices.insert(invoice_id);
             }
             Ev::PaymentFailed { .. } => {}
-            Ev::UsageRecorded {
-                call_id, minutes, ..
-            } => {
-                self.period_call_ids.insert(call_id);
-                self.period_minutes += minutes;
-            }
-            Ev::PeriodClosed { period_start, .. } => {
-                self.closed_periods.insert(period_start);
-                self.period_call_ids.clear();
-                self.period_minutes = 0;
-            }
-            Ev::OverageReported {
-                meter_event_identifier,
-                ..
-            } => {
-                self.reported_identifiers.insert(meter_event_identifier);
+            metering => {
+                self.apply_metering(&metering);
             }
         }
     }

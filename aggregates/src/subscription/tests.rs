@@ -12,19 +12,19 @@ type C = SubscriptionCommand;
 type Ev = SubscriptionEvent;
 type St = SubscriptionStatus;
 
-const ORG: Uuid = Uuid::from_u128(9);
+pub(super) const ORG: Uuid = Uuid::from_u128(9);
 
-fn s(v: &str) -> String {
+pub(super) fn s(v: &str) -> String {
     v.to_string()
 }
 
-fn t(seconds: i64) -> DateTime<Utc> {
+pub(super) fn t(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0)
         .single()
         .expect("valid timestamp")
 }
 
-fn checkout_completed() -> Ev {
+pub(super) fn checkout_completed() -> Ev {
     Ev::CheckoutCompleted {
         organization_id: ORG,
         customer_id: s("cus_1"),
@@ -53,7 +53,7 @@ fn sync(status: St, event_id: &str, created: i64) -> C {
     }
 }
 
-fn status_changed(status: St, event_id: &str, created: i64) -> Ev {
+pub(super) fn status_changed(status: St, event_id: &str, created: i64) -> Ev {
     Ev::SubscriptionStatusChanged {
         organization_id: Some(ORG),
         customer_id: s("cus_1"),
@@ -70,14 +70,23 @@ fn status_changed(status: St, event_id: &str, created: i64) -> Ev {
     }
 }
 
-fn active() -> Vec<Ev> {
+pub(super) fn active() -> Vec<Ev> {
     vec![
         checkout_completed(),
         status_changed(St::Active, "evt_a", 200),
+        opened(),
     ]
 }
 
-fn with(mut events: Vec<Ev>, more: Vec<Ev>) -> Vec<Ev> {
+/// The first metering period, opened by the first sync with Stripe's bounds.
+fn opened() -> Ev {
+    Ev::PeriodOpened {
+        period_start: 1000,
+        period_end: 2000,
+    }
+}
+
+pub(super) fn with(mut events: Vec<Ev>, more: Vec<Ev>) -> Vec<Ev> {
     events.extend(more);
     events
 }
@@ -128,62 +137,6 @@ fn fail_payment(event_id: &str, created: i64) -> C {
     }
 }
 
-fn usage(call_id: &str, minutes: i64) -> Ev {
-    Ev::UsageRecorded {
-        call_id: s(call_id),
-        minutes,
-        at: t(0),
-    }
-}
-
-fn record_usage(call_id: &str, minutes: i64) -> C {
-    C::RecordUsage {
-        call_id: s(call_id),
-        minutes,
-        at: t(0),
-    }
-}
-
-fn period_closed(period_start: i64) -> Ev {
-    Ev::PeriodClosed {
-        period_start,
-        period_end: period_start + 1000,
-        total_minutes: 600,
-        included_minutes: 500,
-        overage_minutes: 100,
-        overage_rate_cents: 10,
-    }
-}
-
-fn close_period(period_start: i64) -> C {
-    C::ClosePeriod {
-        period_start,
-        period_end: period_start + 1000,
-        total_minutes: 600,
-        included_minutes: 500,
-        overage_minutes: 100,
-        overage_rate_cents: 10,
-    }
-}
-
-fn overage_reported(identifier: &str) -> Ev {
-    Ev::OverageReported {
-        period_end: 2000,
-        overage_minutes: 100,
-        meter_event_identifier: s(identifier),
-    }
-}
-
-fn report_overage(identifier: &str) -> C {
-    C::ReportOverage {
-        period_end: 2000,
-        overage_minutes: 100,
-        meter_event_identifier: s(identifier),
-    }
-}
-
-// ---- Checkout ----
-
 #[test]
 fn a_completed_checkout_links_the_subscription_to_the_organization() {
     SubTest::with(())
@@ -226,7 +179,7 @@ fn a_subscription_sync_changes_the_status() {
     SubTest::with(())
         .given(vec![checkout_completed()])
         .when(sync(St::Active, "evt_a", 200))
-        .then_expect_events(vec![status_changed(St::Active, "evt_a", 200)]);
+        .then_expect_events(vec![status_changed(St::Active, "evt_a", 200), opened()]);
 }
 
 #[test]
@@ -234,7 +187,7 @@ fn a_sync_may_arrive_before_the_checkout() {
     SubTest::with(())
         .given_no_previous_events()
         .when(sync(St::Trialing, "evt_a", 200))
-        .then_expect_events(vec![status_changed(St::Trialing, "evt_a", 200)]);
+        .then_expect_events(vec![status_changed(St::Trialing, "evt_a", 200), opened()]);
 }
 
 #[test]
@@ -432,110 +385,6 @@ fn a_redelivered_payment_failure_is_a_no_op() {
         .then_expect_events(vec![]);
 }
 
-// ---- Usage ----
-
-#[test]
-fn usage_is_recorded_once_per_call_in_a_period() {
-    SubTest::with(())
-        .given(active())
-        .when(record_usage("call_1", 3))
-        .then_expect_events(vec![usage("call_1", 3)]);
-    SubTest::with(())
-        .given(with(active(), vec![usage("call_1", 3)]))
-        .when(record_usage("call_1", 3))
-        .then_expect_events(vec![]);
-}
-
-#[test]
-fn negative_usage_is_rejected() {
-    SubTest::with(())
-        .given(active())
-        .when(record_usage("call_1", -1))
-        .then_expect_error(SubscriptionError::InvalidInput(s(
-            "minutes must not be negative",
-        )));
-}
-
-#[test]
-fn usage_minutes_accumulate_and_reset_when_the_period_closes() {
-    let sub = replay::<Subscription>(with(active(), vec![usage("call_1", 3), usage("call_2", 4)]));
-    assert_eq!(sub.period_minutes, 7);
-    let sub = replay::<Subscription>(with(
-        active(),
-        vec![usage("call_1", 3), usage("call_2", 4), period_closed(1000)],
-    ));
-    assert_eq!(sub.period_minutes, 0);
-    assert!(sub.period_call_ids.is_empty());
-}
-
-// ---- Periods and overage ----
-
-#[test]
-fn a_period_is_closed_once() {
-    SubTest::with(())
-        .given(with(active(), vec![usage("call_1", 3)]))
-        .when(close_period(1000))
-        .then_expect_events(vec![period_closed(1000)]);
-    SubTest::with(())
-        .given(with(active(), vec![period_closed(1000)]))
-        .when(close_period(1000))
-        .then_expect_events(vec![]);
-}
-
-#[test]
-fn a_period_ending_before_it_starts_is_rejected() {
-    SubTest::with(())
-        .given(active())
-        .when(C::ClosePeriod {
-            period_start: 2000,
-            period_end: 1000,
-            total_minutes: 0,
-            included_minutes: 0,
-            overage_minutes: 0,
-            overage_rate_cents: 0,
-        })
-        .then_expect_error(SubscriptionError::InvalidInput(s(
-            "period_end must not be before period_start",
-        )));
-}
-
-#[test]
-fn a_call_can_be_metered_again_in_the_next_period() {
-    SubTest::with(())
-        .given(with(
-            active(),
-            vec![usage("call_1", 3), period_closed(1000)],
-        ))
-        .when(record_usage("call_1", 3))
-        .then_expect_events(vec![usage("call_1", 3)]);
-}
-
-#[test]
-fn overage_is_reported_once_per_identifier() {
-    SubTest::with(())
-        .given(with(active(), vec![period_closed(1000)]))
-        .when(report_overage("ovg_sub_1_2000"))
-        .then_expect_events(vec![overage_reported("ovg_sub_1_2000")]);
-    SubTest::with(())
-        .given(with(active(), vec![overage_reported("ovg_sub_1_2000")]))
-        .when(report_overage("ovg_sub_1_2000"))
-        .then_expect_events(vec![]);
-}
-
-#[test]
-fn negative_overage_is_rejected() {
-    SubTest::with(())
-        .given(active())
-        .when(C::ReportOverage {
-            period_end: 2000,
-            overage_minutes: -5,
-            meter_event_identifier: s("x"),
-        })
-        .then_expect_error(SubscriptionError::InvalidInput(s(
-            "overage_minutes must not be negative",
-        )));
-}
-
 // ---- Contracts ----
 
 #[test]
@@ -556,10 +405,6 @@ fn subscription_state_survives_a_json_round_trip() {
         active(),
         vec![
             invoice_paid("in_1", "evt_paid"),
-            usage("call_1", 3),
-            period_closed(1000),
-            usage("call_2", 2),
-            overage_reported("ovg_1"),
             payment_failed("evt_fail", 300),
             status_changed(St::PastDue, "evt_fail", 300),
         ],
@@ -598,9 +443,6 @@ fn subscription_event_types_are_pinned() {
         ),
         (invoice_paid("i", "e"), "InvoicePaid"),
         (payment_failed("e", 1), "PaymentFailed"),
-        (usage("c", 1), "UsageRecorded"),
-        (period_closed(1), "PeriodClosed"),
-        (overage_reported("o"), "OverageReported"),
     ];
     for (event, name) in events {
         assert_eq!(event.event_type(), name);

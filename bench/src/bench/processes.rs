@@ -135,6 +135,7 @@ async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
                 email_addresses: vec!["dispatch@bench.test".into()],
                 post_call_summary: true,
                 quiet_hours: None,
+                usage_alerts_sms: false,
             },
             ..Default::default()
         },

@@ -89,6 +89,7 @@ fn settings() -> OrganizationSettings {
             email_addresses: vec!["dispatch@acme.test".into()],
             post_call_summary: true,
             quiet_hours: None,
+            usage_alerts_sms: false,
         },
         transfer_numbers: TransferNumbers {
             dispatch: Some("+15550002222".into()),

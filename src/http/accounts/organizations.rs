@@ -37,6 +37,9 @@ pub struct Notifications {
     /// Post-call summaries wait for the end of these hours, in the organization's `timezone`
     /// (UTC without one); urgent messages and driver call-outs are sent at once.
     pub quiet_hours: Option<QuietHoursView>,
+    /// Usage alerts (80% and 100% of the plan's minutes) also go by SMS to `sms_numbers`
+    /// (default false; they always go by email to the owners and admins).
+    pub usage_alerts_sms: Option<bool>,
 }
 
 /// Local times `HH:MM`; a `start` after `end` spans midnight (`22:00` to `07:00`).
@@ -154,6 +157,7 @@ fn settings_view(s: &OrganizationSettings) -> Settings {
                     start: q.start.clone(),
                     end: q.end.clone(),
                 }),
+            usage_alerts_sms: Some(s.notifications.usage_alerts_sms),
         },
         transfer_numbers: Transfers {
             dispatch: s.transfer_numbers.dispatch.clone(),
@@ -189,6 +193,7 @@ fn apply_changes(
                 start: q.start,
                 end: q.end,
             }),
+            usage_alerts_sms: n.usage_alerts_sms.unwrap_or(false),
         };
     }
     if let Some(t) = changes.transfer_numbers {

@@ -12,6 +12,7 @@
 //! provider 503 `provider_unavailable` (every request is in `outbound_requests`).
 
 pub mod assistants;
+pub mod billing;
 pub mod integrations;
 pub mod phone_numbers;
 pub mod templates;
@@ -37,6 +38,7 @@ pub type ProvisioningApi = (
     phone_numbers::PhoneNumbersApi,
     integrations::IntegrationsApi,
     webhook_endpoints::WebhookEndpointsApi,
+    billing::BillingActionsApi,
 );
 
 pub fn api() -> ProvisioningApi {
@@ -46,6 +48,7 @@ pub fn api() -> ProvisioningApi {
         phone_numbers::PhoneNumbersApi,
         integrations::IntegrationsApi,
         webhook_endpoints::WebhookEndpointsApi,
+        billing::BillingActionsApi,
     )
 }
 

@@ -96,6 +96,8 @@ pub struct ContactData {
 
 #[derive(Debug, Clone, Object)]
 pub struct UsageThresholdData {
+    /// The Stripe subscription whose plan's minutes these are.
+    pub subscription_id: String,
     /// 80 or 100.
     pub threshold_percent: i64,
     pub used_minutes: f64,
@@ -298,6 +300,7 @@ pub fn example(event_type: &str) -> Option<WebhookEvent> {
             UsageThresholdEvent,
             UsageThresholdType,
             UsageThresholdData {
+                subscription_id: "sub_1QhTz2LkdIwHu7ix".into(),
                 threshold_percent: 80,
                 used_minutes: 400.0,
                 included_minutes: 500.0,

@@ -1,8 +1,10 @@
 //! `GET /api/v1/billing`, `/billing/usage` and `/billing/invoices`.
 //!
-//! Usage comes from `usage_daily` (per UTC day, whole minutes per call rounded up); the plan,
-//! status and period from `billing_subscriptions` (Stripe's period bounds are epoch SECONDS
-//! there; they are converted here).
+//! With a subscription, the period is its metering period and the used minutes are the
+//! minutes metered on it (`billing_period_usage`, kept by the usage-metering process as calls
+//! end); without one, the current UTC month from `usage_daily` (per UTC day, whole minutes
+//! per call rounded up). Status and plan come from `billing_subscriptions` (Stripe's period
+//! bounds are epoch SECONDS there; they are converted here).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,16 +47,31 @@ pub struct BillingOverview {
     pub period_end: DateTime<Utc>,
     /// Minutes included in the plan per period.
     pub included_minutes: Option<i64>,
-    /// Billable minutes of calls that ended in this period (per UTC day).
+    /// Billable minutes of the period's calls (whole minutes per call, rounded up).
     pub used_minutes: i64,
-    /// Minutes already reported to Stripe for this period.
+    /// Overage minutes already reported to Stripe (as Billing Meter events) this period.
     pub reported_minutes: i64,
     /// Minutes beyond the included ones so far.
     pub overage_minutes: i64,
+    /// What the overage costs at the plan's rate, in cents.
+    pub overage_cost_cents: Option<i64>,
     /// Included minutes left (absent without a plan).
     pub remaining_minutes: Option<i64>,
+    /// Usage alerts sent this period (percent of the included minutes: 80, 100).
+    pub thresholds_reached: Vec<i64>,
     pub calls: i64,
+    /// What VAPI charged for the period's calls, in USD.
     pub cost: f64,
+    /// The last payment Stripe could not collect, until an invoice is paid.
+    pub payment_failed: Option<PaymentFailure>,
+}
+
+#[derive(Debug, Object)]
+pub struct PaymentFailure {
+    pub invoice_id: String,
+    pub amount_due_cents: i64,
+    pub currency: String,
+    pub at: DateTime<Utc>,
 }
 
 #[derive(Debug, Object)]
@@ -121,8 +138,10 @@ pub struct InvoicePage {
 /// The organization's current subscription row (live ones first, then the latest).
 async fn subscription(state: &AppState, scope: &Scope) -> Result<Option<AnyRow>, ApiError> {
     Sql {
-        text: "SELECT subscription_id, status, plan, included_minutes, current_period_start, \
-               current_period_end, cancel_at_period_end, period_minutes FROM \
+        text: "SELECT subscription_id, status, plan, price_id, included_minutes, \
+               current_period_start, current_period_end, cancel_at_period_end, \
+               metering_period_start, metering_period_end, payment_failed_invoice, \
+               payment_failed_amount_cents, payment_failed_currency, payment_failed_at FROM \
                billing_subscriptions WHERE organization_id = $1 ORDER BY CASE WHEN status IN \
                ('active', 'trialing', 'past_due') THEN 0 ELSE 1 END, updated_at DESC, \
                subscription_id DESC LIMIT 1"
@@ -146,9 +165,16 @@ fn month_bounds(now: DateTime<Utc>) -> (i64, i64) {
     (ms(first), ms(next))
 }
 
-/// The current period in epoch ms, from the subscription or the current UTC month.
+/// The current period in epoch ms: the subscription's metering period, else Stripe's, else
+/// the current UTC month.
 fn period(sub: Option<&AnyRow>) -> Result<(i64, i64), ApiError> {
     if let Some(r) = sub {
+        if let (Some(s), Some(e)) = (
+            r.opt_i64("metering_period_start")?,
+            r.opt_i64("metering_period_end")?,
+        ) {
+            return Ok((stripe_ms(s), stripe_ms(e)));
+        }
         if let (Some(s), Some(e)) = (
             r.opt_i64("current_period_start")?,
             r.opt_i64("current_period_end")?,
@@ -206,6 +232,65 @@ async fn usage_rows(
     Ok(out)
 }
 
+/// The metered usage of the subscription's current metering period.
+struct Metered {
+    calls: i64,
+    minutes: i64,
+    reported: i64,
+    thresholds: Vec<i64>,
+}
+
+async fn metered_usage(
+    state: &AppState,
+    sub: Option<&AnyRow>,
+) -> Result<Option<Metered>, ApiError> {
+    let Some(r) = sub else { return Ok(None) };
+    let Some(start) = r.opt_i64("metering_period_start")? else {
+        return Ok(None);
+    };
+    let row = Sql {
+        text: "SELECT calls, minutes, reported_minutes, thresholds FROM billing_period_usage \
+               WHERE subscription_id = $1 AND period_start = $2"
+            .into(),
+        args: vec![Arg::Str(r.str("subscription_id")?), Arg::I64(start)],
+    }
+    .fetch_optional(state)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Some(Metered {
+            calls: 0,
+            minutes: 0,
+            reported: 0,
+            thresholds: Vec::new(),
+        }));
+    };
+    Ok(Some(Metered {
+        calls: row.i64("calls")?,
+        minutes: row.i64("minutes")?,
+        reported: row.i64("reported_minutes")?,
+        thresholds: row
+            .str("thresholds")?
+            .split(',')
+            .filter_map(|t| t.parse().ok())
+            .collect(),
+    }))
+}
+
+fn payment_failure(r: &AnyRow) -> Result<Option<PaymentFailure>, ApiError> {
+    let (Some(invoice_id), Some(at_ms)) = (
+        r.opt_str("payment_failed_invoice")?,
+        r.opt_i64("payment_failed_at")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(PaymentFailure {
+        invoice_id,
+        amount_due_cents: r.opt_i64("payment_failed_amount_cents")?.unwrap_or(0),
+        currency: r.opt_str("payment_failed_currency")?.unwrap_or_default(),
+        at: at(at_ms),
+    }))
+}
+
 pub struct BillingApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Billing")]
@@ -224,24 +309,43 @@ impl BillingApi {
         let sub = subscription(&state, &scope).await?;
         let (start, end) = period(sub.as_ref())?;
         let usage = usage_rows(&state, &scope, start, end.max(start + 1)).await?;
-        let used: i64 = usage.values().map(|d| d.minutes).sum();
-        let calls: i64 = usage.values().map(|d| d.calls).sum();
+        let mut used: i64 = usage.values().map(|d| d.minutes).sum();
+        let mut calls: i64 = usage.values().map(|d| d.calls).sum();
         let cost: f64 = usage.values().map(|d| d.cost).sum();
+        let (mut reported, mut thresholds) = (0, Vec::new());
+        if let Some(metered) = metered_usage(&state, sub.as_ref()).await? {
+            used = metered.minutes;
+            calls = metered.calls;
+            reported = metered.reported;
+            thresholds = metered.thresholds;
+        }
         let included = match &sub {
             Some(r) => r.opt_i64("included_minutes")?,
             None => None,
         };
+        let plan = match &sub {
+            Some(r) => state
+                .config
+                .plans
+                .resolve(
+                    r.opt_str("price_id")?.as_deref(),
+                    r.opt_str("plan")?.as_deref(),
+                )
+                .cloned(),
+            None => None,
+        };
+        let overage = included.map_or(0, |i| (used - i).max(0));
         let data = BillingOverview {
             subscription_id: sub.as_ref().map(|r| r.str("subscription_id")).transpose()?,
             status: match &sub {
                 Some(r) => r.str("status")?,
                 None => "none".to_string(),
             },
-            plan: sub
-                .as_ref()
-                .map(|r| r.opt_str("plan"))
-                .transpose()?
-                .flatten(),
+            plan: match (&plan, &sub) {
+                (Some(p), _) => Some(p.id.clone()),
+                (None, Some(r)) => r.opt_str("plan")?,
+                (None, None) => None,
+            },
             cancel_at_period_end: match &sub {
                 Some(r) => r.i64("cancel_at_period_end")? != 0,
                 None => false,
@@ -250,14 +354,17 @@ impl BillingApi {
             period_end: at(end),
             included_minutes: included,
             used_minutes: used,
-            reported_minutes: match &sub {
-                Some(r) => r.i64("period_minutes")?,
-                None => 0,
-            },
-            overage_minutes: (used - included.unwrap_or(0)).max(0),
+            reported_minutes: reported,
+            overage_minutes: overage,
+            overage_cost_cents: plan.map(|p| overage.saturating_mul(p.overage_cents_per_minute)),
             remaining_minutes: included.map(|i| (i - used).max(0)),
+            thresholds_reached: thresholds,
             calls,
             cost,
+            payment_failed: match &sub {
+                Some(r) => payment_failure(r)?,
+                None => None,
+            },
         };
         Ok(Json(BillingResponse {
             data,

@@ -5,6 +5,7 @@
 
 use aggregates::call::{CallEvent, EndReport};
 use aggregates::organization::OrganizationEvent;
+use aggregates::subscription::SubscriptionEvent;
 use eventlog::StoredEvent;
 use projections::DomainEvent;
 use serde_json::{json, Map, Value};
@@ -103,6 +104,23 @@ pub fn outbound(stored: &StoredEvent, event: &DomainEvent) -> Option<Outbound> {
             }
             ("contact.updated", Value::Object(changed))
         }
+        DomainEvent::Subscription(SubscriptionEvent::UsageThresholdReached {
+            period_start,
+            period_end,
+            threshold_pct,
+            used_minutes,
+            included_minutes,
+        }) => (
+            "usage.threshold_reached",
+            json!({
+                "subscription_id": stored.aggregate_id,
+                "threshold_percent": threshold_pct,
+                "used_minutes": used_minutes,
+                "included_minutes": included_minutes,
+                "period_start": epoch(*period_start),
+                "period_end": epoch(*period_end),
+            }),
+        ),
         _ => return None,
     };
     let envelope = json!({
@@ -131,6 +149,7 @@ pub fn log_event_types(types: &[String]) -> Vec<&'static str> {
             "call.action.created" => &["FunctionCallHandled"][..],
             "contact.created" => &["ContactCreated"][..],
             "contact.updated" => &["ContactUpdated"][..],
+            "usage.threshold_reached" => &["UsageThresholdReached"][..],
             _ => &[][..],
         });
     }
@@ -150,8 +169,13 @@ pub fn may_be_outbound(event: &DomainEvent) -> bool {
                 | CallEvent::FunctionCallHandled { .. }
         ) | DomainEvent::Organization(
             OrganizationEvent::ContactCreated { .. } | OrganizationEvent::ContactUpdated { .. }
-        )
+        ) | DomainEvent::Subscription(SubscriptionEvent::UsageThresholdReached { .. })
     )
+}
+
+/// Stripe-style epoch seconds as a time.
+fn epoch(secs: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(secs, 0)
 }
 
 fn ended(call_id: &str, report: &EndReport) -> Value {
@@ -343,6 +367,16 @@ mod tests {
                     name: None,
                     email: Some("sam@example.com".into()),
                     notes: None,
+                }),
+            ),
+            (
+                "subscription",
+                DomainEvent::Subscription(SubscriptionEvent::UsageThresholdReached {
+                    period_start: 1_700_000_000,
+                    period_end: 1_702_592_000,
+                    threshold_pct: 80,
+                    used_minutes: 400,
+                    included_minutes: 500,
                 }),
             ),
         ];
