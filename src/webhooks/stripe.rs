@@ -169,11 +169,29 @@ pub async fn ingest(
     if let Some((subscription_id, cmd)) = command(&event, &state.config.plans) {
         let mut meta = CommandMeta::new(format!("provider:stripe:{}", event.id))
             .idempotency_key(format!("stripe:{}", event.id));
-        if let SubscriptionCommand::CompleteCheckout {
-            organization_id: org,
-            ..
-        } = &cmd
-        {
+        // The subscription's events belong to its organization (the billing processes and
+        // the audit read them by tenant): named by the event, else known from the checkout.
+        let named = match &cmd {
+            SubscriptionCommand::CompleteCheckout {
+                organization_id, ..
+            } => Some(*organization_id),
+            SubscriptionCommand::SyncSubscription {
+                organization_id, ..
+            } => *organization_id,
+            _ => None,
+        };
+        let tenant = match named {
+            Some(org) => Some(org),
+            None => {
+                state
+                    .subscriptions
+                    .load(&subscription_id)
+                    .await?
+                    .0
+                    .organization_id
+            }
+        };
+        if let Some(org) = tenant {
             meta = meta.tenant(org);
         }
         match state

@@ -2,6 +2,7 @@
 //! backends: PostgreSQL (127.0.0.1:5432, never skipped) and embedded SQLite.
 
 mod accounts;
+mod billing;
 mod child;
 mod helpers;
 mod hostile;
@@ -19,6 +20,7 @@ mod query;
 mod secrets;
 mod shutdown;
 mod standby;
+mod stripe_stub;
 mod stubs;
 mod webhook_crash;
 mod webhook_credentials;
