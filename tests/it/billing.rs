@@ -100,7 +100,16 @@ async fn checkout_and_subscribe(app: &TestApp, stripe: &StripeStub, period: (i64
     );
     let customer = stripe.requests_to("/v1/customers")[0].clone();
     let customer_id = "cus_test_1";
-    complete_checkout(app, &id, customer_id, "tiny", "price_tiny", period).await;
+    let org = app.org.to_string();
+    complete_checkout(
+        (&app.base, &org),
+        &id,
+        customer_id,
+        "tiny",
+        "price_tiny",
+        period,
+    )
+    .await;
     assert_eq!(
         customer.form.get("metadata[organization_id]"),
         Some(&app.org.to_string())

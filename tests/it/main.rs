@@ -3,6 +3,7 @@
 
 mod accounts;
 mod billing;
+mod billing_crash;
 mod child;
 mod helpers;
 mod hostile;

@@ -12,7 +12,7 @@ use callflex::config::{Config, ProviderConfig, Secret};
 use serde_json::{json, Value};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::helpers::{TestApp, STRIPE_SECRET};
+use crate::helpers::STRIPE_SECRET;
 
 pub const STRIPE_KEY: &str = "sk_test_callflex";
 
@@ -49,9 +49,9 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-fn error(status: u16, message: &str) -> (u16, ResponseTemplate) {
-    let body = json!({"error": {"type": "invalid_request_error", "message": message}});
-    (status, ResponseTemplate::new(status).set_body_json(body))
+/// A refusal: its status and message (the response is built from them).
+fn error(status: u16, message: &str) -> (u16, String) {
+    (status, message.to_string())
 }
 
 impl Respond for Responder {
@@ -151,9 +151,10 @@ impl Respond for Responder {
         })();
         let response = match answer {
             Ok(body) => ResponseTemplate::new(200).set_body_json(body),
-            Err((status, failure)) => {
+            Err((status, message)) => {
                 seen.status = status;
-                failure
+                let body = json!({"error": {"type": "invalid_request_error", "message": message}});
+                ResponseTemplate::new(status).set_body_json(body)
             }
         };
         ledger.requests.push(seen);
@@ -239,7 +240,7 @@ pub async fn deliver(base: &str, event: &Value) -> u16 {
 /// created is announced, active on `price`, for the period `[start, end)` (epoch seconds).
 /// Returns the subscription id.
 pub async fn complete_checkout(
-    app: &TestApp,
+    (base, org): (&str, &str),
     session: &str,
     customer: &str,
     plan: &str,
@@ -247,7 +248,6 @@ pub async fn complete_checkout(
     (start, end): (i64, i64),
 ) -> String {
     let subscription = format!("sub_for_{session}");
-    let org = app.org.to_string();
     let now = chrono::Utc::now().timestamp();
     let completed = json!({
         "id": format!("evt_{session}_completed"), "object": "event", "type": "checkout.session.completed",
@@ -256,7 +256,7 @@ pub async fn complete_checkout(
             "customer": customer, "subscription": subscription, "client_reference_id": org,
             "metadata": {"organization_id": org, "plan": plan}, "payment_status": "paid", "status": "complete"}}
     });
-    assert_eq!(deliver(&app.base, &completed).await, 200);
+    assert_eq!(deliver(base, &completed).await, 200);
     let created = json!({
         "id": format!("evt_{session}_subscription"), "object": "event", "type": "customer.subscription.created",
         "created": now + 1, "livemode": false,
@@ -267,6 +267,6 @@ pub async fn complete_checkout(
                 "price": {"id": price, "object": "price", "recurring": {"interval": "month"}},
                 "current_period_start": start, "current_period_end": end}]}}}
     });
-    assert_eq!(deliver(&app.base, &created).await, 200);
+    assert_eq!(deliver(base, &created).await, 200);
     subscription
 }
