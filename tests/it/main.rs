@@ -18,6 +18,7 @@ mod processes;
 mod projectors;
 mod provisioning;
 mod query;
+mod schedules;
 mod secrets;
 mod shutdown;
 mod standby;
