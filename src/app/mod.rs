@@ -9,11 +9,13 @@
 //! - [`calls`]: what processes do to a call: record its analysis, ask for notifications,
 //!   close it.
 
+pub mod assistants;
 pub mod billing;
 pub mod calls;
 pub mod contacts;
 mod error;
 pub mod organizations;
+pub mod phone_numbers;
 pub mod webhook_endpoints;
 
 use eventlog::CommandMeta;

@@ -150,6 +150,36 @@ impl Vapi {
         self.created(answer, &payload)
     }
 
+    /// The VAPI assistant created for our assistant `ours` (by the `metadata.assistantId`
+    /// every payload carries), if any: what a sync that may have crashed after VAPI created
+    /// the assistant looks for before creating another. `GET /assistant` (newest first).
+    pub async fn find_assistant(
+        &self,
+        ours: &str,
+        org: &str,
+    ) -> Result<Option<String>, ProviderError> {
+        let answer = self
+            .client
+            .send(Self::request(
+                reqwest::Method::GET,
+                "/assistant?limit=1000".into(),
+                Body::Empty,
+                org,
+            ))
+            .await?;
+        let Some(answer) = answer else {
+            return Ok(None);
+        };
+        Ok(answer
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["metadata"]["assistantId"] == ours)
+            .and_then(|a| a["id"].as_str())
+            .map(str::to_string))
+    }
+
     /// `PATCH /assistant/{id}` (200).
     pub async fn update_assistant(
         &self,

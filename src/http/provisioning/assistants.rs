@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aggregates::organization::{AssistantState, Organization, OrganizationCommand, WebhookAuth};
+use aggregates::organization::{AssistantState, Organization, OrganizationCommand};
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::Path;
@@ -19,12 +19,12 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{begin, execute, field, idempotency_key, provider_error, vapi};
+use crate::app::assistants::{self, check_functions, render, template};
 use crate::http::error::ApiError;
-use crate::http::query::principal::{OrganizationHeader, Principal};
+use crate::http::query::principal::OrganizationHeader;
 use crate::http::ApiTags;
-use crate::providers::ProviderError;
 use crate::state::AppState;
-use crate::templates::{self, substitute, Template, DEFAULT_MODEL, DEFAULT_VOICE_ID};
+use crate::templates::{substitute, DEFAULT_MODEL, DEFAULT_VOICE_ID};
 
 const MAX_NAME: usize = 200;
 const MAX_PROMPT: usize = 20_000;
@@ -200,183 +200,8 @@ fn find(org: &Organization, id: &str) -> Result<Assistant, ApiError> {
         .ok_or_else(not_found)
 }
 
-fn template(slug: &str) -> Result<Template, ApiError> {
-    templates::find(slug).ok_or_else(|| {
-        ApiError::unprocessable("unknown_template", format!("no template `{slug}`"))
-            .with_details(json!({ "template_slug": slug }))
-    })
-}
-
-fn check_functions(functions: &[String]) -> Result<(), ApiError> {
-    for f in functions {
-        if templates::function(f).is_none() {
-            return Err(ApiError::unprocessable(
-                "unknown_function",
-                format!(
-                    "unknown function `{f}`; known: {}",
-                    templates::FUNCTIONS.join(", ")
-                ),
-            )
-            .with_details(json!({ "function": f })));
-        }
-    }
-    Ok(())
-}
-
 fn opt_field(name: &str, value: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
     value.map(|v| field(name, &v, max)).transpose()
-}
-
-/// The prompt and first message rendered from `template` with `given` variables; explicit
-/// texts (their `{{variables}}` substituted) win. Returns the declared variables kept.
-fn render(
-    template: &Template,
-    given: &BTreeMap<String, String>,
-    system_prompt: Option<&str>,
-    first_message: Option<&str>,
-) -> Result<(String, String, BTreeMap<String, String>), ApiError> {
-    let values = template.values(given).map_err(|missing| {
-        ApiError::unprocessable("missing_variable", missing.to_string())
-            .with_details(json!({ "variable": missing.0 }))
-    })?;
-    let prompt = system_prompt.unwrap_or(template.system_prompt);
-    let first = first_message.unwrap_or(template.first_message);
-    let kept = given
-        .iter()
-        .filter(|(k, _)| template.variables.iter().any(|v| v.name == k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok((
-        substitute(prompt, &values),
-        substitute(first, &values),
-        kept,
-    ))
-}
-
-/// The webhook URL VAPI posts this organization's server messages to.
-pub(crate) fn server_url(state: &AppState, org: &str) -> String {
-    format!("{}/api/webhooks/vapi/{org}", state.config.public_url)
-}
-
-/// What `POST /assistant` / `PATCH /assistant/{id}` sends (the seed's createVapiAssistant in
-/// VAPI's current shape: `model.messages` and `model.tools`, `server{url, secret}`).
-pub(crate) fn vapi_payload(
-    state: &AppState,
-    org: &str,
-    id: &str,
-    a: &AssistantState,
-    secret: Option<&str>,
-) -> Value {
-    let tools: Vec<Value> = a
-        .functions
-        .iter()
-        .filter_map(|f| templates::function(f))
-        .map(|function| json!({ "type": "function", "function": function }))
-        .collect();
-    let mut server = json!({ "url": server_url(state, org), "timeoutSeconds": 20 });
-    if let Some(secret) = secret {
-        server["secret"] = json!(secret);
-    }
-    let mut payload = json!({
-        "name": a.name,
-        "model": {
-            "provider": "openai",
-            "model": a.model.as_deref().unwrap_or(DEFAULT_MODEL),
-            "temperature": 0.7,
-            "messages": [{ "role": "system", "content": a.system_prompt }],
-            "tools": tools,
-        },
-        "voice": {
-            "provider": "11labs",
-            "voiceId": a.voice_id.as_deref().unwrap_or(DEFAULT_VOICE_ID),
-            "stability": 0.5,
-            "similarityBoost": 0.75,
-        },
-        "endCallMessage": "Thanks for calling. Goodbye!",
-        "endCallPhrases": ["goodbye", "bye", "that's all", "thank you bye"],
-        "transcriber": { "provider": "deepgram", "model": "nova-2", "language": "en" },
-        "server": server,
-        "serverMessages": [
-            "end-of-call-report",
-            "status-update",
-            "tool-calls",
-            "transcript",
-            "hang",
-        ],
-        "artifactPlan": { "recordingEnabled": true },
-        "silenceTimeoutSeconds": 30,
-        "maxDurationSeconds": 600,
-        "backgroundSound": "office",
-        "metadata": { "organizationId": org, "assistantId": id },
-    });
-    if let Some(first) = &a.first_message {
-        payload["firstMessage"] = json!(first);
-    }
-    payload
-}
-
-/// What is wrong with an assistant's configuration for a sync.
-fn problems(a: &AssistantState) -> Vec<String> {
-    let mut out = Vec::new();
-    if a.system_prompt.trim().is_empty() {
-        out.push("the system prompt is empty".to_string());
-    }
-    for text in std::iter::once(&a.system_prompt).chain(a.first_message.as_ref()) {
-        for name in templates::placeholders(text) {
-            out.push(format!("the variable `{{{{{name}}}}}` has no value"));
-        }
-    }
-    for f in &a.functions {
-        if templates::function(f).is_none() {
-            out.push(format!("unknown function `{f}`"));
-        }
-    }
-    out
-}
-
-/// The secret VAPI sends us in `X-Vapi-Secret`: the organization's, else the service-wide
-/// one, else a new one stored (sealed) on the organization first.
-async fn webhook_secret(
-    state: &AppState,
-    principal: &Principal,
-    org: &Organization,
-) -> Result<String, ApiError> {
-    let own = org
-        .webhook_auth
-        .as_ref()
-        .and_then(|a| a.shared_secret.as_deref())
-        .map(|sealed| state.secrets.open(sealed))
-        .transpose()
-        .map_err(ApiError::internal)?;
-    if let Some(secret) = own.or_else(|| {
-        state
-            .config
-            .vapi_webhook_secret
-            .as_ref()
-            .map(|s| s.expose().to_string())
-    }) {
-        return Ok(secret);
-    }
-    let secret = super::random_secret("vapi_");
-    let auth = WebhookAuth {
-        shared_secret: Some(state.secrets.seal(&secret)),
-        hmac_secret: org
-            .webhook_auth
-            .as_ref()
-            .and_then(|a| a.hmac_secret.clone()),
-        ..Default::default()
-    };
-    execute(
-        state,
-        principal,
-        OrganizationCommand::ConfigureWebhookAuth {
-            auth,
-            actor: principal.actor(),
-        },
-        None,
-    )
-    .await?;
-    Ok(secret)
 }
 
 pub struct AssistantsApi;
@@ -425,38 +250,6 @@ impl AssistantsApi {
         let first = opt_field("first_message", body.first_message, MAX_MESSAGE)?;
         let voice_id = opt_field("voice_id", body.voice_id, MAX_NAME)?;
         let model = opt_field("model", body.model, MAX_NAME)?;
-        let given = body.variables.unwrap_or_default();
-        let (system_prompt, first_message, variables, functions, voice_id, model) =
-            match body.template_slug.as_deref().map(str::trim) {
-                Some(slug) => {
-                    let t = template(slug)?;
-                    let (p, f, kept) = render(&t, &given, prompt.as_deref(), first.as_deref())?;
-                    let functions = body
-                        .functions
-                        .unwrap_or_else(|| t.functions.iter().map(|f| f.to_string()).collect());
-                    let voice = voice_id.unwrap_or_else(|| t.voice_id.to_string());
-                    let model = model.unwrap_or_else(|| t.model.to_string());
-                    (p, Some(f), kept, functions, voice, model)
-                }
-                None => {
-                    let p = prompt.ok_or_else(|| {
-                        ApiError::unprocessable(
-                            "invalid_input",
-                            "system_prompt is required without a template_slug",
-                        )
-                        .with_details(json!({ "field": "system_prompt" }))
-                    })?;
-                    (
-                        substitute(&p, &given),
-                        first.map(|f| substitute(&f, &given)),
-                        given,
-                        body.functions.unwrap_or_default(),
-                        voice_id.unwrap_or_else(|| DEFAULT_VOICE_ID.to_string()),
-                        model.unwrap_or_else(|| DEFAULT_MODEL.to_string()),
-                    )
-                }
-            };
-        check_functions(&functions)?;
         let key = idempotency_key(req);
         let id = match &key {
             Some(k) => Uuid::new_v5(
@@ -466,24 +259,19 @@ impl AssistantsApi {
             None => Uuid::new_v4(),
         }
         .to_string();
-        let (position, org) = execute(
-            &state,
-            &principal,
-            OrganizationCommand::CreateAssistant {
-                assistant_id: id.clone(),
-                name,
-                template_slug: body.template_slug.map(|s| s.trim().to_string()),
-                system_prompt,
-                first_message,
-                voice_id: Some(voice_id),
-                model: Some(model),
-                functions,
-                variables,
-                actor: principal.actor(),
-            },
-            key.map(|k| format!("assistants:{}:{k}", principal.organization_id)),
-        )
-        .await?;
+        let new = assistants::NewAssistant {
+            id: id.clone(),
+            name,
+            template_slug: body.template_slug,
+            system_prompt: prompt,
+            first_message: first,
+            voice_id,
+            model,
+            functions: body.functions,
+            variables: body.variables.unwrap_or_default(),
+        };
+        let (position, org) =
+            assistants::create(&state, &principal.caller(), new, key.as_deref()).await?;
         Ok(CreateAssistantResponse::Created(Json(AssistantWritten {
             data: find(&org, &id)?,
             position,
@@ -644,83 +432,15 @@ impl AssistantsApi {
         /// The assistant id.
         id: Path<String>,
     ) -> Result<Json<AssistantSynced>, ApiError> {
-        let (principal, org) = begin(&state, req, &auth).await?;
+        let (principal, _) = begin(&state, req, &auth).await?;
         super::require_write(&principal)?;
-        let assistant = org.live_assistant(&id.0).ok_or_else(not_found)?.clone();
-        let problems = problems(&assistant);
-        if !problems.is_empty() {
-            return Err(ApiError::unprocessable(
-                "assistant_invalid",
-                "the assistant cannot be synced as it is",
-            )
-            .with_details(json!({ "problems": problems })));
-        }
-        let secret = webhook_secret(&state, &principal, &org).await?;
-        let org_id = principal.org();
-        // Claim the sync before VAPI is called: a concurrent sync of the same assistant loses
-        // the append (optimistic concurrency) and answers 409 `sync_in_progress`, so two
-        // requests never create two VAPI assistants.
-        let sync_id = Uuid::new_v4().to_string();
-        let (_, claimed) = execute(
-            &state,
-            &principal,
-            OrganizationCommand::BeginAssistantSync {
-                assistant_id: id.0.clone(),
-                sync_id: sync_id.clone(),
-                at: chrono::Utc::now(),
-                stale_after_secs: state.config.provisioning_timeout_secs,
-                actor: principal.actor(),
-            },
-            None,
-        )
-        .await?;
-        // The configuration as it stands once the claim is held.
-        let assistant = claimed.live_assistant(&id.0).ok_or_else(not_found)?.clone();
-        let payload = vapi_payload(&state, &org_id, &id.0, &assistant, Some(&secret));
-        let client = vapi(&state);
-        let (done, created) = match &assistant.vapi_assistant_id {
-            Some(vapi_id) => match client.update_assistant(vapi_id, &payload, &org_id).await {
-                // Deleted in VAPI's dashboard: create it again.
-                Err(ProviderError::Rejected { status: 404, .. }) => {
-                    (client.create_assistant(&payload, &org_id).await, true)
-                }
-                other => (other, false),
-            },
-            None => (client.create_assistant(&payload, &org_id).await, true),
-        };
-        let done = match done {
-            Ok(done) => done,
-            Err(e) => {
-                let failed = OrganizationCommand::FailAssistantSync {
-                    assistant_id: id.0.clone(),
-                    sync_id,
-                    reason: e.to_string(),
-                    actor: principal.actor(),
-                };
-                if let Err(recorded) = execute(&state, &principal, failed, None).await {
-                    tracing::error!(assistant = %id.0, code = recorded.detail().code,
-                        "sync failure not recorded; the claim expires on its own");
-                }
-                return Err(provider_error(e));
-            }
-        };
-        let (position, org) = execute(
-            &state,
-            &principal,
-            OrganizationCommand::MarkAssistantSynced {
-                assistant_id: id.0.clone(),
-                vapi_assistant_id: done.id.clone(),
-                actor: principal.actor(),
-            },
-            None,
-        )
-        .await?;
+        let done = assistants::sync(&state, &principal.caller(), &id.0).await?;
         Ok(Json(AssistantSynced {
-            data: find(&org, &id.0)?,
-            vapi_assistant_id: done.id,
-            created,
+            data: find(&done.organization, &id.0)?,
+            vapi_assistant_id: done.vapi_assistant_id,
+            created: done.created,
             sandbox: done.sandbox,
-            position,
+            position: done.position,
         }))
     }
 
@@ -756,8 +476,9 @@ impl AssistantsApi {
             }
             None => None,
         };
-        let problems = problems(assistant);
-        let payload = vapi_payload(&state, &principal.org(), &id.0, assistant, Some("***"));
+        let problems = assistants::problems(assistant);
+        let payload =
+            assistants::vapi_payload(&state, &principal.org(), &id.0, assistant, Some("***"));
         let vapi_request = match &assistant.vapi_assistant_id {
             Some(vapi_id) => format!("PATCH /assistant/{vapi_id}"),
             None => "POST /assistant".to_string(),

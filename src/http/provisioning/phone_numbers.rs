@@ -22,10 +22,7 @@
 
 use std::sync::Arc;
 
-use aggregates::organization::{
-    is_stale, Organization, OrganizationCommand, PhoneNumberPurchase, PhoneNumberState,
-    PurchaseStatus,
-};
+use aggregates::organization::{Organization, OrganizationCommand, PhoneNumberState};
 use poem::web::Data;
 use poem::Request;
 use poem_openapi::param::Path;
@@ -35,12 +32,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{begin, execute, idempotency_key, provider_error, twilio, vapi, Principal};
+use super::{begin, execute, idempotency_key, provider_error, twilio, vapi};
+use crate::app::phone_numbers as app;
 use crate::http::error::ApiError;
 use crate::http::query::principal::OrganizationHeader;
 use crate::http::ApiTags;
-use crate::providers::twilio::{IncomingNumber, NumberConfig, Twilio};
-use crate::providers::vapi::PhoneNumberImport;
 use crate::providers::ProviderError;
 use crate::state::AppState;
 
@@ -218,185 +214,6 @@ pub(crate) fn e164(name: &str, value: &str) -> Result<String, ApiError> {
     }
 }
 
-/// The VAPI id of a live, synced assistant (404 / 409 otherwise).
-fn synced_assistant(org: &Organization, id: &str) -> Result<String, ApiError> {
-    let assistant = org
-        .live_assistant(id)
-        .ok_or_else(|| ApiError::not_found("assistant_not_found", "no such assistant"))?;
-    assistant.vapi_assistant_id.clone().ok_or_else(|| {
-        ApiError::conflict(
-            "assistant_not_synced",
-            "sync the assistant to VAPI first (POST /assistants/{id}/sync)",
-        )
-        .with_details(json!({ "assistant_id": id }))
-    })
-}
-
-/// Records the failure of purchase `id`, then returns `error`.
-async fn fail(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    stage: &str,
-    reason: String,
-    provider_sid: Option<String>,
-    error: ApiError,
-) -> ApiError {
-    let recorded = execute(
-        state,
-        principal,
-        OrganizationCommand::FailPhoneNumberPurchase {
-            purchase_id: id.to_string(),
-            stage: stage.to_string(),
-            reason,
-            provider_sid,
-            actor: principal.actor(),
-        },
-        None,
-    )
-    .await;
-    if let Err(e) = recorded {
-        tracing::error!(
-            purchase = id,
-            code = e.detail().code,
-            "purchase failure not recorded"
-        );
-    }
-    error
-}
-
-/// What steps 3 and 4 of a purchase need besides the bought number.
-struct LinkStep<'a> {
-    id: &'a str,
-    assistant_id: Option<String>,
-    vapi_assistant: Option<String>,
-    friendly_name: Option<String>,
-}
-
-/// Steps 3 and 4: link the bought number in VAPI and record it (a VAPI failure releases the
-/// number again and records the failure).
-async fn link_and_record(
-    state: &AppState,
-    principal: &Principal,
-    twilio: &Twilio,
-    step: LinkStep<'_>,
-    bought: IncomingNumber,
-    recovered: bool,
-) -> Result<BuyResponse, ApiError> {
-    let org_id = principal.org();
-    let id = step.id;
-    let import = PhoneNumberImport {
-        number: bought.phone_number.clone(),
-        twilio_account_sid: twilio.account_sid().to_string(),
-        twilio_auth_token: twilio.auth_token().unwrap_or_default().to_string(),
-        assistant_id: step.vapi_assistant,
-        name: step.friendly_name.clone(),
-        server_url: Some(super::assistants::server_url(state, &org_id)),
-    };
-    let linked = match vapi(state).create_phone_number(&import, &org_id).await {
-        Ok(l) => l,
-        Err(e) => {
-            let reason = e.to_string();
-            let err = provider_error(e);
-            // Compensate: give the number back, so nothing is half provisioned.
-            let unreleased = match twilio.release(&bought.sid, &org_id).await {
-                Ok(()) => None,
-                Err(release) => {
-                    tracing::error!(sid = %bought.sid, error = %release,
-                        "a bought number could not be released after VAPI failed");
-                    Some(bought.sid.clone())
-                }
-            };
-            return Err(fail(state, principal, id, "vapi", reason, unreleased, err).await);
-        }
-    };
-    let (position, org) = execute(
-        state,
-        principal,
-        OrganizationCommand::ProvisionPhoneNumber {
-            phone_number_id: id.to_string(),
-            number: bought.phone_number.clone(),
-            provider_sid: bought.sid.clone(),
-            assistant_id: step.assistant_id,
-            vapi_phone_number_id: Some(linked.id),
-            actor: principal.actor(),
-        },
-        None,
-    )
-    .await?;
-    let mut data = find(&org, id)?;
-    if data.friendly_name.is_none() {
-        data.friendly_name = step.friendly_name.or(bought.friendly_name);
-    }
-    Ok(BuyResponse::Created(Json(PhoneNumberWritten {
-        data,
-        position,
-        sandbox: bought.sandbox || linked.sandbox,
-        duplicate: false,
-        recovered,
-    })))
-}
-
-/// A retry found purchase `id` still pending. Younger than `PROVISIONING_TIMEOUT_SECS`: 409
-/// `purchase_in_progress`. Older: the request that recorded it crashed or hung, so this
-/// retry takes it over (only one retry can) and asks Twilio whether the number was bought.
-/// Returns the bought number to finish with, or `None` after recording the abandonment (the
-/// caller then starts the purchase again). Never buys anything itself.
-async fn take_over(
-    state: &AppState,
-    principal: &Principal,
-    twilio: &Twilio,
-    id: &str,
-    purchase: &PhoneNumberPurchase,
-) -> Result<Option<IncomingNumber>, ApiError> {
-    let now = chrono::Utc::now();
-    let timeout = state.config.provisioning_timeout_secs;
-    if !is_stale(purchase.requested_at, now, timeout) {
-        let waited = purchase.requested_at.map_or(0, |t| (now - t).num_seconds());
-        return Err(ApiError::conflict(
-            "purchase_in_progress",
-            "a purchase with this Idempotency-Key is still in progress",
-        )
-        .with_details(json!({ "retry_after_seconds": (timeout - waited).max(1) })));
-    }
-    // Read-only, so concurrent retries may both ask; only one wins the take-over below.
-    let found = match &purchase.number {
-        Some(number) => twilio
-            .find_incoming(number, &principal.org())
-            .await
-            .map_err(provider_error)?,
-        // No number was chosen yet, so nothing was bought.
-        None => None,
-    };
-    execute(
-        state,
-        principal,
-        OrganizationCommand::ResumePhoneNumberPurchase {
-            purchase_id: id.to_string(),
-            at: now,
-            stale_after_secs: timeout,
-            actor: principal.actor(),
-        },
-        None,
-    )
-    .await?;
-    if found.is_some() {
-        return Ok(found);
-    }
-    execute(
-        state,
-        principal,
-        OrganizationCommand::AbandonPhoneNumberPurchase {
-            purchase_id: id.to_string(),
-            reason: "the request timed out and Twilio has no such number".to_string(),
-            actor: principal.actor(),
-        },
-        None,
-    )
-    .await?;
-    Ok(None)
-}
-
 pub struct PhoneNumbersApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::PhoneNumbers")]
@@ -490,7 +307,7 @@ impl PhoneNumbersApi {
         auth: OrganizationHeader,
         body: Json<NewPhoneNumber>,
     ) -> Result<BuyResponse, ApiError> {
-        let (principal, org) = begin(&state, req, &auth).await?;
+        let (principal, _org) = begin(&state, req, &auth).await?;
         super::require_manage(&principal)?;
         let body = body.0;
         let number = body
@@ -511,12 +328,6 @@ impl PhoneNumbersApi {
             .as_deref()
             .map(|n| super::field("friendly_name", n, 64))
             .transpose()?;
-        let vapi_assistant = body
-            .assistant_id
-            .as_deref()
-            .map(|id| synced_assistant(&org, id))
-            .transpose()?;
-        let org_id = principal.org();
         let id = match idempotency_key(req) {
             Some(key) => Uuid::new_v5(
                 &principal.organization_id,
@@ -525,115 +336,21 @@ impl PhoneNumbersApi {
             None => Uuid::new_v4(),
         }
         .to_string();
-        // A retry of a request that already bought its number gets that number.
-        if let Some(p) = org.phone_numbers.get(&id) {
-            return Ok(BuyResponse::Created(Json(PhoneNumberWritten {
-                data: view(&id, p),
-                position: 0,
-                sandbox: twilio(&state).sandbox(),
-                duplicate: true,
-                recovered: false,
-            })));
-        }
-        let twilio = twilio(&state);
-        let pending = org
-            .purchases
-            .get(&id)
-            .filter(|p| p.status == PurchaseStatus::Pending);
-        if let Some(purchase) = pending {
-            // Still running, or left behind by a request that crashed or hung?
-            if let Some(bought) = take_over(&state, &principal, &twilio, &id, purchase).await? {
-                let assistant_id = purchase.assistant_id.clone();
-                let vapi_assistant = assistant_id
-                    .as_deref()
-                    .map(|a| synced_assistant(&org, a))
-                    .transpose()?;
-                let step = LinkStep {
-                    id: &id,
-                    assistant_id,
-                    vapi_assistant,
-                    friendly_name,
-                };
-                return link_and_record(&state, &principal, &twilio, step, bought, true).await;
-            }
-        }
-        // 1. The intent, before any provider is called.
-        execute(
-            &state,
-            &principal,
-            OrganizationCommand::RequestPhoneNumberPurchase {
-                purchase_id: id.clone(),
-                number: number.clone(),
-                area_code: code.clone(),
-                assistant_id: body.assistant_id.clone(),
-                at: chrono::Utc::now(),
-                actor: principal.actor(),
-            },
-            None,
-        )
-        .await?;
-        let number = match (number, code) {
-            (Some(n), _) => n,
-            (None, Some(code)) => {
-                let n = match twilio.search(&code, 1, &org_id).await {
-                    Ok((found, _)) => match found.into_iter().next() {
-                        Some(n) => n.phone_number,
-                        None => {
-                            let err = ApiError::unprocessable(
-                                "no_numbers_available",
-                                format!("Twilio has no numbers available in area code {code}"),
-                            );
-                            let reason = "no numbers available".to_string();
-                            return Err(
-                                fail(&state, &principal, &id, "search", reason, None, err).await
-                            );
-                        }
-                    },
-                    Err(e) => {
-                        let reason = e.to_string();
-                        let err = provider_error(e);
-                        return Err(
-                            fail(&state, &principal, &id, "search", reason, None, err).await
-                        );
-                    }
-                };
-                // Recorded before buying, so a retry after a crash knows what to look for.
-                execute(
-                    &state,
-                    &principal,
-                    OrganizationCommand::ChoosePurchaseNumber {
-                        purchase_id: id.clone(),
-                        number: n.clone(),
-                        actor: principal.actor(),
-                    },
-                    None,
-                )
-                .await?;
-                n
-            }
-            (None, None) => return Err(ApiError::internal("no number and no area code")),
-        };
-        // 2. Buy.
-        let config = NumberConfig {
-            voice_url: state.config.vapi_phone_number_url.clone(),
-            status_callback: format!("{}/api/webhooks/twilio/status", state.config.public_url),
-            friendly_name: friendly_name.clone(),
-        };
-        let bought = match twilio.buy(&number, &config, &org_id).await {
-            Ok(b) => b,
-            Err(e) => {
-                let reason = e.to_string();
-                let err = provider_error(e);
-                return Err(fail(&state, &principal, &id, "twilio", reason, None, err).await);
-            }
-        };
-        let step = LinkStep {
-            id: &id,
+        let purchase = app::Purchase {
+            id: id.clone(),
+            number,
+            area_code: code,
             assistant_id: body.assistant_id,
-            vapi_assistant,
             friendly_name,
         };
-        link_and_record(&state, &principal, &twilio, step, bought, false).await
+        let bought = app::buy(&state, &principal.caller(), purchase).await?;
+        Ok(BuyResponse::Created(Json(PhoneNumberWritten {
+            data: view(&id, &bought.number),
+            position: bought.position,
+            sandbox: bought.sandbox,
+            duplicate: bought.duplicate,
+            recovered: bought.recovered,
+        })))
     }
 
     /// One phone number.
@@ -691,7 +408,7 @@ impl PhoneNumbersApi {
         if assistant_id != current.assistant_id {
             let vapi_assistant = assistant_id
                 .as_deref()
-                .map(|a| synced_assistant(&org, a))
+                .map(|a| app::synced_assistant(&org, a))
                 .transpose()?;
             if let Some(vapi_number) = &current.vapi_phone_number_id {
                 sandbox |= vapi(&state)

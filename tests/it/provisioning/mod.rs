@@ -39,6 +39,13 @@ async fn spawn_with_providers_and(
     let vapi = MockServer::start().await;
     let twilio = MockServer::start().await;
     let (vapi_uri, twilio_uri) = (vapi.uri(), twilio.uri());
+    // VAPI lists no assistant (a sync looks before it creates); a test may mount its own.
+    Mock::given(method("GET"))
+        .and(path("/assistant"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .with_priority(10)
+        .mount(&vapi)
+        .await;
     let app = spawn_app_with(backend, move |c| {
         c.vapi.base_url = vapi_uri;
         c.vapi.api_key = Some(Secret::new(VAPI_KEY));
@@ -370,7 +377,7 @@ async fn a_template_becomes_a_live_linked_number(backend: &str) {
         .await
         .unwrap()
         .iter()
-        .filter(|r| r.url.path() == "/assistant")
+        .filter(|r| r.url.path() == "/assistant" && r.method.as_str() == "POST")
         .map(|r| serde_json::from_slice(&r.body).unwrap())
         .collect();
     assert_eq!(sent.len(), 2, "one 500, one retry");

@@ -258,7 +258,48 @@ async fn a_failed_sync_releases_its_claim(backend: &str) {
     drop(p);
 }
 
+/// A sync that crashed after VAPI created the assistant (nothing recorded): the next sync
+/// finds that assistant by our id in its metadata and updates it; VAPI gets no second one.
+async fn a_sync_after_a_crash_finds_the_vapi_assistant_it_created(backend: &str) {
+    let (app, p) = spawn_with_providers(backend).await;
+    let id = app.create_trucking_assistant().await;
+    Mock::given(method("GET"))
+        .and(path("/assistant"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "vapi-other", "metadata": {"assistantId": "someone-else"}},
+            {"id": "vapi-orphan", "metadata": {"assistantId": id}},
+        ])))
+        .with_priority(1)
+        .mount(&p.vapi)
+        .await;
+    let creates = Counter::default();
+    Mock::given(method("POST"))
+        .and(path("/assistant"))
+        .and(creates.clone())
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "vapi-new"})))
+        .mount(&p.vapi)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/assistant/vapi-orphan"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "vapi-orphan"})))
+        .expect(1)
+        .mount(&p.vapi)
+        .await;
+    let (status, synced) = app.post(&format!("/assistants/{id}/sync"), json!({})).await;
+    assert_eq!(status, 200, "{synced}");
+    assert_eq!(synced["vapi_assistant_id"], "vapi-orphan");
+    assert_eq!(synced["created"], false);
+    assert_eq!(
+        creates.0.load(Ordering::SeqCst),
+        0,
+        "no second VAPI assistant"
+    );
+    app.app.stop().await;
+    drop(p);
+}
+
 crate::both_backends!(
+    a_sync_after_a_crash_finds_the_vapi_assistant_it_created,
     a_purchase_left_by_a_crash_is_found_in_twilio_and_never_bought_twice,
     a_stale_purchase_twilio_never_made_is_abandoned_and_bought_once,
     two_concurrent_syncs_create_one_vapi_assistant,
