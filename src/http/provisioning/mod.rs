@@ -172,10 +172,4 @@ pub(crate) fn field(name: &str, value: &str, max: usize) -> Result<String, ApiEr
     Ok(value.to_string())
 }
 
-/// A 32-byte random secret as hex, with a prefix.
-pub(crate) fn random_secret(prefix: &str) -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
-}
+pub(crate) use crate::app::assistants::random_secret;
