@@ -14,6 +14,7 @@ pub mod billing;
 pub mod calls;
 pub mod contacts;
 mod error;
+pub mod onboarding;
 pub mod organizations;
 pub mod phone_numbers;
 pub mod webhook_endpoints;

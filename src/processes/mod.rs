@@ -24,6 +24,7 @@
 pub mod billing;
 pub mod call_processing;
 pub mod notification;
+pub mod onboarding;
 pub mod scheduled;
 pub mod starter;
 pub mod webhooks;
@@ -213,5 +214,6 @@ pub fn all(state: &Arc<AppState>) -> Vec<Arc<dyn ProcessDefinition>> {
         Arc::new(billing::notices::BillingNotices),
         Arc::new(billing::cycle::BillingCycle::new(state)),
         Arc::new(scheduled::ScheduledRuns),
+        Arc::new(onboarding::Onboarding::new(state)),
     ]
 }

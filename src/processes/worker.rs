@@ -283,14 +283,16 @@ async fn advance(
             // outcome later is not taken for a repeat of it.
             let key = match &command {
                 ProcessCommand::Postpone { until, .. } => format!(
-                    "{stream}:{name}:{attempt}:postponed:{}",
+                    "{stream}:{name}:{}:postponed:{}",
+                    step.attempt_label(attempt),
                     until.timestamp_millis()
                 ),
-                _ => format!("{stream}:{name}:{attempt}:outcome"),
+                _ => format!("{stream}:{name}:{}:outcome", step.attempt_label(attempt)),
             };
             outcomes.push((command, key));
         }
         let steps = outcomes.len() as u64;
+        let before = process.clone();
         if let Some(begin) = unrecorded_begin.take() {
             let batch = std::iter::once(begin)
                 .chain(outcomes.into_iter().map(|(command, _)| command))
@@ -314,6 +316,12 @@ async fn advance(
             }
         }
         status.send_modify(|s| s.steps_run += steps);
+        // Outcomes that changed nothing (taken for repeats of recorded ones) would run the
+        // same steps again at once: stop, and let the timer bring the instance back.
+        if process == before {
+            tracing::error!(%stream, "a step's outcome was not recorded; the instance waits");
+            break;
+        }
     }
     if let Some(begin) = unrecorded_begin {
         let key = format!("{stream}:begin");
@@ -433,7 +441,7 @@ async fn run_step(
             step: name.clone(),
             at: state.clock.now(),
         };
-        let key = format!("{stream}:{name}:{attempt}:attempt");
+        let key = format!("{stream}:{name}:{}:attempt", step.attempt_label(attempt));
         state
             .processes
             .execute(&stream, command, &meta(kind, process, key))

@@ -53,6 +53,20 @@ pub struct StepState {
     pub in_doubt: bool,
     pub last_error: Option<String>,
     pub output: serde_json::Value,
+    /// How many times the step was reopened: its attempts count from 1 again, so what
+    /// records them (idempotency keys) tells the rounds apart.
+    #[serde(default)]
+    pub round: u32,
+}
+
+impl StepState {
+    /// `{attempt}`, or `r{round}.{attempt}` after a reopen: unique per attempt of the step.
+    pub fn attempt_label(&self, attempt: u32) -> String {
+        match self.round {
+            0 => attempt.to_string(),
+            round => format!("r{round}.{attempt}"),
+        }
+    }
 }
 
 /// When an instance next needs its worker.
@@ -536,6 +550,7 @@ impl Process {
                     s.in_doubt = false;
                     s.last_error = None;
                     s.output = serde_json::Value::Null;
+                    s.round += 1;
                 }
                 self.completed = false;
             }

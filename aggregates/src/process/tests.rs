@@ -442,11 +442,34 @@ fn a_step_that_gave_up_is_reopened_with_what_it_skipped() {
         at: t(40),
     };
     ProcessTest::with(())
-        .given(vec![started(), gave_up, skipped])
+        .given(vec![started(), gave_up.clone(), skipped.clone()])
         .when(reopen.clone())
         .then_expect_events(vec![reopened("analysis"), reopened("notify")]);
+    // The reopened step counts its attempts from 1 again, in a new round: what records an
+    // attempt tells it from the first round's (a repeated record would be taken as done).
+    let again = crate::replay::<Process>(vec![
+        started(),
+        gave_up,
+        skipped,
+        reopened("analysis"),
+        reopened("notify"),
+    ]);
+    let step = again.step("analysis").expect("the step");
+    assert_eq!((step.attempts, step.round), (0, 1));
+    assert_eq!(step.attempt_label(1), "r1.1");
+    assert_eq!(
+        started_state()
+            .step("analysis")
+            .map(|s| s.attempt_label(1))
+            .as_deref(),
+        Some("1")
+    );
     ProcessTest::with(())
         .given(vec![started()])
         .when(reopen)
         .then_expect_error(ProcessError::NotReopenable("analysis".into()));
+}
+
+fn started_state() -> Process {
+    crate::replay::<Process>(vec![started()])
 }

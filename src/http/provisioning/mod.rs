@@ -14,6 +14,7 @@
 pub mod assistants;
 pub mod billing;
 pub mod integrations;
+pub mod onboarding;
 pub mod phone_numbers;
 pub mod templates;
 pub mod test_calls;
@@ -39,6 +40,7 @@ pub type ProvisioningApi = (
     integrations::IntegrationsApi,
     webhook_endpoints::WebhookEndpointsApi,
     billing::BillingActionsApi,
+    onboarding::OnboardingApi,
 );
 
 pub fn api() -> ProvisioningApi {
@@ -49,6 +51,7 @@ pub fn api() -> ProvisioningApi {
         integrations::IntegrationsApi,
         webhook_endpoints::WebhookEndpointsApi,
         billing::BillingActionsApi,
+        onboarding::OnboardingApi,
     )
 }
 
