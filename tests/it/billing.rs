@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use aggregates::organization::{NotificationSettings, OrganizationCommand, OrganizationSettings};
 use callflex::plans::Plans;
 use serde_json::{json, Value};
 
@@ -182,6 +183,45 @@ async fn the_billing_loop_meters_alerts_reports_and_closes(backend: &str) {
     assert_eq!(billing["data"]["included_minutes"], 10);
     assert_eq!(billing["data"]["used_minutes"], 0);
 
+    // The business asked for usage alerts by SMS too (sent from its number).
+    let system = |command| {
+        let state = app.app.state().clone();
+        let org = app.org;
+        async move {
+            state
+                .organizations
+                .execute(
+                    &org.to_string(),
+                    command,
+                    &eventlog::CommandMeta::new("system:test").tenant(org),
+                )
+                .await
+                .expect("command")
+        }
+    };
+    system(OrganizationCommand::ProvisionPhoneNumber {
+        phone_number_id: "pn-1".into(),
+        number: "+15125550100".into(),
+        provider_sid: "PN1".into(),
+        assistant_id: None,
+        vapi_phone_number_id: None,
+        actor: "system:test".into(),
+    })
+    .await;
+    system(OrganizationCommand::UpdateSettings {
+        settings: OrganizationSettings {
+            notifications: NotificationSettings {
+                sms_enabled: true,
+                sms_numbers: vec!["+15550001111".into()],
+                usage_alerts_sms: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        actor: "system:test".into(),
+    })
+    .await;
+
     // 5 + 4 + 3 = 12 minutes on a 10-minute plan: 80% and 100% crossed, 2 minutes over.
     // The first meter event Stripe is sent fails; the retry is accepted once.
     stripe.fail_first("/v1/billing/meter_events", &[500]);
@@ -225,6 +265,19 @@ async fn the_billing_loop_meters_alerts_reports_and_closes(backend: &str) {
     assert!(alerts.iter().any(|(s, _)| s.contains("80%")));
     assert!(alerts.iter().any(|(s, _)| s.contains("100%")));
     assert!(alerts.iter().all(|(_, to)| to == &["owner@acme.test"]));
+    let sms: Vec<_> = stubs
+        .ledger
+        .lock()
+        .unwrap()
+        .sms
+        .iter()
+        .filter(|(_, _, _, body)| body.contains("of your plan's minutes used"))
+        .cloned()
+        .collect();
+    assert_eq!(sms.len(), 2, "{sms:?}");
+    assert!(sms
+        .iter()
+        .all(|(_, to, from, _)| to == "+15550001111" && from == "+15125550100"));
 
     // The period ends: the sweep (a schedule run) closes it once, with its totals.
     let state = app.app.state().clone();
