@@ -20,6 +20,8 @@
 //!   INSERT/s.
 //! - `webhooks`: outbound webhook deliveries/s (backlog, 16 endpoints) against raw INSERT/s,
 //!   and event → receipt p50/p99 at 100 deliveries/s with ingest running.
+//! - `billing`: usage metering with a Stripe stub: calls metered and reported/s on a backlog
+//!   against raw INSERT/s, and call end → meter event at Stripe p50/p99 at 8 calls/s.
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
 //!   through the live service, the rest decided by the Call aggregate, written to the log with
@@ -29,6 +31,8 @@
 
 #[path = "bench/append.rs"]
 mod append;
+#[path = "bench/billing.rs"]
+mod billing;
 #[path = "bench/command.rs"]
 mod command;
 #[path = "bench/http1.rs"]
@@ -61,13 +65,14 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "append",
     "command",
     "rebuild",
     "ingest",
     "processes",
     "webhooks",
+    "billing",
     "query",
 ];
 
@@ -84,7 +89,7 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, query.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, billing, query.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -376,6 +381,7 @@ async fn main() -> anyhow::Result<()> {
             "query" => query::run(&ctx, args.calls).await,
             "processes" => processes::run(&ctx).await,
             "webhooks" => webhooks::run(&ctx).await,
+            "billing" => billing::run(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {
