@@ -183,6 +183,19 @@ async fn the_billing_loop_meters_alerts_reports_and_closes(backend: &str) {
     assert_eq!(billing["data"]["included_minutes"], 10);
     assert_eq!(billing["data"]["used_minutes"], 0);
 
+    // An integrator listens for usage alerts.
+    let receiver = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/webhook-endpoints",
+            json!({"url": format!("{}/usage", receiver.uri()), "event_types": ["usage.threshold_reached"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     // The business asked for usage alerts by SMS too (sent from its number).
     let system = |command| {
         let state = app.app.state().clone();
@@ -265,6 +278,23 @@ async fn the_billing_loop_meters_alerts_reports_and_closes(backend: &str) {
     assert!(alerts.iter().any(|(s, _)| s.contains("80%")));
     assert!(alerts.iter().any(|(s, _)| s.contains("100%")));
     assert!(alerts.iter().all(|(_, to)| to == &["owner@acme.test"]));
+    let hooks: Vec<Value> = receiver
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.body).ok())
+        .collect();
+    let mut percents: Vec<i64> = hooks
+        .iter()
+        .map(|h| {
+            assert_eq!(h["type"], "usage.threshold_reached");
+            assert_eq!(h["data"]["subscription_id"], subscription.as_str());
+            h["data"]["threshold_percent"].as_i64().unwrap()
+        })
+        .collect();
+    percents.sort_unstable();
+    assert_eq!(percents, vec![80, 100], "{hooks:?}");
     let sms: Vec<_> = stubs
         .ledger
         .lock()
@@ -375,6 +405,42 @@ async fn a_failed_payment_is_shown_and_emailed_to_the_owner(backend: &str) {
     );
 }
 
+/// A call that ended before the subscription was known to the metering (here: before the
+/// checkout completed, inside Stripe's first period) is metered by the daily run.
+async fn the_daily_run_meters_a_call_the_metering_missed(backend: &str) {
+    let stripe = StripeStub::start().await;
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn(backend, &stripe, &stubs).await;
+    call(&app, "before-checkout", 12, 3_600).await;
+    app.processes_done().await;
+    let now = chrono::Utc::now().timestamp();
+    let session = checkout_and_subscribe(&app, &stripe, (now - DAY, now + 29 * DAY)).await;
+    app.processes_done().await;
+    app.settle().await;
+    let billing = get(&app, "/api/v1/billing").await;
+    assert_eq!(billing["data"]["used_minutes"], 0, "{billing}");
+    // The next 02:00 UTC run (the clock moved past it) meters the call and announces the
+    // thresholds it crossed; its overage is reported at the period's close.
+    let state = app.app.state().clone();
+    state.clock.advance(Duration::from_secs(DAY as u64 + 60));
+    callflex::schedules::tick(&state).await.expect("tick");
+    app.processes_done().await;
+    app.settle().await;
+    let billing = get(&app, "/api/v1/billing").await;
+    assert_eq!(billing["data"]["used_minutes"], 12, "{billing}");
+    assert_eq!(billing["data"]["overage_minutes"], 2);
+    assert_eq!(billing["data"]["thresholds_reached"], json!([80, 100]));
+    assert_eq!(app.count_events("UsageThresholdReached").await, 2);
+    let runs = app
+        .scalar_i64(
+            "SELECT COUNT(*) FROM process_work WHERE kind = 'scheduled_run' \
+             AND subject LIKE 'usage_daily:%' AND status = 'completed'",
+        )
+        .await;
+    assert_eq!(runs, 1);
+    let _ = session;
+}
+
 async fn checkout_is_for_owners_and_admins_and_known_plans_and_runs_sandboxed_without_a_key(
     backend: &str,
 ) {
@@ -420,5 +486,6 @@ async fn checkout_is_for_owners_and_admins_and_known_plans_and_runs_sandboxed_wi
 crate::both_backends!(
     the_billing_loop_meters_alerts_reports_and_closes,
     a_failed_payment_is_shown_and_emailed_to_the_owner,
+    the_daily_run_meters_a_call_the_metering_missed,
     checkout_is_for_owners_and_admins_and_known_plans_and_runs_sandboxed_without_a_key,
 );
