@@ -20,6 +20,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod live;
 pub mod plans;
 pub mod processes;
 pub mod providers;

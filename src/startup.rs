@@ -85,6 +85,9 @@ impl Application {
             handles,
             recordings,
         ));
+        let _ = state
+            .live
+            .set(crate::live::Hub::start(store.clone()).await?);
         // Processes: each one's starter reads the log like a projector, its worker runs
         // the instances (see `processes`).
         let mut processes = Vec::new();

@@ -44,6 +44,8 @@ pub struct AppState {
     pub secrets: crate::secrets::Keyring,
     /// Keeps sign-up answers as slow for known addresses as for new ones.
     pub sign_up_pace: crate::http::accounts::pace::SignUpPace,
+    /// The live feed's hub (set at start-up).
+    pub live: std::sync::OnceLock<std::sync::Arc<crate::live::Hub>>,
     /// The clock process workers read (tests move it forward).
     pub clock: crate::clock::Clock,
 }
@@ -90,6 +92,7 @@ impl AppState {
                 config.redis_url.as_deref(),
                 crate::auth::Limits::default(),
             ),
+            live: std::sync::OnceLock::new(),
             clock: crate::clock::Clock::ahead(config.clock_offset_ms),
             config,
             ledger: Ledger::start(store.clone()),

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod inbound_integrations;
 mod limits;
+mod live_feed;
 mod newcomer;
 mod onboarding;
 mod outbound;

@@ -13,6 +13,7 @@
 pub mod billing;
 pub mod calls;
 pub mod contacts;
+pub mod live_feed;
 pub mod notifications;
 pub mod pagination;
 pub mod position;
@@ -50,6 +51,7 @@ pub type QueryApi = (
     notifications::NotificationsApi,
     webhook_deliveries::WebhookDeliveriesApi,
     processing::ProcessingApi,
+    live_feed::LiveFeedApi,
 );
 
 pub fn api() -> QueryApi {
@@ -62,6 +64,7 @@ pub fn api() -> QueryApi {
         notifications::NotificationsApi,
         webhook_deliveries::WebhookDeliveriesApi,
         processing::ProcessingApi,
+        live_feed::LiveFeedApi,
     )
 }
 
