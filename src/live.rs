@@ -2,13 +2,15 @@
 //!
 //! One task per service process (the [`Hub`]) follows the whole log with the projectors'
 //! gap-free reads (a checkpoint of transaction and position, so an append that commits late
-//! is not skipped) and broadcasts each event a dashboard cares about. A client's stream
+//! is not skipped) and broadcasts each event a dashboard cares about on its organization's
+//! channel (an event wakes only that organization's streams). A client's stream
 //! (`GET /api/v1/events/stream`) subscribes, then reads its organization's backlog after its
 //! `Last-Event-ID` from the log up to the hub's position at that moment, then follows the
 //! broadcast: the backlog and the broadcast meet at that position, so nothing is missed or
 //! repeated. A client that falls further behind than the broadcast keeps is sent a `resync`
 //! event with the position to resume from and dropped: it never slows ingest or the others.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,14 +117,17 @@ pub fn feed_event(stored: &StoredEvent, event: &DomainEvent) -> Option<FeedEvent
         organization_id,
         position: stored.position,
         kind,
-        at: stored.metadata.received_at,
+        // When the event was appended: what "committed → received" is measured from.
+        at: chrono::DateTime::from_timestamp_millis(stored.recorded_at)
+            .unwrap_or(stored.metadata.received_at),
         data,
     })
 }
 
-/// Follows the log and broadcasts feed events.
+/// Follows the log and broadcasts feed events, one channel per organization with clients
+/// (an event wakes only its organization's streams).
 pub struct Hub {
-    tx: broadcast::Sender<Arc<FeedEvent>>,
+    channels: std::sync::Mutex<HashMap<String, broadcast::Sender<Arc<FeedEvent>>>>,
     /// Every event up to here has been broadcast (or was not for the feed).
     position: Arc<AtomicI64>,
 }
@@ -135,9 +140,8 @@ impl Hub {
             Some(checkpoint) => checkpoint,
             None => Checkpoint::START,
         };
-        let (tx, _) = broadcast::channel(BUFFER);
         let hub = Arc::new(Hub {
-            tx,
+            channels: std::sync::Mutex::new(HashMap::new()),
             position: Arc::new(AtomicI64::new(from.position)),
         });
         let weak = Arc::downgrade(&hub);
@@ -159,8 +163,7 @@ impl Hub {
                 let full = events.len() == 500;
                 for (stored, event) in &events {
                     if let Some(feed) = feed_event(stored, event) {
-                        // No receiver is not an error: nobody is watching.
-                        let _ = hub.tx.send(Arc::new(feed));
+                        hub.send(feed);
                     }
                     checkpoint = stored.checkpoint();
                     hub.position.store(stored.position, Ordering::Release);
@@ -176,8 +179,35 @@ impl Hub {
         Ok(hub)
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
-        self.tx.subscribe()
+    fn send(&self, event: FeedEvent) {
+        let Ok(mut channels) = self.channels.lock() else {
+            return;
+        };
+        let watched = match channels.get(&event.organization_id) {
+            Some(tx) if tx.receiver_count() > 0 => {
+                let _ = tx.send(Arc::new(event));
+                true
+            }
+            Some(_) => false,
+            // Nobody of this organization is watching.
+            None => return,
+        };
+        if !watched {
+            // Its last client left: the channel goes (a new client makes a new one).
+            channels.retain(|_, tx| tx.receiver_count() > 0);
+        }
+    }
+
+    /// A receiver of `organization`'s events from now on.
+    pub fn subscribe(&self, organization: &str) -> broadcast::Receiver<Arc<FeedEvent>> {
+        match self.channels.lock() {
+            Ok(mut channels) => channels
+                .entry(organization.to_string())
+                .or_insert_with(|| broadcast::channel(BUFFER).0)
+                .subscribe(),
+            // A poisoned lock (a panic while sending) leaves a closed receiver: the stream ends.
+            Err(_) => broadcast::channel(1).1,
+        }
     }
 
     /// The position up to which everything has been broadcast.
@@ -187,6 +217,9 @@ impl Hub {
 
     /// How many streams are open.
     pub fn clients(&self) -> usize {
-        self.tx.receiver_count()
+        self.channels
+            .lock()
+            .map(|c| c.values().map(broadcast::Sender::receiver_count).sum())
+            .unwrap_or(0)
     }
 }

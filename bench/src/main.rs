@@ -22,6 +22,8 @@
 //!   and event → receipt p50/p99 at 100 deliveries/s with ingest running.
 //! - `billing`: usage metering with a Stripe stub: calls metered and reported/s on a backlog
 //!   against raw INSERT/s, and call end → meter event at Stripe p50/p99 at 8 calls/s.
+//! - `live`: 1,000 SSE clients of the live feed across 100 organizations while 16 calls are
+//!   ingested: event → client p50/p99, ingest with the clients against ingest without them.
 //! - `query`: p50/p99 of the calls API (list, cursor page, filters, detail, stats, search) over
 //!   HTTP with `--calls N` calls (default 1,000,000; 100,000 with `--quick`): a small part
 //!   through the live service, the rest decided by the Call aggregate, written to the log with
@@ -39,6 +41,8 @@ mod command;
 mod http1;
 #[path = "bench/ingest.rs"]
 mod ingest;
+#[path = "bench/live.rs"]
+mod live;
 #[path = "bench/overlap.rs"]
 mod overlap;
 #[path = "bench/processes.rs"]
@@ -65,7 +69,7 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "append",
     "command",
     "rebuild",
@@ -73,6 +77,7 @@ const SECTIONS: [&str; 8] = [
     "processes",
     "webhooks",
     "billing",
+    "live",
     "query",
 ];
 
@@ -89,7 +94,7 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, billing, query.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, billing, live, query.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -382,6 +387,7 @@ async fn main() -> anyhow::Result<()> {
             "processes" => processes::run(&ctx).await,
             "webhooks" => webhooks::run(&ctx).await,
             "billing" => billing::run(&ctx).await,
+            "live" => live::run(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

@@ -79,6 +79,31 @@ pub(crate) struct Endpoint {
     path: String,
 }
 
+impl Endpoint {
+    /// The VAPI webhook of `org` on the service listening on `port`.
+    pub(crate) fn vapi(port: u16, org: Uuid) -> Endpoint {
+        Endpoint {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            path: format!("/api/webhooks/vapi/{org}"),
+        }
+    }
+}
+
+/// Deliveries per second of a closed loop of `concurrency` calls for `run_for` (another
+/// section's baseline), with the count of errors.
+pub(crate) async fn closed_loop_rate(
+    endpoint: &Endpoint,
+    concurrency: usize,
+    run_for: Duration,
+    first_call: usize,
+) -> (f64, u64) {
+    let run = drive(endpoint, concurrency, run_for, None, first_call).await;
+    (
+        run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9),
+        run.errors,
+    )
+}
+
 /// Sends one delivery on the worker's connection (opened on first use, and again after a
 /// failure); returns the answer and the service's own time (`Server-Timing`).
 pub(crate) async fn send(
@@ -223,7 +248,7 @@ fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
+pub(crate) async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
     let org = Uuid::new_v4();
     let meta = CommandMeta::new("system:bench").tenant(org);
     let state = app.state();

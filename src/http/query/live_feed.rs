@@ -191,12 +191,13 @@ impl LiveFeedApi {
         };
         let from_query = after.0.map(|a| a.get("after")).transpose()?;
         // Subscribe first, then note the hub's position: the broadcast has everything after.
-        let rx = hub.subscribe();
+        let organization = scope.org();
+        let rx = hub.subscribe(&organization);
         let safe = hub.position();
         let start = from_header.or(from_query).unwrap_or(safe).max(0);
         let feed = Feed {
             state: state.0.clone(),
-            organization: scope.org(),
+            organization,
             last: start,
             safe,
             queue: VecDeque::new(),
