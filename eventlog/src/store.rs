@@ -288,6 +288,30 @@ impl EventStore {
         rows.iter().map(decode).collect()
     }
 
+    /// Up to `limit` events of one stream with a sequence above `after_sequence`, in order
+    /// (an auditor's page).
+    pub async fn read_stream_page(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             AND sequence > $3 ORDER BY sequence LIMIT $4",
+            self.select_columns()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(aggregate_type.to_string())
+            .bind(aggregate_id.to_string())
+            .bind(after_sequence)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
     /// Up to `limit` events of tenant `tenant` after position `after_position` whose record
     /// time is in `[from_ms, to_ms)` and whose type is one of `event_types`, by position (an
     /// auditor's or a replay's time range).

@@ -10,6 +10,7 @@
 //!   close it.
 
 pub mod assistants;
+pub mod audit;
 pub mod billing;
 pub mod calls;
 pub mod contacts;

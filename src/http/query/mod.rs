@@ -10,6 +10,7 @@
 //! Parameters are parsed by us, not by poem-openapi, so that every malformed value answers 400
 //! in our error shape naming the parameter ([`Lenient`]).
 
+pub mod audit;
 pub mod billing;
 pub mod calls;
 pub mod contacts;
@@ -52,6 +53,7 @@ pub type QueryApi = (
     webhook_deliveries::WebhookDeliveriesApi,
     processing::ProcessingApi,
     live_feed::LiveFeedApi,
+    audit::AuditApi,
 );
 
 pub fn api() -> QueryApi {
@@ -65,6 +67,7 @@ pub fn api() -> QueryApi {
         webhook_deliveries::WebhookDeliveriesApi,
         processing::ProcessingApi,
         live_feed::LiveFeedApi,
+        audit::AuditApi,
     )
 }
 

@@ -1,0 +1,113 @@
+//! `GET /api/v1/audit/{kind}/{id}`: one stream's history for owners and admins (see
+//! `app::audit`): every event with time, type, resolved actor, correlation and causation ids
+//! and its data (secrets masked), in order, keyset-paged by sequence.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use aggregates::organization::Role;
+
+use crate::app::audit::{self, AuditEvent};
+use crate::http::error::ApiError;
+use crate::http::query::principal::OrganizationHeader;
+use crate::http::query::{begin, Lenient};
+use crate::http::ApiTags;
+use crate::state::AppState;
+
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditEntry {
+    /// The event's place in its stream (1, 2, …).
+    pub sequence: i64,
+    /// Its place in the whole log.
+    pub position: i64,
+    #[oai(rename = "type")]
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+    /// Who: `{kind: user, id, email}`, `{kind: api_key, id, name}`,
+    /// `{kind: provider, provider, delivery}` or `{kind: system, what}`.
+    pub actor: serde_json::Value,
+    /// Shared by every event of one request or delivery.
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    /// The event as recorded, secrets shown as `***`.
+    pub data: serde_json::Value,
+}
+
+impl From<AuditEvent> for AuditEntry {
+    fn from(e: AuditEvent) -> Self {
+        AuditEntry {
+            sequence: e.sequence,
+            position: e.position,
+            event_type: e.event_type,
+            at: e.at,
+            actor: e.actor,
+            correlation_id: e.correlation_id,
+            causation_id: e.causation_id,
+            data: e.data,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct AuditPage {
+    pub data: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+pub struct AuditApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Organizations")]
+impl AuditApi {
+    /// A stream's history (owners and admins): `kind` is `call`, `organization` or
+    /// `subscription`; another organization's stream answers 404 like a missing one.
+    #[oai(
+        path = "/audit/:kind/:id",
+        method = "get",
+        operation_id = "audit_stream"
+    )]
+    async fn stream(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// `call`, `organization` or `subscription`.
+        kind: Path<String>,
+        /// The call, organization or Stripe subscription id.
+        id: Path<String>,
+        /// Events after this sequence (`next_after` of the previous page).
+        after: Query<Option<Lenient<i64>>>,
+        /// Page size, 1 to 500 (default 100).
+        limit: Query<Option<Lenient<i64>>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let scope = begin(&state, req, &auth, &["after", "limit"], None).await?;
+        scope.principal.require_user_role(Role::Admin)?;
+        let after = after
+            .0
+            .map(|a| a.get("after"))
+            .transpose()?
+            .unwrap_or(0)
+            .max(0);
+        let limit = limit.0.map(|l| l.get("limit")).transpose()?.unwrap_or(100);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::bad_parameter("limit", "limit must be 1 to 500"));
+        }
+        let caller = scope.principal.caller();
+        let mut events = audit::stream(&state, &caller, &kind.0, &id.0, after, limit + 1).await?;
+        let more = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        let next_after = events.last().filter(|_| more).map(|e| e.sequence);
+        Ok(Json(AuditPage {
+            data: events.into_iter().map(AuditEntry::from).collect(),
+            next_after,
+        }))
+    }
+}
