@@ -69,6 +69,7 @@ pub struct AuditApi;
 impl AuditApi {
     /// A stream's history (owners and admins): `kind` is `call`, `organization` or
     /// `subscription`; another organization's stream answers 404 like a missing one.
+    #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/audit/:kind/:id",
         method = "get",
