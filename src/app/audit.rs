@@ -141,6 +141,65 @@ pub async fn stream(
         .collect())
 }
 
+/// The stream's state folded from its events up to `as_of` (record time) and/or
+/// `as_of_position` (log position), secrets masked: what we knew then.
+pub async fn state_as_of(
+    state: &AppState,
+    caller: &Caller,
+    kind: &str,
+    id: &str,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+    as_of_position: Option<i64>,
+) -> Result<(Value, i64, i64), AppError> {
+    // The same checks as the history (kind, tenant): read its first page for them.
+    stream(state, caller, kind, id, 0, 1).await?;
+    let events = state.store.read_stream(kind, id, 0).await?;
+    let until_ms = as_of.map(|t| t.timestamp_millis());
+    let kept: Vec<&StoredEvent> = events
+        .iter()
+        .take_while(|e| until_ms.is_none_or(|t| e.recorded_at <= t))
+        .take_while(|e| as_of_position.is_none_or(|p| e.position <= p))
+        .collect();
+    let decoded = kept.iter().map(|e| {
+        projections::DomainEvent::decode_payload(e, &e.payload.to_string())
+            .map_err(|err| AppError::internal(format!("event {}: {err}", e.position)))
+    });
+    let folded = match kind {
+        "call" => {
+            let mut events = Vec::new();
+            for e in decoded {
+                if let projections::DomainEvent::Call(c) = e? {
+                    events.push(c);
+                }
+            }
+            serde_json::to_value(aggregates::replay::<aggregates::call::Call>(events))
+        }
+        "organization" => {
+            let mut events = Vec::new();
+            for e in decoded {
+                if let projections::DomainEvent::Organization(o) = e? {
+                    events.push(o);
+                }
+            }
+            serde_json::to_value(aggregates::replay::<Organization>(events))
+        }
+        _ => {
+            let mut events = Vec::new();
+            for e in decoded {
+                if let projections::DomainEvent::Subscription(s) = e? {
+                    events.push(s);
+                }
+            }
+            serde_json::to_value(
+                aggregates::replay::<aggregates::subscription::Subscription>(events),
+            )
+        }
+    }
+    .map_err(AppError::internal)?;
+    let last = kept.last().map_or((0, 0), |e| (e.sequence, e.position));
+    Ok((mask(&folded), last.0, last.1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -108,6 +108,37 @@ async fn an_auditor_reads_a_streams_history_with_actors_and_no_secrets(backend: 
     let all: Vec<Value> = events.iter().map(|e| e["sequence"].clone()).collect();
     assert_eq!(paged, all);
 
+    // What we knew then: the organization before its rename, secrets masked.
+    let before = events.last().unwrap()["position"].as_i64().unwrap();
+    let (status, body) = app
+        .patch_json(
+            &format!("/api/v1/organizations/{org}"),
+            json!({"name": "Acme Haulage"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let state_url = format!("{url}/state");
+    let (status, then) = get(&app.client, &format!("{state_url}?as_of_position={before}")).await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(then["historical"], true);
+    assert_eq!(then["data"]["name"], "Acme Trucking");
+    assert_eq!(then["position"], before);
+    assert!(!then.to_string().contains(&secret));
+    let (_, now) = get(
+        &app.client,
+        &format!("{state_url}?as_of=2999-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(now["data"]["name"], "Acme Haulage", "{now}");
+    let (_, long_ago) = get(
+        &app.client,
+        &format!("{state_url}?as_of=2000-01-01T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(long_ago["sequence"], 0);
+    let (status, _) = get(&app.client, &state_url).await;
+    assert_eq!(status, 400, "as_of or as_of_position is required");
+
     // A member may not audit; another organization sees nothing of this one.
     let member = app.join_as("member@acme.test", "member").await;
     let (status, _) = get(&member, &format!("{}/api/v1/audit/call/{call}", app.base)).await;

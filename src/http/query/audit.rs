@@ -63,6 +63,17 @@ pub struct AuditPage {
     pub next_after: Option<i64>,
 }
 
+#[derive(Debug, Object)]
+pub struct HistoricalState {
+    /// Always true: this is what the log held then, not the current state.
+    pub historical: bool,
+    /// The state folded from the stream's events up to the point asked (secrets `***`).
+    pub data: serde_json::Value,
+    /// The last event folded: its sequence in the stream and position in the log (0: none).
+    pub sequence: i64,
+    pub position: i64,
+}
+
 pub struct AuditApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Organizations")]
@@ -109,6 +120,52 @@ impl AuditApi {
         Ok(Json(AuditPage {
             data: events.into_iter().map(AuditEntry::from).collect(),
             next_after,
+        }))
+    }
+
+    /// A stream's state as of a time and/or a log position (owners and admins): the
+    /// aggregate folded from its events recorded up to then, marked historical.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(
+        path = "/audit/:kind/:id/state",
+        method = "get",
+        operation_id = "audit_state_as_of"
+    )]
+    async fn state(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// `call`, `organization` or `subscription`.
+        kind: Path<String>,
+        /// The call, organization or Stripe subscription id.
+        id: Path<String>,
+        /// RFC 3339: fold the events recorded up to this time.
+        as_of: Query<Option<Lenient<DateTime<Utc>>>>,
+        /// Fold the events up to this log position.
+        as_of_position: Query<Option<Lenient<i64>>>,
+    ) -> Result<Json<HistoricalState>, ApiError> {
+        let scope = begin(&state, req, &auth, &["as_of", "as_of_position"], None).await?;
+        scope.principal.require_user_role(Role::Admin)?;
+        let as_of = as_of.0.map(|a| a.get("as_of")).transpose()?;
+        let position = as_of_position
+            .0
+            .map(|p| p.get("as_of_position"))
+            .transpose()?;
+        if as_of.is_none() && position.is_none() {
+            return Err(ApiError::bad_parameter(
+                "as_of",
+                "give as_of (RFC 3339) or as_of_position",
+            ));
+        }
+        let caller = scope.principal.caller();
+        let (data, sequence, position) =
+            audit::state_as_of(&state, &caller, &kind.0, &id.0, as_of, position).await?;
+        Ok(Json(HistoricalState {
+            historical: true,
+            data,
+            sequence,
+            position,
         }))
     }
 }
