@@ -142,11 +142,10 @@ impl HealthApi {
             });
         }
         let c = &state.config;
-        // Stripe (outbound) has no caller yet: never reported as live.
         let providers = [
             ("vapi", c.vapi.sandbox(), true),
             ("twilio", c.twilio.sandbox(), true),
-            ("stripe", c.stripe.sandbox(), false),
+            ("stripe", c.stripe.sandbox(), true),
             ("resend", c.resend.sandbox(), true),
             ("llm", c.llm.sandbox(), true),
             ("google_calendar", c.google.sandbox(), true),

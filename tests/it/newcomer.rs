@@ -39,7 +39,7 @@ fn rebuild_of_an_unknown_projector_exits_2_listing_the_names() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-async fn emailed_links_open_pages_and_health_reports_unused_providers(backend: &str) {
+async fn emailed_links_open_pages_and_health_reports_provider_modes(backend: &str) {
     let app = spawn_app(backend).await;
     for path in ["/verify-email?token=abc", "/reset-password?token=abc"] {
         let res = reqwest::get(format!("{}{path}", app.base))
@@ -61,13 +61,13 @@ async fn emailed_links_open_pages_and_health_reports_unused_providers(backend: &
             .and_then(|p| p.iter().find(|p| p["name"] == name))
             .map(|p| p["mode"].clone())
     };
-    assert_eq!(mode("stripe"), Some("unused".into()), "{health}");
+    assert_eq!(mode("stripe"), Some("sandbox".into()), "{health}");
     assert_eq!(mode("llm"), Some("sandbox".into()), "{health}");
     assert_eq!(mode("resend"), Some("sandbox".into()), "{health}");
     app.app.stop().await;
 }
 
-crate::both_backends!(emailed_links_open_pages_and_health_reports_unused_providers);
+crate::both_backends!(emailed_links_open_pages_and_health_reports_provider_modes);
 
 /// `simulate --token` plays calls into the signed-in user's own organization over HTTP only;
 /// `--create-demo-org` against a database that does not exist says so.
