@@ -22,6 +22,9 @@ use projections::DomainEvent;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+/// Events per read: the projectors' batch, so their shared reads serve the hub too.
+const READ_SIZE: i64 = 500;
+
 /// How many events the broadcast keeps for slow clients.
 pub const BUFFER: usize = 4096;
 
@@ -133,8 +136,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts following the log from its current head.
-    pub async fn start(store: EventStore) -> Result<Arc<Hub>, eventlog::StoreError> {
+    /// Starts following the log from its current head, through the projectors' shared
+    /// reads (`feed`: in step with them, the hub reads nothing of its own).
+    pub async fn start(
+        store: EventStore,
+        feed: Arc<projections::LogFeed>,
+    ) -> Result<Arc<Hub>, eventlog::StoreError> {
         let head = store.head().await?;
         let from = match store.checkpoint_of(head).await? {
             Some(checkpoint) => checkpoint,
@@ -148,10 +155,10 @@ impl Hub {
         tokio::spawn(async move {
             let mut checkpoint = from;
             let mut wake = store.wake().subscribe();
+            // The wake generation a read answers (`None` after a poll: read afresh).
+            let mut seen = None;
             while let Some(hub) = weak.upgrade() {
-                let read = store
-                    .read_all_with(checkpoint, 500, DomainEvent::decode_payload)
-                    .await;
+                let read = feed.read_after(checkpoint, READ_SIZE, seen).await;
                 let events = match read {
                     Ok(events) => events,
                     Err(err) => {
@@ -160,8 +167,8 @@ impl Hub {
                         continue;
                     }
                 };
-                let full = events.len() == 500;
-                for (stored, event) in &events {
+                let full = events.len() as i64 == READ_SIZE;
+                for (stored, event) in events.iter() {
                     if let Some(feed) = feed_event(stored, event) {
                         hub.send(feed);
                     }
@@ -169,11 +176,16 @@ impl Hub {
                     hub.position.store(stored.position, Ordering::Release);
                 }
                 drop(hub);
-                if !full {
+                seen = if full {
+                    Some(store.wake().generation())
+                } else {
                     // Woken by an append here, a notification from another process, or the
                     // poll that catches what no notification announced.
-                    let _ = tokio::time::timeout(Duration::from_millis(250), wake.changed()).await;
-                }
+                    tokio::select! {
+                        _ = wake.changed() => Some(store.wake().generation()),
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => None,
+                    }
+                };
             }
         });
         Ok(hub)

@@ -87,7 +87,7 @@ impl Application {
         ));
         let _ = state
             .live
-            .set(crate::live::Hub::start(store.clone()).await?);
+            .set(crate::live::Hub::start(store.clone(), feed.clone()).await?);
         // Processes: each one's starter reads the log like a projector, its worker runs
         // the instances (see `processes`).
         let mut processes = Vec::new();
