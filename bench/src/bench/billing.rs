@@ -24,6 +24,7 @@ use poem::{handler, post, EndpointExt, Route, Server};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::processes::deliver;
 use crate::report::{Baseline, Row, Samples, Section, Target};
 use crate::Ctx;
 
@@ -156,23 +157,6 @@ fn end_report(call: &str) -> String {
         "analysis": {"summary": "Asked for a quote."},
     }})
     .to_string()
-}
-
-async fn deliver(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<Instant> {
-    let res = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-vapi-secret", SECRET)
-        .body(body)
-        .send()
-        .await?;
-    let at = Instant::now();
-    anyhow::ensure!(
-        res.status().is_success(),
-        "delivery answered {}",
-        res.status()
-    );
-    Ok(at)
 }
 
 async fn wait_for(received: &Received, n: usize, limit: Duration) -> anyhow::Result<Duration> {

@@ -177,7 +177,13 @@ fn end_report(call: &str, n: usize) -> String {
     )
 }
 
-async fn deliver(client: &reqwest::Client, url: &str, body: String) -> anyhow::Result<Instant> {
+/// Posts one signed VAPI delivery; answers when its 2xx arrived (the sections' common
+/// ingest step).
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    url: &str,
+    body: String,
+) -> anyhow::Result<Instant> {
     let res = client
         .post(url)
         .header("content-type", "application/json")
