@@ -19,6 +19,7 @@
 //! - [`timing`]: how long a request waited on its appends (reported in `Server-Timing`).
 //! - [`checkpoint`]: consumer checkpoints stored inside the consumer's own transaction.
 
+pub mod activity;
 pub mod backend;
 pub mod checkpoint;
 pub mod error;
@@ -35,6 +36,7 @@ pub mod timing;
 pub mod upcast;
 pub mod wake;
 
+pub use activity::ActivityFilter;
 pub use backend::Backend;
 pub use error::StoreError;
 pub use event::{

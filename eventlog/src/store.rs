@@ -252,7 +252,7 @@ impl EventStore {
         }
     }
 
-    fn select_columns(&self) -> &'static str {
+    pub(crate) fn select_columns(&self) -> &'static str {
         match self.backend {
             Backend::Postgres => {
                 "global_position, transaction_id, aggregate_type, aggregate_id, sequence, \
@@ -551,7 +551,7 @@ pub(crate) fn bind_events<'q>(
     query
 }
 
-fn decode(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+pub(crate) fn decode(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     let (mut event, payload) = decode_light(row)?;
     event.payload = serde_json::from_str(&payload)?;
     let metadata_json: String = row.try_get(14)?;

@@ -510,6 +510,82 @@ async fn appends_abandoned_midway_do_not_stall_later_ones(backend: &str) {
     }
 }
 
+fn by(actor: &str, tenant: &str, n: i64) -> NewEvent {
+    NewEvent {
+        metadata: CommandMeta::new(actor).tenant(tenant).for_event(0),
+        ..event(n)
+    }
+}
+
+async fn a_tenants_activity_is_filtered_by_actor_kind_type_and_time(backend: &str) {
+    let store = open(backend).await;
+    let appends = [
+        ("a", vec![by("user:u1", "t1", 1), by("user:u1", "t1", 2)]),
+        ("b", vec![by("provider:vapi:k1", "t1", 3)]),
+        ("c", vec![by("user:u10", "t1", 4)]),
+        ("d", vec![by("user:u1", "t2", 5)]),
+    ];
+    for (id, events) in appends {
+        store.append(append(id, 0, events)).await.unwrap();
+    }
+    let amounts = |events: Vec<eventlog::StoredEvent>| -> Vec<i64> {
+        events
+            .iter()
+            .map(|e| e.payload["Added"]["amount"].as_i64().unwrap())
+            .collect()
+    };
+    let read = |filter: eventlog::ActivityFilter, after: i64, limit: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .read_activity("t1", &filter, after, limit)
+                .await
+                .unwrap()
+        }
+    };
+    let all = read(Default::default(), 0, 100).await;
+    assert_eq!(
+        amounts(all.clone()),
+        vec![1, 2, 3, 4],
+        "another tenant's events never show"
+    );
+    // An actor matches exactly or as a prefix up to a colon: `user:u1` is not `user:u10`.
+    let actor = |a: &str| eventlog::ActivityFilter {
+        actor: Some(a.into()),
+        ..Default::default()
+    };
+    assert_eq!(amounts(read(actor("user:u1"), 0, 100).await), vec![1, 2]);
+    assert_eq!(amounts(read(actor("provider:vapi"), 0, 100).await), vec![3]);
+    assert_eq!(
+        amounts(read(actor("provider:vap"), 0, 100).await),
+        Vec::<i64>::new()
+    );
+    let kind = eventlog::ActivityFilter {
+        aggregate_type: Some("other".into()),
+        ..Default::default()
+    };
+    assert!(read(kind, 0, 100).await.is_empty());
+    let typed = eventlog::ActivityFilter {
+        aggregate_type: Some("counter".into()),
+        event_type: Some("Added".into()),
+        ..Default::default()
+    };
+    assert_eq!(read(typed, 0, 100).await.len(), 4);
+    // Keyset pages by position, and the time range is half-open.
+    let page = read(Default::default(), all[1].position, 1).await;
+    assert_eq!(amounts(page), vec![3]);
+    let before = eventlog::ActivityFilter {
+        to_ms: Some(all[0].recorded_at),
+        ..Default::default()
+    };
+    assert!(read(before, 0, 100).await.is_empty());
+    let from = eventlog::ActivityFilter {
+        from_ms: Some(all[0].recorded_at),
+        ..Default::default()
+    };
+    assert_eq!(read(from, 0, 100).await.len(), 4);
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -536,6 +612,7 @@ macro_rules! conformance {
             case!(a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_state);
             case!(concurrent_appends_each_get_their_own_answer);
             case!(appends_abandoned_midway_do_not_stall_later_ones);
+            case!(a_tenants_activity_is_filtered_by_actor_kind_type_and_time);
         }
     };
 }

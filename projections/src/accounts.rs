@@ -27,6 +27,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::Admin => "admin",
         Role::Member => "member",
         Role::Viewer => "viewer",
+        Role::Auditor => "auditor",
     }
 }
 

@@ -15,6 +15,8 @@ pub enum Role {
     Admin,
     Member,
     Viewer,
+    /// Reads like a viewer and may also read the audit trail (personal data masked).
+    Auditor,
 }
 
 /// Whether a member has accepted their invite.

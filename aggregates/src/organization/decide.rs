@@ -23,7 +23,7 @@ fn role_allows(role: Role, needed: Permission) -> bool {
         Role::Owner => true,
         Role::Admin => needed <= Permission::Manage,
         Role::Member => needed <= Permission::Write,
-        Role::Viewer => false,
+        Role::Viewer | Role::Auditor => false,
     }
 }
 

@@ -703,6 +703,7 @@ pub fn parse_role(role: &str) -> Role {
         "owner" => Role::Owner,
         "admin" => Role::Admin,
         "member" => Role::Member,
+        "auditor" => Role::Auditor,
         _ => Role::Viewer,
     }
 }

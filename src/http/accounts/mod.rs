@@ -52,6 +52,8 @@ pub enum RoleName {
     Admin,
     Member,
     Viewer,
+    /// Reads like a viewer and may read the audit trail, with personal data masked.
+    Auditor,
 }
 
 impl From<RoleName> for Role {
@@ -61,6 +63,7 @@ impl From<RoleName> for Role {
             RoleName::Admin => Role::Admin,
             RoleName::Member => Role::Member,
             RoleName::Viewer => Role::Viewer,
+            RoleName::Auditor => Role::Auditor,
         }
     }
 }
@@ -72,6 +75,7 @@ impl From<Role> for RoleName {
             Role::Admin => RoleName::Admin,
             Role::Member => RoleName::Member,
             Role::Viewer => RoleName::Viewer,
+            Role::Auditor => RoleName::Auditor,
         }
     }
 }

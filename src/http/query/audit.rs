@@ -1,6 +1,8 @@
-//! `GET /api/v1/audit/{kind}/{id}`: one stream's history for owners and admins (see
-//! `app::audit`): every event with time, type, resolved actor, correlation and causation ids
-//! and its data (secrets masked), in order, keyset-paged by sequence.
+//! The audit trail for owners, admins and auditors (personal data masked for auditors; see
+//! `app::audit`): `GET /api/v1/audit` (the organization's activity, filtered),
+//! `/audit/{kind}/{id}` (one stream's history, or a user's), `/audit/{kind}/{id}/state` (the
+//! state as of a time). Each event with time, type, resolved actor, correlation and
+//! causation ids and its data (secrets masked); keyset pages.
 
 use std::sync::Arc;
 
@@ -10,8 +12,6 @@ use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-
-use aggregates::organization::Role;
 
 use crate::app::audit::{self, AuditEvent};
 use crate::http::error::ApiError;
@@ -63,6 +63,41 @@ pub struct AuditPage {
     pub next_after: Option<i64>,
 }
 
+impl AuditPage {
+    /// The first `limit` of `events` (fetched one more than a page, to know if more follow).
+    fn of(mut events: Vec<AuditEvent>, limit: i64, by_position: bool) -> AuditPage {
+        let more = events.len() as i64 > limit;
+        events.truncate(limit as usize);
+        let next_after =
+            events
+                .last()
+                .filter(|_| more)
+                .map(|e| if by_position { e.position } else { e.sequence });
+        AuditPage {
+            data: events.into_iter().map(AuditEntry::from).collect(),
+            next_after,
+        }
+    }
+}
+
+/// `limit` checked (1 to 500, default 100) and `after` (default 0).
+fn page_bounds(
+    after: Query<Option<Lenient<i64>>>,
+    limit: Query<Option<Lenient<i64>>>,
+) -> Result<(i64, i64), ApiError> {
+    let after = after
+        .0
+        .map(|a| a.get("after"))
+        .transpose()?
+        .unwrap_or(0)
+        .max(0);
+    let limit = limit.0.map(|l| l.get("limit")).transpose()?.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_parameter("limit", "limit must be 1 to 500"));
+    }
+    Ok((after, limit))
+}
+
 #[derive(Debug, Object)]
 pub struct HistoricalState {
     /// Always true: this is what the log held then, not the current state.
@@ -78,8 +113,64 @@ pub struct AuditApi;
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Organizations")]
 impl AuditApi {
-    /// A stream's history (owners and admins): `kind` is `call`, `organization` or
-    /// `subscription`; another organization's stream answers 404 like a missing one.
+    /// The organization's activity (owners, admins and auditors): every event of every
+    /// stream of the organization, by log position, narrowed by actor (`user:<id>`,
+    /// `api_key:<id>`, or a prefix such as `provider:vapi` or `system`), stream kind, event
+    /// type and record time `[from, to)`.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/audit", method = "get", operation_id = "audit_activity")]
+    async fn activity(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// An actor, or an actor's prefix up to a colon.
+        actor: Query<Option<String>>,
+        /// The stream kind: `call`, `organization`, `subscription`, …
+        kind: Query<Option<String>>,
+        /// An event type, e.g. `MemberRoleChanged`.
+        #[oai(name = "type")]
+        event_type: Query<Option<String>>,
+        /// RFC 3339: events recorded at or after this time.
+        from: Query<Option<Lenient<DateTime<Utc>>>>,
+        /// RFC 3339: events recorded before this time.
+        to: Query<Option<Lenient<DateTime<Utc>>>>,
+        /// Events after this log position (`next_after` of the previous page).
+        after: Query<Option<Lenient<i64>>>,
+        /// Page size, 1 to 500 (default 100).
+        limit: Query<Option<Lenient<i64>>>,
+    ) -> Result<Json<AuditPage>, ApiError> {
+        let params = ["actor", "kind", "type", "from", "to", "after", "limit"];
+        let scope = begin(&state, req, &auth, &params, None).await?;
+        let view = scope.principal.audit_view()?;
+        let (after, limit) = page_bounds(after, limit)?;
+        let from = from.0.map(|f| f.get("from")).transpose()?;
+        let to = to.0.map(|t| t.get("to")).transpose()?;
+        if let (Some(from), Some(to)) = (from, to) {
+            if from > to {
+                return Err(ApiError::bad_parameter("from", "from must not be after to"));
+            }
+        }
+        let text = |value: Option<String>| {
+            value
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let filter = eventlog::ActivityFilter {
+            actor: text(actor.0),
+            aggregate_type: text(kind.0),
+            event_type: text(event_type.0),
+            from_ms: from.map(|t| t.timestamp_millis()),
+            to_ms: to.map(|t| t.timestamp_millis()),
+        };
+        let caller = scope.principal.caller();
+        let events = audit::activity(&state, &caller, view, &filter, after, limit + 1).await?;
+        Ok(Json(AuditPage::of(events, limit, true)))
+    }
+
+    /// A stream's history (owners, admins, auditors): `kind` is `call`, `organization`,
+    /// `subscription` or `user` (every event the user caused here, paged by log position);
+    /// another organization's stream answers 404 like a missing one.
     #[allow(clippy::too_many_arguments)]
     #[oai(
         path = "/audit/:kind/:id",
@@ -101,29 +192,16 @@ impl AuditApi {
         limit: Query<Option<Lenient<i64>>>,
     ) -> Result<Json<AuditPage>, ApiError> {
         let scope = begin(&state, req, &auth, &["after", "limit"], None).await?;
-        scope.principal.require_user_role(Role::Admin)?;
-        let after = after
-            .0
-            .map(|a| a.get("after"))
-            .transpose()?
-            .unwrap_or(0)
-            .max(0);
-        let limit = limit.0.map(|l| l.get("limit")).transpose()?.unwrap_or(100);
-        if !(1..=500).contains(&limit) {
-            return Err(ApiError::bad_parameter("limit", "limit must be 1 to 500"));
-        }
+        let view = scope.principal.audit_view()?;
+        let (after, limit) = page_bounds(after, limit)?;
         let caller = scope.principal.caller();
-        let mut events = audit::stream(&state, &caller, &kind.0, &id.0, after, limit + 1).await?;
-        let more = events.len() as i64 > limit;
-        events.truncate(limit as usize);
-        let next_after = events.last().filter(|_| more).map(|e| e.sequence);
-        Ok(Json(AuditPage {
-            data: events.into_iter().map(AuditEntry::from).collect(),
-            next_after,
-        }))
+        let events = audit::stream(&state, &caller, view, &kind.0, &id.0, after, limit + 1).await?;
+        // A user's history spans streams: its pages go by log position.
+        let by_position = kind.0 == "user";
+        Ok(Json(AuditPage::of(events, limit, by_position)))
     }
 
-    /// A stream's state as of a time and/or a log position (owners and admins): the
+    /// A stream's state as of a time and/or a log position (owners, admins, auditors): the
     /// aggregate folded from its events recorded up to then, marked historical.
     #[allow(clippy::too_many_arguments)]
     #[oai(
@@ -146,7 +224,7 @@ impl AuditApi {
         as_of_position: Query<Option<Lenient<i64>>>,
     ) -> Result<Json<HistoricalState>, ApiError> {
         let scope = begin(&state, req, &auth, &["as_of", "as_of_position"], None).await?;
-        scope.principal.require_user_role(Role::Admin)?;
+        let view = scope.principal.audit_view()?;
         let as_of = as_of.0.map(|a| a.get("as_of")).transpose()?;
         let position = as_of_position
             .0
@@ -160,7 +238,7 @@ impl AuditApi {
         }
         let caller = scope.principal.caller();
         let (data, sequence, position) =
-            audit::state_as_of(&state, &caller, &kind.0, &id.0, as_of, position).await?;
+            audit::state_as_of(&state, &caller, view, &kind.0, &id.0, as_of, position).await?;
         Ok(Json(HistoricalState {
             historical: true,
             data,

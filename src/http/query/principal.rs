@@ -101,7 +101,7 @@ pub fn rank(role: Role) -> u8 {
         Role::Owner => 3,
         Role::Admin => 2,
         Role::Member => 1,
-        Role::Viewer => 0,
+        Role::Viewer | Role::Auditor => 0,
     }
 }
 
@@ -139,6 +139,20 @@ impl Principal {
     }
 
     /// 403 unless the caller is a user with at least `role`.
+    /// What this principal may see of the audit trail: owners and admins everything but
+    /// secrets, the auditor role personal data masked too; anyone else (and API keys) 403.
+    pub fn audit_view(&self) -> Result<crate::app::audit::View, ApiError> {
+        self.identity.user_id()?;
+        match self.role {
+            Role::Owner | Role::Admin => Ok(crate::app::audit::View::Full),
+            Role::Auditor => Ok(crate::app::audit::View::PersonalDataMasked),
+            Role::Member | Role::Viewer => Err(ApiError::forbidden(
+                "forbidden",
+                "the audit trail needs the owner, admin or auditor role",
+            )),
+        }
+    }
+
     pub fn require_user_role(&self, role: Role) -> Result<&str, ApiError> {
         let user_id = self.identity.user_id()?;
         if rank(self.role) >= rank(role) {

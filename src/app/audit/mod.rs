@@ -5,13 +5,19 @@
 
 use aggregates::organization::Organization;
 use eventlog::StoredEvent;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use super::{organizations, AppError, Caller};
 use crate::state::AppState;
 
+mod activity;
+mod mask;
+
+pub use activity::activity;
+pub use mask::{mask, View};
+
 /// The streams an auditor may read, by the route's `kind`.
-pub const KINDS: [&str; 3] = ["call", "organization", "subscription"];
+pub const KINDS: [&str; 4] = ["call", "organization", "subscription", "user"];
 
 /// One audited event.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,41 +30,6 @@ pub struct AuditEvent {
     pub correlation_id: String,
     pub causation_id: Option<String>,
     pub data: Value,
-}
-
-/// Field names whose values are never shown (sealed secrets, hashes, tokens).
-fn secret_field(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "secret",
-        "hash",
-        "token",
-        "password",
-        "credential",
-        "auth_token",
-    ]
-    .iter()
-    .any(|s| name.contains(s))
-}
-
-/// `value` with every secret field's value replaced by `"***"`.
-pub fn mask(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| {
-                    let shown = if secret_field(k) && !v.is_null() {
-                        json!("***")
-                    } else {
-                        mask(v)
-                    };
-                    (k.clone(), shown)
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
-        other => other.clone(),
-    }
 }
 
 /// Who `actor` is, in words an auditor can use.
@@ -84,7 +55,7 @@ pub fn resolve_actor(actor: &str, organization: &Organization) -> Value {
     }
 }
 
-fn audited(stored: &StoredEvent, organization: &Organization) -> AuditEvent {
+fn audited(stored: &StoredEvent, organization: &Organization, view: View) -> AuditEvent {
     AuditEvent {
         sequence: stored.sequence,
         position: stored.position,
@@ -94,19 +65,21 @@ fn audited(stored: &StoredEvent, organization: &Organization) -> AuditEvent {
         actor: resolve_actor(&stored.metadata.actor, organization),
         correlation_id: stored.metadata.correlation_id.to_string(),
         causation_id: stored.metadata.causation_id.map(|c| c.to_string()),
-        data: mask(&stored.payload),
+        data: view.show(&stored.payload),
     }
 }
 
-/// Up to `limit` events of the stream `kind`/`id` after `after_sequence`. 404 when the
-/// stream is not the caller's organization's (or does not exist): nothing tells another
-/// tenant's streams from missing ones.
+/// Up to `limit` events of the stream `kind`/`id` after `after` (a sequence in the stream;
+/// for `user`, a log position: a user's history is every event they caused here, across
+/// streams). 404 when the stream is not the caller's organization's (or does not exist):
+/// nothing tells another tenant's streams from missing ones.
 pub async fn stream(
     state: &AppState,
     caller: &Caller,
+    view: View,
     kind: &str,
     id: &str,
-    after_sequence: i64,
+    after: i64,
     limit: i64,
 ) -> Result<Vec<AuditEvent>, AppError> {
     if !KINDS.contains(&kind) {
@@ -118,6 +91,17 @@ pub async fn stream(
     let organization = organizations::load(state, caller).await?;
     let org = caller.organization_id.to_string();
     let not_found = || AppError::not_found("stream_not_found", format!("no such {kind}"));
+    if kind == "user" {
+        // Anyone who ever was a member (removed members' history stays auditable).
+        if !organization.members.contains_key(id) && !was_member(state, &org, id).await? {
+            return Err(not_found());
+        }
+        let filter = eventlog::ActivityFilter {
+            actor: Some(format!("user:{id}")),
+            ..Default::default()
+        };
+        return activity(state, caller, view, &filter, after, limit).await;
+    }
     if kind == "organization" && id != org {
         return Err(not_found());
     }
@@ -130,15 +114,26 @@ pub async fn stream(
     if !owned {
         return Err(not_found());
     }
-    let page = state
-        .store
-        .read_stream_page(kind, id, after_sequence, limit)
-        .await?;
+    let page = state.store.read_stream_page(kind, id, after, limit).await?;
     Ok(page
         .iter()
         .filter(|e| kind == "organization" || e.metadata.tenant_id.as_deref() == Some(&org))
-        .map(|e| audited(e, &organization))
+        .map(|e| audited(e, &organization, view))
         .collect())
+}
+
+/// True when the organization's log names `user_id` as a member at any time.
+async fn was_member(state: &AppState, org: &str, user_id: &str) -> Result<bool, AppError> {
+    let events = state.store.read_stream("organization", org, 0).await?;
+    Ok(events.iter().any(|e| {
+        ["MemberJoined", "MemberInvited", "MemberRemoved"].contains(&e.event_type.as_str())
+            && e.payload
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|v| v.get("user_id"))
+                .and_then(|v| v.as_str())
+                == Some(user_id)
+    }))
 }
 
 /// The stream's state folded from its events up to `as_of` (record time) and/or
@@ -146,13 +141,21 @@ pub async fn stream(
 pub async fn state_as_of(
     state: &AppState,
     caller: &Caller,
+    view: View,
     kind: &str,
     id: &str,
     as_of: Option<chrono::DateTime<chrono::Utc>>,
     as_of_position: Option<i64>,
 ) -> Result<(Value, i64, i64), AppError> {
     // The same checks as the history (kind, tenant): read its first page for them.
-    stream(state, caller, kind, id, 0, 1).await?;
+    if kind == "user" {
+        return Err(AppError::not_found(
+            "unknown_kind",
+            "a user has a history, not a state: kinds with a state are call, organization, \
+             subscription",
+        ));
+    }
+    stream(state, caller, view, kind, id, 0, 1).await?;
     let events = state.store.read_stream(kind, id, 0).await?;
     let until_ms = as_of.map(|t| t.timestamp_millis());
     let kept: Vec<&StoredEvent> = events
@@ -197,23 +200,12 @@ pub async fn state_as_of(
     }
     .map_err(AppError::internal)?;
     let last = kept.last().map_or((0, 0), |e| (e.sequence, e.position));
-    Ok((mask(&folded), last.0, last.1))
+    Ok((view.show(&folded), last.0, last.1))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_are_masked_at_any_depth_and_nothing_else() {
-        let event = json!({"WebhookEndpointCreated": {"url": "https://crm.test", "secret": "sealed:abc",
-            "nested": [{"key_hash": "9f", "name": "CRM"}], "token_hash": null}});
-        assert_eq!(
-            mask(&event),
-            json!({"WebhookEndpointCreated": {"url": "https://crm.test", "secret": "***",
-                "nested": [{"key_hash": "***", "name": "CRM"}], "token_hash": null}})
-        );
-    }
 
     #[test]
     fn actors_are_resolved() {
