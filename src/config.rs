@@ -66,6 +66,9 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub listen: SocketAddr,
+    /// The operators' listener (`/health` in detail, `/metrics`): `CALLFLEX_OPERATOR_ADDR`,
+    /// by default loopback at PORT + 1 (an ephemeral port when PORT is 0); `off` for none.
+    pub operator_listen: Option<SocketAddr>,
     /// The URL providers reach us at (Twilio signs it; VAPI assistants post to it).
     pub public_url: String,
     pub log_json: bool,
@@ -151,6 +154,7 @@ impl Default for Config {
             database_url: "sqlite://data/callflex.db".into(),
             database_max_connections: 20,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            operator_listen: None,
             public_url: "http://localhost:8080".into(),
             log_json: false,
             // A long call's end-of-call report (artifact.messages, messagesOpenAIFormatted and the
@@ -277,6 +281,27 @@ impl Config {
         c.listen = format!("{host}:{port}")
             .parse()
             .map_err(|_| ConfigError(format!("HOST/PORT {host}:{port} is not an address")))?;
+        c.operator_listen = match get("CALLFLEX_OPERATOR_ADDR") {
+            Some(addr) if addr.eq_ignore_ascii_case("off") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                ConfigError(format!(
+                    "CALLFLEX_OPERATOR_ADDR={addr} is not an address (or off)"
+                ))
+            })?),
+            None => Some(SocketAddr::from((
+                [127, 0, 0, 1],
+                match c.listen.port() {
+                    0 => 0,
+                    port => port.checked_add(1).ok_or_else(|| {
+                        ConfigError(
+                            "PORT 65535 leaves no PORT + 1 for the operator port; set \
+                                     CALLFLEX_OPERATOR_ADDR"
+                                .into(),
+                        )
+                    })?,
+                },
+            ))),
+        };
         c.public_url = get("PUBLIC_URL")
             .unwrap_or_else(|| format!("http://localhost:{port}"))
             .trim_end_matches('/')
@@ -484,6 +509,28 @@ mod tests {
         let c = Config::from_lookup(|_| None).unwrap();
         assert_eq!(c.database_url, "sqlite://data/callflex.db");
         assert!(c.vapi.sandbox() && c.twilio.sandbox() && c.stripe.sandbox());
+    }
+
+    #[test]
+    fn the_operator_port_is_loopback_at_port_plus_one_unless_moved_or_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            Config::from_lookup(move |k| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let c = env(&[("PORT", "9000")]).unwrap();
+        assert_eq!(c.operator_listen, Some("127.0.0.1:9001".parse().unwrap()));
+        let c = env(&[("PORT", "0")]).unwrap();
+        assert_eq!(c.operator_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let c = env(&[("CALLFLEX_OPERATOR_ADDR", "off")]).unwrap();
+        assert_eq!(c.operator_listen, None);
+        let c = env(&[("CALLFLEX_OPERATOR_ADDR", "0.0.0.0:9090")]).unwrap();
+        assert_eq!(c.operator_listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert!(env(&[("CALLFLEX_OPERATOR_ADDR", "nine")]).is_err());
+        assert!(env(&[("PORT", "65535")]).is_err());
     }
 
     #[test]

@@ -30,5 +30,6 @@ pub mod secrets;
 pub mod simulate;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod templates;
 pub mod webhooks;

@@ -21,6 +21,8 @@ const PROJECTION_READ_INTERVAL: Duration = Duration::from_millis(25);
 
 pub struct Application {
     port: u16,
+    /// The operator port (`/health` in detail, `/metrics`), when one is configured.
+    operator_port: Option<u16>,
     state: Arc<AppState>,
     /// Stops the HTTP server (graceful: requests in flight finish).
     stop: watch::Sender<bool>,
@@ -114,6 +116,11 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().map(|a| a.port()))
             .unwrap_or(config.listen.port());
+        crate::telemetry::prometheus();
+        let operator_port = match config.operator_listen {
+            Some(addr) => Some(serve_operator(addr, state.clone(), stop_rx.clone()).await?),
+            None => None,
+        };
         let app = http::app(state.clone());
         let server = tokio::spawn(
             Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
@@ -124,11 +131,13 @@ impl Application {
         );
         tracing::info!(
             port,
+            operator_port = operator_port.unwrap_or(0),
             backend = state.store.backend().name(),
             "CallFlex listening"
         );
         Ok(Application {
             port,
+            operator_port,
             state,
             stop,
             stop_projectors,
@@ -138,6 +147,10 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn operator_port(&self) -> Option<u16> {
+        self.operator_port
     }
 
     pub fn state(&self) -> &Arc<AppState> {
@@ -172,4 +185,37 @@ impl Application {
         self.state.ledger.flush().await;
         let _ = self.stop_projectors.send(true);
     }
+}
+
+/// Binds the operator port and serves it until `stop`; returns the port bound.
+async fn serve_operator(
+    addr: std::net::SocketAddr,
+    state: Arc<AppState>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<u16> {
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot listen on the operator port {addr} ({err}); set CALLFLEX_OPERATOR_ADDR \
+                 to a free address, or to `off`"
+            )
+        })?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|a| a.port()))
+        .unwrap_or(addr.port());
+    let server = Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+        http::operator::app(state),
+        stopped(stop),
+        Some(Duration::from_secs(2)),
+    );
+    tokio::spawn(async move {
+        if let Err(err) = server.await {
+            tracing::error!(error = %err, "operator port stopped");
+        }
+    });
+    Ok(port)
 }

@@ -265,6 +265,7 @@ impl Writer {
             let (t, id) = p.append.stream();
             seen.insert((t.to_string(), id.to_string()))
         });
+        metrics::histogram!("eventlog_group_commit_batch_size").record(group.len() as f64);
         if group.len() == 1 {
             self.write_alone(group).await;
         } else {

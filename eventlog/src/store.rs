@@ -111,7 +111,15 @@ impl EventStore {
         let key = append.idempotency_key.clone();
         let started = std::time::Instant::now();
         let written = self.try_append(append, prepared).await;
-        crate::timing::record(started.elapsed());
+        let took = started.elapsed();
+        crate::timing::record(took);
+        let outcome = match &written {
+            Ok(_) => "committed",
+            Err(StoreError::Conflict { .. }) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::histogram!("eventlog_append_seconds", "backend" => self.backend.name(), "outcome" => outcome)
+            .record(took.as_secs_f64());
         match written {
             Ok(result) => {
                 self.wake.committed(result.last_position);

@@ -1,5 +1,7 @@
-//! `GET /health`: store backend, log head, every projector's checkpoint and lag, which
-//! outbound providers run in sandbox mode, and the group-commit counters.
+//! `GET /health` on the service's port: a plain liveness answer for anyone. The detailed view
+//! (store backend, log head, every projector's and process's position, lag and errors, which
+//! providers run in sandbox mode, the group-commit counters) is `GET /health` on the
+//! operator port (see [`super::operator`]), which is not exposed with the API.
 
 use std::sync::Arc;
 
@@ -95,96 +97,114 @@ pub struct Health {
     pub group_commit: Option<GroupCommit>,
 }
 
+/// The plain answer anyone gets.
+#[derive(Debug, Object)]
+pub struct Liveness {
+    /// `ok`, or `degraded` when a projector reports an error (details on the operator port).
+    pub status: String,
+}
+
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Operations")]
 impl HealthApi {
-    /// Service health and projection lag.
+    /// Liveness: the service answers. Positions, lag and errors are on the operator port.
     #[oai(path = "/health", method = "get", operation_id = "health")]
-    async fn health(&self, state: Data<&Arc<AppState>>) -> Result<Json<Health>, ApiError> {
-        let head = state.store.head().await?;
-        let mut projectors = Vec::new();
-        for handle in &state.projectors {
-            let status = handle.status();
-            let lag = state.store.count_after(status.checkpoint).await?;
-            projectors.push(ProjectorHealth {
-                name: handle.name().to_string(),
-                position: status.checkpoint.position,
-                transaction_id: status.checkpoint.transaction_id,
-                lag,
-                active: status.active,
-                last_error: status.last_error,
-            });
-        }
-        let mut processes = Vec::new();
-        for handle in state.processes_running.get().into_iter().flatten() {
-            let starter = handle.starter.status();
-            let worker = handle.status();
-            let counts = crate::processes::work::counts(state.store.pool(), handle.kind).await?;
-            let count = |standing: &str| {
-                counts
-                    .iter()
-                    .find(|(s, _)| s == standing)
-                    .map_or(0, |(_, n)| *n)
-            };
-            processes.push(ProcessHealth {
-                name: handle.kind.to_string(),
-                active: worker.active,
-                position: starter.checkpoint.position,
-                lag: state.store.count_after(starter.checkpoint).await?,
-                steps_run: worker.steps_run,
-                pending: count("pending"),
-                running: count("running"),
-                retrying: count("retrying"),
-                failed: count("failed"),
-                completed: count("completed"),
-                last_error: worker.last_error.or(starter.last_error),
-            });
-        }
-        let c = &state.config;
-        let providers = [
-            ("vapi", c.vapi.sandbox(), true),
-            ("twilio", c.twilio.sandbox(), true),
-            ("stripe", c.stripe.sandbox(), true),
-            ("resend", c.resend.sandbox(), true),
-            ("llm", c.llm.sandbox(), true),
-            ("google_calendar", c.google.sandbox(), true),
-            ("hubspot", c.hubspot.sandbox(), true),
-        ]
-        .into_iter()
-        .map(|(name, sandbox, used)| ProviderMode {
-            name: name.to_string(),
-            sandbox,
-            mode: match (used, sandbox) {
-                (false, _) => "unused",
-                (true, true) => "sandbox",
-                (true, false) => "live",
-            }
-            .to_string(),
-        })
-        .collect();
-        let degraded = projectors.iter().any(|p| p.last_error.is_some());
-        let active = projectors.iter().filter(|p| p.active).count();
-        let role = match active {
-            0 => "standby",
-            n if n == projectors.len() => "active",
-            _ => "partly_active",
-        };
-        Ok(Json(Health {
+    async fn health(&self, state: Data<&Arc<AppState>>) -> Json<Liveness> {
+        let degraded = state
+            .projectors
+            .iter()
+            .any(|p| p.status().last_error.is_some());
+        Json(Liveness {
             status: if degraded { "degraded" } else { "ok" }.to_string(),
-            backend: state.store.backend().name().to_string(),
-            role: role.to_string(),
-            pid: std::process::id(),
-            log_head: head,
-            projectors,
-            processes,
-            providers,
-            group_commit: state.store.group_commit_stats().map(|g| GroupCommit {
-                statements: g.statements,
-                appends: g.appends,
-                shared_statements: g.shared_statements,
-                regrouped: g.regrouped,
-            }),
-        }))
+        })
     }
+}
+
+/// The operators' detailed view.
+pub async fn detail(state: &AppState) -> Result<Health, ApiError> {
+    let head = state.store.head().await?;
+    let mut projectors = Vec::new();
+    for handle in &state.projectors {
+        let status = handle.status();
+        let lag = state.store.count_after(status.checkpoint).await?;
+        projectors.push(ProjectorHealth {
+            name: handle.name().to_string(),
+            position: status.checkpoint.position,
+            transaction_id: status.checkpoint.transaction_id,
+            lag,
+            active: status.active,
+            last_error: status.last_error,
+        });
+    }
+    let mut processes = Vec::new();
+    for handle in state.processes_running.get().into_iter().flatten() {
+        let starter = handle.starter.status();
+        let worker = handle.status();
+        let counts = crate::processes::work::counts(state.store.pool(), handle.kind).await?;
+        let count = |standing: &str| {
+            counts
+                .iter()
+                .find(|(s, _)| s == standing)
+                .map_or(0, |(_, n)| *n)
+        };
+        processes.push(ProcessHealth {
+            name: handle.kind.to_string(),
+            active: worker.active,
+            position: starter.checkpoint.position,
+            lag: state.store.count_after(starter.checkpoint).await?,
+            steps_run: worker.steps_run,
+            pending: count("pending"),
+            running: count("running"),
+            retrying: count("retrying"),
+            failed: count("failed"),
+            completed: count("completed"),
+            last_error: worker.last_error.or(starter.last_error),
+        });
+    }
+    let c = &state.config;
+    let providers = [
+        ("vapi", c.vapi.sandbox(), true),
+        ("twilio", c.twilio.sandbox(), true),
+        ("stripe", c.stripe.sandbox(), true),
+        ("resend", c.resend.sandbox(), true),
+        ("llm", c.llm.sandbox(), true),
+        ("google_calendar", c.google.sandbox(), true),
+        ("hubspot", c.hubspot.sandbox(), true),
+    ]
+    .into_iter()
+    .map(|(name, sandbox, used)| ProviderMode {
+        name: name.to_string(),
+        sandbox,
+        mode: match (used, sandbox) {
+            (false, _) => "unused",
+            (true, true) => "sandbox",
+            (true, false) => "live",
+        }
+        .to_string(),
+    })
+    .collect();
+    let degraded = projectors.iter().any(|p| p.last_error.is_some());
+    let active = projectors.iter().filter(|p| p.active).count();
+    let role = match active {
+        0 => "standby",
+        n if n == projectors.len() => "active",
+        _ => "partly_active",
+    };
+    Ok(Health {
+        status: if degraded { "degraded" } else { "ok" }.to_string(),
+        backend: state.store.backend().name().to_string(),
+        role: role.to_string(),
+        pid: std::process::id(),
+        log_head: head,
+        projectors,
+        processes,
+        providers,
+        group_commit: state.store.group_commit_stats().map(|g| GroupCommit {
+            statements: g.statements,
+            appends: g.appends,
+            shared_statements: g.shared_statements,
+            regrouped: g.regrouped,
+        }),
+    })
 }

@@ -7,6 +7,7 @@ pub mod control_chars;
 pub mod document;
 pub mod error;
 pub mod health;
+pub mod operator;
 pub mod pages;
 pub mod payload;
 pub mod provisioning;
@@ -152,7 +153,15 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// VAPI's tool-call path are judged on `app`.
 async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::Result<Response> {
     let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
     let (mut response, log) = eventlog::timing::measured(next.get_response(req)).await;
+    crate::telemetry::record_request(
+        method.as_str(),
+        &path,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let log_ms = log.as_secs_f64() * 1e3;
     if let Ok(value) =

@@ -68,14 +68,17 @@ impl WebhookApi {
             timestamp: header(req, "x-timestamp"),
             vapi_signature: header(req, "x-vapi-signature"),
         };
-        let outcome = webhooks::vapi::ingest(
-            &state,
-            &organization_id.0,
-            &headers,
-            raw.content_type.as_deref(),
-            bytes,
-        )
-        .await?;
+        let outcome = counted(
+            "vapi",
+            webhooks::vapi::ingest(
+                &state,
+                &organization_id.0,
+                &headers,
+                raw.content_type.as_deref(),
+                bytes,
+            )
+            .await,
+        )?;
         Ok(respond(outcome))
     }
 
@@ -94,14 +97,17 @@ impl WebhookApi {
         let raw = body.0;
         raw.require("application/x-www-form-urlencoded")?;
         let bytes = raw.bytes()?;
-        let outcome = webhooks::twilio::ingest(
-            &state,
-            header(req, "x-twilio-signature").as_deref(),
-            req.uri().query(),
-            raw.content_type.as_deref(),
-            bytes,
-        )
-        .await?;
+        let outcome = counted(
+            "twilio",
+            webhooks::twilio::ingest(
+                &state,
+                header(req, "x-twilio-signature").as_deref(),
+                req.uri().query(),
+                raw.content_type.as_deref(),
+                bytes,
+            )
+            .await,
+        )?;
         Ok(respond(outcome))
     }
 
@@ -139,14 +145,17 @@ impl WebhookApi {
             timestamp: timestamp.as_deref(),
             signature: signature.as_deref(),
         };
-        let outcome = webhooks::integrations::ingest(
-            &state,
-            &provider.0,
-            &headers,
-            raw.content_type.as_deref(),
-            bytes,
-        )
-        .await?;
+        let outcome = counted(
+            "integrations",
+            webhooks::integrations::ingest(
+                &state,
+                &provider.0,
+                &headers,
+                raw.content_type.as_deref(),
+                bytes,
+            )
+            .await,
+        )?;
         Ok(respond(outcome))
     }
 
@@ -161,13 +170,34 @@ impl WebhookApi {
         let raw = body.0;
         raw.require("application/json")?;
         let bytes = raw.bytes()?;
-        let outcome = webhooks::stripe::ingest(
-            &state,
-            header(req, "stripe-signature").as_deref(),
-            raw.content_type.as_deref(),
-            bytes,
-        )
-        .await?;
+        let outcome = counted(
+            "stripe",
+            webhooks::stripe::ingest(
+                &state,
+                header(req, "stripe-signature").as_deref(),
+                raw.content_type.as_deref(),
+                bytes,
+            )
+            .await,
+        )?;
         Ok(respond(outcome))
+    }
+}
+
+/// Counts a delivery by provider and outcome for `/metrics`, passing its result on.
+fn counted(
+    provider: &'static str,
+    result: Result<webhooks::Outcome, crate::app::AppError>,
+) -> Result<webhooks::Outcome, ApiError> {
+    match result {
+        Ok(outcome) => {
+            crate::telemetry::record_delivery(provider, outcome.status, outcome.event_count == 0);
+            Ok(outcome)
+        }
+        Err(err) => {
+            let err = ApiError::from(err);
+            crate::telemetry::record_delivery(provider, err.status(), false);
+            Err(err)
+        }
     }
 }

@@ -370,6 +370,19 @@ fn outcome(
     at: chrono::DateTime<chrono::Utc>,
 ) -> ProcessCommand {
     let step = name.to_string();
+    let counted = match &result {
+        StepResult::Succeeded(_) => "succeeded",
+        StepResult::Failed {
+            retryable: true, ..
+        } => "failed_retryable",
+        StepResult::Failed { .. } => "failed",
+        StepResult::Throttled { .. } => "throttled",
+        StepResult::Skipped(_) => "skipped",
+        StepResult::Postponed { .. } => "postponed",
+    };
+    metrics::counter!("process_steps_total", "process" => kind.to_string(),
+        "step" => name.to_string(), "outcome" => counted)
+    .increment(1);
     match result {
         StepResult::Succeeded(output) => ProcessCommand::Succeed { step, output, at },
         StepResult::Failed {

@@ -13,6 +13,8 @@ use crate::helpers::{authed_client, PASSWORD, VAPI_SECRET};
 pub struct ChildService {
     pub child: Child,
     pub base: String,
+    /// The operator port: `/health` in detail, `/metrics`.
+    pub ops: String,
     /// Everything the process printed so far (stdout and stderr).
     pub output: Arc<Mutex<String>>,
 }
@@ -50,7 +52,7 @@ impl ChildService {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     let line = without_ansi(&line);
-                    if let (Some(tx), Some(port)) = (&port_tx, listening_port(&line)) {
+                    if let (Some(tx), Some(port)) = (&port_tx, listening_ports(&line)) {
                         let _ = tx.send(port);
                     }
                     if let Ok(mut out) = output.lock() {
@@ -60,7 +62,7 @@ impl ChildService {
                 }
             });
         }
-        let port = port_rx
+        let (port, operator_port) = port_rx
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
@@ -69,6 +71,7 @@ impl ChildService {
         ChildService {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            ops: format!("http://127.0.0.1:{operator_port}"),
             output,
         }
     }
@@ -128,14 +131,17 @@ fn without_ansi(line: &str) -> String {
     out
 }
 
-/// `port=NNNN` from the "CallFlex listening" log line.
-fn listening_port(line: &str) -> Option<u16> {
+/// The service's port and its operator port, from its "CallFlex listening" line.
+fn listening_ports(line: &str) -> Option<(u16, u16)> {
     if !line.contains("CallFlex listening") {
         return None;
     }
-    let rest = line.split("port=").nth(1)?;
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    let field = |name: &str| -> Option<u16> {
+        let rest = line.split(&format!(" {name}=")).nth(1)?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    };
+    Some((field("port")?, field("operator_port")?))
 }
 
 /// Signs `email` up against a running service and verifies it (the token is read from the

@@ -17,6 +17,8 @@ pub const PUBLIC_URL: &str = "https://callflex.test";
 pub struct TestApp {
     pub app: Application,
     pub base: String,
+    /// The operator port: `/health` in detail, `/metrics`.
+    pub ops: String,
     /// Sends the owner's session token (`Authorization: Bearer ...`) with every request.
     pub client: reqwest::Client,
     pub org: Uuid,
@@ -418,6 +420,7 @@ pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) 
         database_url: eventlog::testing::fresh_url(backend).await,
         database_max_connections: 10,
         listen: "127.0.0.1:0".parse().unwrap(),
+        operator_listen: Some("127.0.0.1:0".parse().unwrap()),
         public_url: PUBLIC_URL.into(),
         vapi_webhook_secret: Some(Secret::new(VAPI_SECRET)),
         twilio_auth_token: Some(Secret::new(TWILIO_TOKEN)),
@@ -427,6 +430,10 @@ pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) 
     configure(&mut config);
     let app = Application::build(config).await.expect("app starts");
     let base = format!("http://127.0.0.1:{}", app.port());
+    let ops = format!(
+        "http://127.0.0.1:{}",
+        app.operator_port().expect("operator port")
+    );
     let signed_up = sign_up(&app, "owner@acme.test", Some("Acme Trucking")).await;
     let org = signed_up["organization"]["id"]
         .as_str()
@@ -440,6 +447,7 @@ pub async fn spawn_app_with(backend: &str, configure: impl FnOnce(&mut Config)) 
     TestApp {
         app,
         base,
+        ops,
         client: authed_client(&token),
         org,
         token,

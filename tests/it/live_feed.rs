@@ -167,9 +167,11 @@ async fn a_reconnect_after_a_restart_gets_every_event_once(backend: &str) {
     post_call(&base, &org, "while-away").await;
     let again = listen(&base, &token, Some(last)).await;
     post_call(&base, &org, "after-reconnect").await;
+    let ops = format!("http://127.0.0.1:{}", app.operator_port().unwrap_or(0));
     let restarted = TestApp {
         app,
         base,
+        ops,
         client: authed_client(&token),
         org: first.org,
         token: token.clone(),

@@ -13,6 +13,7 @@ mod limits;
 mod live_feed;
 mod newcomer;
 mod onboarding;
+mod operators;
 mod outbound;
 mod outbound_webhooks;
 mod overlap;

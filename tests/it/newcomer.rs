@@ -49,7 +49,7 @@ async fn emailed_links_open_pages_and_health_reports_provider_modes(backend: &st
         let html = res.text().await.expect("html");
         assert!(html.contains("/api/v1/auth/"), "{path}: {html}");
     }
-    let health: serde_json::Value = reqwest::get(format!("{}/health", app.base))
+    let health: serde_json::Value = reqwest::get(format!("{}/health", app.ops))
         .await
         .expect("health")
         .json()

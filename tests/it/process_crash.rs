@@ -79,7 +79,7 @@ async fn killed_mid_processing_every_call_is_processed_once(backend: &str) {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut first = ChildService::start(&url, &env);
     for _ in 0..100 {
-        if process_active(&health(&first.base).await, "notification") {
+        if process_active(&health(&first.ops).await, "notification") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -100,10 +100,7 @@ async fn killed_mid_processing_every_call_is_processed_once(backend: &str) {
         .expect("settings");
     assert_eq!(res.status(), 200);
     if let Some(standby) = &standby {
-        assert!(!process_active(
-            &health(&standby.base).await,
-            "notification"
-        ));
+        assert!(!process_active(&health(&standby.ops).await, "notification"));
     }
 
     post_calls(&first.base, &org).await;

@@ -179,7 +179,7 @@ async fn an_ended_call_is_summarized_notified_and_closed(backend: &str) {
     // Exactly once, visible in the log and in /health.
     assert_eq!(app.count_events("CallAnalyzed").await, 1);
     assert_eq!(app.count_events("CallProcessed").await, 1);
-    let health: Value = reqwest::get(format!("{}/health", app.base))
+    let health: Value = reqwest::get(format!("{}/health", app.ops))
         .await
         .unwrap()
         .json()

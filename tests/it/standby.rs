@@ -54,15 +54,15 @@ async fn a_standby_process_answers_in_normal_time_and_takes_over_when_the_active
     let mut first = ChildService::start(&url, &[]);
     // The first process holds every projector before the second starts.
     for _ in 0..100 {
-        if health(&first.base).await["role"] == "active" {
+        if health(&first.ops).await["role"] == "active" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let second = ChildService::start(&url, &[]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(health(&first.base).await["role"], "active");
-    assert_eq!(health(&second.base).await["role"], "standby");
+    assert_eq!(health(&first.ops).await["role"], "active");
+    assert_eq!(health(&second.ops).await["role"], "standby");
 
     // Sign-up waits for the read models: on the standby too, in normal time.
     let started = Instant::now();
@@ -85,13 +85,13 @@ async fn a_standby_process_answers_in_normal_time_and_takes_over_when_the_active
     let _ = first.wait_exit(Duration::from_secs(10));
     let died = Instant::now();
     loop {
-        if health(&second.base).await["role"] == "active" {
+        if health(&second.ops).await["role"] == "active" {
             break;
         }
         assert!(
             died.elapsed() < Duration::from_secs(10),
             "no takeover: {}",
-            health(&second.base).await
+            health(&second.ops).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -108,7 +108,7 @@ async fn a_standby_process_answers_in_normal_time_and_takes_over_when_the_active
         .expect("json");
     let count = list["data"].as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(count, 11, "{list}");
-    let health = health(&second.base).await;
+    let health = health(&second.ops).await;
     for projector in health["projectors"].as_array().expect("projectors") {
         assert_eq!(projector["lag"], 0, "{health}");
     }

@@ -92,7 +92,7 @@ async fn killed_mid_delivery_every_event_reaches_every_endpoint(backend: &str) {
     ];
     let mut first = ChildService::start(&url, &env);
     for _ in 0..100 {
-        if process_active(&first.base).await {
+        if process_active(&first.ops).await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

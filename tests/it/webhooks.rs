@@ -833,7 +833,7 @@ async fn answers_report_time_inside_the_service_and_in_the_log(backend: &str) {
     assert_eq!(res.status(), 200);
     assert_eq!(timing(&res).1, 0.0);
     // Operators see how appends were written.
-    let health: serde_json::Value = reqwest::get(format!("{}/health", app.base))
+    let health: serde_json::Value = reqwest::get(format!("{}/health", app.ops))
         .await
         .expect("health")
         .json()

@@ -73,6 +73,23 @@ struct Feed {
     queue: VecDeque<LiveEvent>,
     rx: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
     phase: Phase,
+    _connected: Connected,
+}
+
+/// Counts a connected client in the `sse_clients` gauge for as long as its feed lives.
+struct Connected;
+
+impl Connected {
+    fn new() -> Self {
+        metrics::gauge!("sse_clients").increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        metrics::gauge!("sse_clients").decrement(1.0);
+    }
 }
 
 impl Feed {
@@ -207,6 +224,7 @@ impl LiveFeedApi {
             } else {
                 Phase::Backlog
             },
+            _connected: Connected::new(),
         };
         let stream = futures::stream::unfold(feed, Feed::next).boxed();
         Ok(EventStream::new(stream)

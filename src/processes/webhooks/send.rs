@@ -101,6 +101,8 @@ impl Sender {
                 } else {
                     crate::providers::error_chain(&err)
                 };
+                metrics::counter!("outbound_webhook_attempts_total", "outcome" => "no_answer")
+                    .increment(1);
                 return failed(error, Some(started.elapsed().as_millis()));
             }
         };
@@ -135,6 +137,14 @@ impl Sender {
                 }),
             }
         };
+        let counted = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Gone => "gone",
+            Outcome::Failed { .. } => "failed",
+        };
+        metrics::counter!("outbound_webhook_attempts_total", "outcome" => counted).increment(1);
+        metrics::histogram!("outbound_webhook_attempt_seconds")
+            .record(started.elapsed().as_secs_f64());
         Sent { outcome, detail }
     }
 }

@@ -334,7 +334,7 @@ async fn without_client_credentials_oauth_says_it_runs_in_sandbox(backend: &str)
         .await,
         1
     );
-    let health: Value = reqwest::get(format!("{}/health", app.base))
+    let health: Value = reqwest::get(format!("{}/health", app.ops))
         .await
         .expect("health")
         .json()
