@@ -39,6 +39,31 @@ async fn main() -> anyhow::Result<()> {
             callflex::cli::rebuild(&config, &names).await?
         }
         Command::Openapi => println!("{}", callflex::http::openapi_json()),
+        Command::Redeliver(args) => match callflex::cli::redeliver(&config, &args).await {
+            Ok(report) => {
+                println!(
+                    "{} deliveries replayed: {} recorded {} new events, {} changed nothing, \
+                     {} skipped, {} failed",
+                    report.deliveries,
+                    report.recorded,
+                    report.events,
+                    report.nothing_new,
+                    report.skipped.len(),
+                    report.failed.len()
+                );
+                for failure in &report.failed {
+                    eprintln!("failed: {failure}");
+                }
+                if !report.failed.is_empty() {
+                    std::process::exit(1);
+                }
+            }
+            Err(err) if err.is::<callflex::cli::UsageError>() => {
+                eprintln!("error: {err}");
+                std::process::exit(2);
+            }
+            Err(err) => return Err(err),
+        },
         Command::Simulate(args) => callflex::cli::simulate(&config, &args).await?,
     }
     Ok(())

@@ -4,6 +4,8 @@
 
 pub mod deliveries;
 pub mod integrations;
+pub mod redeliver;
+pub mod stored;
 pub mod stripe;
 pub mod twilio;
 pub mod vapi;

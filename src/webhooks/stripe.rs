@@ -159,6 +159,16 @@ pub async fn ingest(
             format!("Stripe signature check failed: {err}"),
         )
     })?;
+    accept(state, content_type, body).await
+}
+
+/// The event after its signature check (a stored one replayed by `callflex redeliver`
+/// enters here).
+pub async fn accept(
+    state: &AppState,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, AppError> {
     let event = wire::parse_stripe_event(body)
         .map_err(|err| AppError::bad_request("invalid_payload", err.to_string()))?;
     if let Some(previous) = state.ledger.find("stripe", &event.id).await? {

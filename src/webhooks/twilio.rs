@@ -172,6 +172,16 @@ pub async fn ingest(
             format!("Twilio signature check failed: {err}"),
         )
     })?;
+    accept(state, content_type, body).await
+}
+
+/// The callback after its signature check (a stored one replayed by `callflex redeliver`
+/// enters here).
+pub async fn accept(
+    state: &AppState,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, AppError> {
     let callback = wire::parse_status_callback(body)
         .map_err(|err| AppError::bad_request("invalid_form", err.to_string()))?;
     let key = format!(

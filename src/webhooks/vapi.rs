@@ -127,7 +127,6 @@ pub async fn ingest(
     let org_id = Uuid::parse_str(organization_id).map_err(|_| {
         AppError::bad_parameter("organization_id", "organization_id must be a UUID")
     })?;
-    let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
     let (org, _) = state
         .organizations
         .load_within(&org_id.to_string(), ORGANIZATION_STALENESS)
@@ -139,6 +138,23 @@ pub async fn ingest(
         ));
     }
     authenticate(state, &org, headers, body)?;
+    accept(state, org_id, content_type, body).await
+}
+
+/// The delivery after its authentication: parsed, handled and kept in the ledger. A stored
+/// delivery replayed by `callflex redeliver` enters here (it was authenticated when first
+/// received; its signature's timestamp is long past).
+pub async fn accept(
+    state: &AppState,
+    org_id: Uuid,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Outcome, AppError> {
+    let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
+    let (org, _) = state
+        .organizations
+        .load_within(&org_id.to_string(), ORGANIZATION_STALENESS)
+        .await?;
     let message = wire::parse_vapi(body)
         .map_err(|err| AppError::bad_request("invalid_payload", err.to_string()))?;
     // No ledger lookup on this path (a round trip before every tool-call answer): an exact

@@ -22,6 +22,7 @@ mod processes;
 mod projectors;
 mod provisioning;
 mod query;
+mod redeliver;
 mod schedules;
 mod secrets;
 mod shutdown;

@@ -92,7 +92,7 @@ async fn post(client: &reqwest::Client, url: &str, body: String) -> (u16, String
 
 /// Everything the dashboard shows of a call, with the ids that differ between two calls of
 /// the same content replaced.
-async fn read_models(app: &TestApp, vapi_call_id: &str) -> Value {
+pub(crate) async fn read_models(app: &TestApp, vapi_call_id: &str) -> Value {
     let id = callflex::webhooks::vapi::call_id(app.org, vapi_call_id);
     let mut all = json!({});
     for part in ["", "/transcript", "/actions"] {

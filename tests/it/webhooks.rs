@@ -9,7 +9,7 @@ fn tool_call(id: &str, name: &str, args: serde_json::Value) -> serde_json::Value
 }
 
 /// The realistic call of issue 3: status, a dozen transcripts, two tool calls, hang, report.
-fn realistic_call(call: &str) -> Vec<String> {
+pub(crate) fn realistic_call(call: &str) -> Vec<String> {
     let mut deliveries = vec![vapi_message(
         "status-update",
         call,

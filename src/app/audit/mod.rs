@@ -11,9 +11,11 @@ use super::{organizations, AppError, Caller};
 use crate::state::AppState;
 
 mod activity;
+mod deliveries;
 mod mask;
 
 pub use activity::activity;
+pub use deliveries::{deliveries, AuditedDelivery};
 pub use mask::{mask, View};
 
 /// The streams an auditor may read, by the route's `kind`.

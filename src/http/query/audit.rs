@@ -98,6 +98,36 @@ fn page_bounds(
     Ok((after, limit))
 }
 
+/// One provider delivery that built a call.
+#[derive(Debug, Object)]
+#[oai(skip_serializing_if_is_none)]
+pub struct DeliveryEntry {
+    /// `vapi`, `twilio` or `stripe`.
+    pub provider: String,
+    /// The ledger's key for it (VAPI: a hash of organization and body; Twilio: CallSid,
+    /// status and sequence; Stripe: the event id). Events it recorded name it as their
+    /// actor's delivery.
+    pub key: String,
+    pub received_at: DateTime<Utc>,
+    /// The provider's message type (VAPI `status-update`, Twilio `completed`, …).
+    pub message_type: Option<String>,
+    /// Our answer: its status code and body.
+    pub status_code: i64,
+    pub response: serde_json::Value,
+    /// Where its events landed in the log (0 when it recorded none) and how many.
+    pub first_position: i64,
+    pub last_position: i64,
+    pub event_count: i64,
+    pub content_type: Option<String>,
+    /// The raw body (JSON as JSON, a form as its fields); personal data masked for auditors.
+    pub body: serde_json::Value,
+}
+
+#[derive(Debug, Object)]
+pub struct DeliveryList {
+    pub data: Vec<DeliveryEntry>,
+}
+
 #[derive(Debug, Object)]
 pub struct HistoricalState {
     /// Always true: this is what the log held then, not the current state.
@@ -199,6 +229,46 @@ impl AuditApi {
         // A user's history spans streams: its pages go by log position.
         let by_position = kind.0 == "user";
         Ok(Json(AuditPage::of(events, limit, by_position)))
+    }
+
+    /// The provider deliveries that built a call (owners, admins, auditors), in the order
+    /// received, with the answer each got and its raw body: what `callflex redeliver`
+    /// replays.
+    #[oai(
+        path = "/audit/call/:id/deliveries",
+        method = "get",
+        operation_id = "audit_call_deliveries"
+    )]
+    async fn deliveries(
+        &self,
+        state: Data<&Arc<AppState>>,
+        req: &Request,
+        auth: OrganizationHeader,
+        /// The call's id.
+        id: Path<String>,
+    ) -> Result<Json<DeliveryList>, ApiError> {
+        let scope = begin(&state, req, &auth, &[], None).await?;
+        let view = scope.principal.audit_view()?;
+        let caller = scope.principal.caller();
+        let found = audit::deliveries(&state, &caller, view, &id.0).await?;
+        let data = found
+            .into_iter()
+            .map(|d| DeliveryEntry {
+                provider: d.delivery.provider,
+                key: d.delivery.key,
+                received_at: DateTime::from_timestamp_millis(d.delivery.received_at)
+                    .unwrap_or_default(),
+                message_type: d.delivery.message_type,
+                status_code: d.delivery.status_code,
+                response: d.response,
+                first_position: d.delivery.first_position,
+                last_position: d.delivery.last_position,
+                event_count: d.delivery.event_count,
+                content_type: d.delivery.content_type,
+                body: d.body,
+            })
+            .collect();
+        Ok(Json(DeliveryList { data }))
     }
 
     /// A stream's state as of a time and/or a log position (owners, admins, auditors): the

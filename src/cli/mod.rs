@@ -11,6 +11,10 @@ use eventlog::CommandMeta;
 use crate::config::Config;
 use crate::simulate::{self, Signing};
 
+mod redeliver;
+
+pub use redeliver::{redeliver, RedeliverArgs};
+
 #[derive(Debug, Parser)]
 #[command(name = "callflex", version, about = "CallFlex event-sourced backend")]
 pub struct Cli {
@@ -34,6 +38,10 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Replay stored raw provider deliveries (a call's, or a time range's) through the same
+    /// ingest path: into the same store nothing new is recorded; `--into` a fresh store
+    /// rebuilds the same calls there.
+    Redeliver(RedeliverArgs),
     /// Drive realistic, signed VAPI deliveries for N concurrent calls against a running server.
     Simulate(SimulateArgs),
 }
