@@ -38,6 +38,29 @@ async fn main() -> anyhow::Result<()> {
             }
             callflex::cli::rebuild(&config, &names).await?
         }
+        Command::Replay(args) => match callflex::cli::replay(&config, &args).await {
+            Ok(reports) => {
+                for r in reports {
+                    println!(
+                        "{}: {} events of {} read replayed into {} in {:.2?}",
+                        r.projector,
+                        r.events,
+                        r.read,
+                        r.tables.join(", "),
+                        r.took
+                    );
+                }
+            }
+            Err(err) => usage_or(err)?,
+        },
+        Command::Audit(args) => match callflex::cli::audit(&config, &args).await {
+            Ok(lines) => {
+                for line in lines {
+                    println!("{line}");
+                }
+            }
+            Err(err) => usage_or(err)?,
+        },
         Command::Openapi => println!("{}", callflex::http::openapi_json()),
         Command::Redeliver(args) => match callflex::cli::redeliver(&config, &args).await {
             Ok(report) => {
@@ -58,13 +81,18 @@ async fn main() -> anyhow::Result<()> {
                     std::process::exit(1);
                 }
             }
-            Err(err) if err.is::<callflex::cli::UsageError>() => {
-                eprintln!("error: {err}");
-                std::process::exit(2);
-            }
-            Err(err) => return Err(err),
+            Err(err) => usage_or(err)?,
         },
         Command::Simulate(args) => callflex::cli::simulate(&config, &args).await?,
     }
     Ok(())
+}
+
+/// A usage mistake exits with status 2 (as clap's own do); any other error is returned.
+fn usage_or(err: anyhow::Error) -> anyhow::Result<()> {
+    if err.is::<callflex::cli::UsageError>() {
+        eprintln!("error: {err}");
+        std::process::exit(2);
+    }
+    Err(err)
 }

@@ -27,6 +27,7 @@ pub mod notifications;
 pub mod outbound;
 pub mod projector;
 pub mod rebuild;
+pub mod replay;
 pub mod runner;
 pub mod sql;
 pub mod transcripts;

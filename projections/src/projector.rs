@@ -160,6 +160,8 @@ impl Tables {
     pub const REBUILD: Tables = Tables {
         suffix: "__rebuild",
     };
+    /// An analyst's replay of a slice of the log (`callflex replay`): built, never swapped in.
+    pub const REPLAY: Tables = Tables { suffix: "__replay" };
 
     pub fn name(&self, base: &str) -> String {
         format!("{base}{}", self.suffix)

@@ -43,6 +43,18 @@ pub async fn rebuild(
     Ok(report)
 }
 
+/// Where a rebuild stands: after each batch, each projector's events applied so far and the
+/// log position reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub projector: &'static str,
+    pub events: u64,
+    pub position: i64,
+}
+
+/// Told of every [`Progress`] (the command line draws bars from it).
+pub type OnProgress = Arc<dyn Fn(Progress) + Send + Sync>;
+
 /// Rebuilds several projectors together: the log is read and decoded once, each batch is
 /// applied to every projector's fresh tables concurrently (one transaction each, each with its
 /// own checkpoint), then each projector's tables are swapped in. Returns each report with the
@@ -51,14 +63,36 @@ pub async fn rebuild_all(
     store: &EventStore,
     handles: &[ProjectorHandle],
 ) -> Result<Vec<(RebuildReport, Duration)>, ProjectionError> {
+    rebuild_all_with(store, handles, None).await
+}
+
+/// [`rebuild_all`], telling `on_progress` after every batch.
+pub async fn rebuild_all_with(
+    store: &EventStore,
+    handles: &[ProjectorHandle],
+    on_progress: Option<OnProgress>,
+) -> Result<Vec<(RebuildReport, Duration)>, ProjectionError> {
     let started = Instant::now();
     let projectors: Vec<Arc<dyn Projector>> = handles.iter().map(|h| h.projector.clone()).collect();
     for projector in &projectors {
-        prepare_fresh_tables(store, projector.as_ref()).await?;
+        let name = rebuild_checkpoint_name(projector.as_ref());
+        prepare_fresh_tables(store, projector.as_ref(), Tables::REBUILD, &name, true).await?;
     }
     let mut apply_time = vec![Duration::ZERO; projectors.len()];
+    let mut counts = vec![0u64; projectors.len()];
+    let report = |counts: &[u64], position: i64| {
+        if let Some(on_progress) = &on_progress {
+            for (projector, events) in projectors.iter().zip(counts) {
+                on_progress(Progress {
+                    projector: projector.name(),
+                    events: *events,
+                    position,
+                });
+            }
+        }
+    };
     // Catch up without blocking the live projectors...
-    let mut events = catch_up(store, &projectors, &mut apply_time).await?;
+    let mut events = catch_up(store, &projectors, &mut apply_time, &mut counts, &report).await?;
     // ...build the secondary indexes left out while the bulk went in...
     for projector in &projectors {
         create_deferred_indexes(store, projector.as_ref()).await?;
@@ -68,7 +102,7 @@ pub async fn rebuild_all(
     for handle in handles {
         pauses.push(handle.batch_lock.lock().await);
     }
-    events += catch_up(store, &projectors, &mut apply_time).await?;
+    events += catch_up(store, &projectors, &mut apply_time, &mut counts, &report).await?;
     let mut reports = Vec::with_capacity(projectors.len());
     for (projector, apply_time) in projectors.iter().zip(apply_time) {
         let name = rebuild_checkpoint_name(projector.as_ref());
@@ -96,6 +130,8 @@ async fn catch_up(
     store: &EventStore,
     projectors: &[Arc<dyn Projector>],
     apply_time: &mut [Duration],
+    counts: &mut [u64],
+    report: &(dyn Fn(&[u64], i64) + Sync),
 ) -> Result<u64, ProjectionError> {
     let mut positions = Vec::with_capacity(projectors.len());
     for projector in projectors {
@@ -141,6 +177,7 @@ async fn catch_up(
             if skip == batch.len() {
                 continue;
             }
+            counts[index] += (batch.len() - skip) as u64;
             let job =
                 apply_rebuild_batch(store.clone(), projector.clone(), batch.clone(), skip, after);
             if concurrent {
@@ -158,6 +195,7 @@ async fn catch_up(
             positions
                 .iter_mut()
                 .for_each(|p| *p = (*p).max(last.checkpoint()));
+            report(counts, last.position);
         }
         applied += batch.len() as u64;
     }
@@ -195,14 +233,20 @@ async fn apply_rebuild_batch(
     Ok(started.elapsed())
 }
 
-async fn prepare_fresh_tables(
+/// Empty copies of `projector`'s live tables under `tables`' names, and checkpoint
+/// `checkpoint_name` at the start. With `defer_indexes` (PostgreSQL) the copies have only
+/// their unique indexes until [`create_deferred_indexes`].
+pub(crate) async fn prepare_fresh_tables(
     store: &EventStore,
     projector: &dyn Projector,
+    tables: Tables,
+    checkpoint_name: &str,
+    defer_indexes: bool,
 ) -> Result<(), ProjectionError> {
     let mut tx = store.backend().begin_write(store.write_pool()).await?;
-    checkpoint::reset(&mut tx, &rebuild_checkpoint_name(projector)).await?;
+    checkpoint::reset(&mut tx, checkpoint_name).await?;
     for table in projector.tables() {
-        let fresh = Tables::REBUILD.name(table);
+        let fresh = tables.name(table);
         tx.execute(format!("DROP TABLE IF EXISTS {fresh}").as_str())
             .await?;
         match store.backend() {
@@ -211,12 +255,17 @@ async fn prepare_fresh_tables(
                     .await?;
                 // Upserts need the unique indexes; the others are built once at the end,
                 // which is far cheaper than maintaining them row by row (GIN above all).
-                for index in secondary_indexes(&mut tx, &fresh).await? {
+                let deferred = if defer_indexes {
+                    secondary_indexes(&mut tx, &fresh).await?
+                } else {
+                    Vec::new()
+                };
+                for index in deferred {
                     tx.execute(format!("DROP INDEX {}", index.name).as_str())
                         .await?;
                 }
             }
-            Backend::Sqlite => copy_sqlite_schema(&mut tx, table, &fresh).await?,
+            Backend::Sqlite => copy_sqlite_schema(&mut tx, table, &fresh, tables).await?,
         }
     }
     tx.commit().await?;
@@ -288,6 +337,7 @@ async fn copy_sqlite_schema(
     tx: &mut Transaction<'static, Any>,
     table: &str,
     fresh: &str,
+    tables: Tables,
 ) -> Result<(), ProjectionError> {
     let rows = sqlx::query(
         "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = $1 AND sql IS NOT NULL \
@@ -303,10 +353,17 @@ async fn copy_sqlite_schema(
         let ddl = if kind == "table" {
             replace_identifier(&sql, table, fresh)
         } else {
-            // Index names are global: alternate a suffix so live and fresh never collide.
-            let new_name = match name.strip_suffix("__b") {
-                Some(base) => base.to_string(),
-                None => format!("{name}__b"),
+            // Index names are global: a rebuild alternates a suffix so live and fresh never
+            // collide; other table sets name theirs after the set.
+            let base = name.strip_suffix("__b").unwrap_or(&name);
+            let new_name = if tables == Tables::REBUILD {
+                if base == name {
+                    format!("{name}__b")
+                } else {
+                    base.to_string()
+                }
+            } else {
+                tables.name(base)
             };
             let renamed = replace_identifier(&sql, &name, &new_name);
             replace_identifier(&renamed, table, fresh)

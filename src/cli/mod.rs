@@ -11,8 +11,12 @@ use eventlog::CommandMeta;
 use crate::config::Config;
 use crate::simulate::{self, Signing};
 
+mod audit;
+mod rebuild;
 mod redeliver;
 
+pub use audit::{audit, AuditArgs};
+pub use rebuild::{check_projector_names, rebuild, replay, Bound, ReplayArgs};
 pub use redeliver::{redeliver, RedeliverArgs};
 
 #[derive(Debug, Parser)]
@@ -28,14 +32,22 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
-    /// Rebuild read models from position 0 into fresh tables and swap them in atomically.
-    /// Safe while the service runs: its live runners pause only for the last events and the
-    /// swap, also across processes. An unknown name exits with status 2 and the list of names.
+    /// Rebuild read models from position 0 into fresh tables and swap them in atomically,
+    /// with a progress bar per projector (events/s, ETA). Safe while the service runs: its
+    /// live projectors pause only for the last events and the swap, also across processes.
+    /// An unknown name exits with status 2 and the list of names.
     Rebuild {
-        /// Projector names (accounts, calls, transcripts, contacts, usage, billing); all when
-        /// omitted.
+        /// Projector names: calls, transcripts, contacts, usage, billing, accounts,
+        /// notifications, outbound_deliveries; all when omitted.
         names: Vec<String>,
     },
+    /// Replay a slice of the log (positions and/or times) into scratch tables
+    /// (`<table>__replay`) for analysis; the live read models are not touched, nothing is
+    /// swapped in. Safe while the service runs.
+    Replay(ReplayArgs),
+    /// Print a stream's audited history (one JSON object per line), or its state as of a
+    /// time or position: an operator's view of the store at DATABASE_URL (secrets masked).
+    Audit(AuditArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Replay stored raw provider deliveries (a call's, or a time range's) through the same
@@ -84,42 +96,6 @@ pub struct SimulateArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
-
-/// Every name `unknown` holds that is not a projector's, as a usage error listing them all.
-pub fn check_projector_names(names: &[String]) -> Result<(), UsageError> {
-    let known: Vec<&str> = projections::all().iter().map(|p| p.name()).collect();
-    let unknown: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| !known.contains(n))
-        .collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    Err(UsageError(format!(
-        "unknown projector {}; the projectors are: {}",
-        unknown.join(", "),
-        known.join(", ")
-    )))
-}
-
-pub async fn rebuild(config: &Config, names: &[String]) -> anyhow::Result<()> {
-    check_projector_names(names)?;
-    let store =
-        eventlog::EventStore::open(&config.database_url, config.database_max_connections).await?;
-    let handles: Vec<_> = projections::all()
-        .into_iter()
-        .filter(|p| names.is_empty() || names.iter().any(|n| n == p.name()))
-        .map(|p| projections::ProjectorRunner::new(store.clone(), p).handle())
-        .collect();
-    for (report, took) in projections::rebuild::rebuild_all(&store, &handles).await? {
-        println!(
-            "{}: {} events, {:.2?} applying, {took:.2?} in all (checkpoint {})",
-            report.projector, report.events, report.apply_time, report.checkpoint.position
-        );
-    }
-    Ok(())
-}
 
 /// An embedded store must already exist (the server creates it): run from another
 /// directory, `--create-demo-org` would otherwise create a second database silently.

@@ -2,6 +2,7 @@
 //! backends: PostgreSQL (127.0.0.1:5432, never skipped) and embedded SQLite.
 
 mod accounts;
+mod analysts;
 mod audit;
 mod billing;
 mod billing_crash;
