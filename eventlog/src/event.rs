@@ -39,10 +39,13 @@ pub struct CommandMeta {
 }
 
 impl CommandMeta {
+    /// A command's metadata; its correlation (and causation) are inherited from the work it
+    /// runs under ([`crate::context::within`]), else a new correlation id.
     pub fn new(actor: impl Into<String>) -> Self {
+        let inherited = crate::context::current();
         Self {
-            correlation_id: Uuid::new_v4(),
-            causation_id: None,
+            correlation_id: inherited.map_or_else(Uuid::new_v4, |c| c.correlation_id),
+            causation_id: inherited.and_then(|c| c.causation_id),
             actor: actor.into(),
             tenant_id: None,
             received_at: Utc::now(),

@@ -22,6 +22,7 @@
 pub mod activity;
 pub mod backend;
 pub mod checkpoint;
+pub mod context;
 pub mod error;
 pub mod event;
 mod gate;

@@ -382,6 +382,18 @@ pub async fn apply_batch(
     if !checkpoint::advance(&mut tx, checkpoint_name, from, last.checkpoint()).await? {
         return Ok(false);
     }
+    // The correlation of each event on its way into the read model (RUST_LOG=debug).
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for (stored, _) in events {
+            tracing::debug!(
+                projector = projector.name(),
+                position = stored.position,
+                event_type = %stored.event_type,
+                correlation_id = %stored.metadata.correlation_id,
+                "projected"
+            );
+        }
+    }
     projector.apply_batch(&mut tx, tables, events).await?;
     tx.commit().await?;
     Ok(true)

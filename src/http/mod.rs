@@ -13,6 +13,7 @@ pub mod payload;
 pub mod provisioning;
 pub mod query;
 pub mod recording_files;
+pub mod trace;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -142,6 +143,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
             }
         })
         .around(server_timing)
+        .around(trace::correlate)
 }
 
 /// `Retry-After` on a 503 that does not set its own.

@@ -38,8 +38,18 @@ impl Projector for Starter {
     ) -> Result<(), ProjectionError> {
         let starts = self.definition.start(tx, stored, event).await?;
         if !starts.is_empty() {
-            super::work::insert_starts(tx, self.definition.kind(), stored.position, &starts)
-                .await?;
+            let cause = super::work::Cause {
+                correlation_id: stored.metadata.correlation_id,
+                event_id: stored.metadata.event_id,
+            };
+            super::work::insert_starts(
+                tx,
+                self.definition.kind(),
+                stored.position,
+                Some(cause),
+                &starts,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -35,6 +35,8 @@ pub struct Due {
     pub organization_id: Option<Uuid>,
     pub input: Value,
     pub lane: Option<String>,
+    /// The event that started the instance, when it was started from the log.
+    pub cause: Option<Cause>,
 }
 
 /// How an instance stands after its worker ran it.
@@ -64,10 +66,18 @@ impl Standing {
 /// with its checkpoint). `seq` orders a lane: the log position of the starting event. An
 /// instance of a lane that already has one waiting is `queued` (not due) behind it. An
 /// instance already recorded is left as it is.
+/// The event that started instances: its correlation id and its own id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    pub correlation_id: Uuid,
+    pub event_id: Uuid,
+}
+
 pub async fn insert_starts(
     tx: &mut Transaction<'static, Any>,
     kind: &str,
     seq: i64,
+    cause: Option<Cause>,
     starts: &[Start],
 ) -> Result<(), sqlx::Error> {
     let now = now_ms();
@@ -100,8 +110,8 @@ pub async fn insert_starts(
         };
         sqlx::query(
             "INSERT INTO process_work (kind, subject, organization_id, input, status, due_at, \
-             created_at, updated_at, lane, seq) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) \
+             created_at, updated_at, lane, seq, correlation_id, causation_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11) \
              ON CONFLICT (kind, subject) DO NOTHING",
         )
         .bind(kind.to_string())
@@ -113,6 +123,8 @@ pub async fn insert_starts(
         .bind(now)
         .bind(start.lane.clone())
         .bind(seq)
+        .bind(cause.map(|c| c.correlation_id.to_string()))
+        .bind(cause.map(|c| c.event_id.to_string()))
         .execute(&mut **tx)
         .await?;
     }
@@ -131,7 +143,7 @@ pub async fn insert_replay(
     }
     let mut tx = store.write_pool().begin().await?;
     for (seq, start) in starts {
-        insert_starts(&mut tx, kind, *seq, std::slice::from_ref(start)).await?;
+        insert_starts(&mut tx, kind, *seq, None, std::slice::from_ref(start)).await?;
     }
     tx.commit().await
 }
@@ -159,7 +171,8 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT subject, organization_id, input, lane FROM process_work \
+        "SELECT subject, organization_id, input, lane, correlation_id, causation_id \
+         FROM process_work \
          WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 \
          ORDER BY due_at, seq LIMIT $3",
     )
@@ -177,6 +190,19 @@ pub async fn due(
                 organization_id: organization.and_then(|o| Uuid::parse_str(&o).ok()),
                 input: serde_json::from_str(&input).unwrap_or(Value::Null),
                 lane: row.try_get(3)?,
+                cause: {
+                    let ids: (Option<String>, Option<String>) = (row.try_get(4)?, row.try_get(5)?);
+                    match ids {
+                        (Some(c), Some(e)) => Uuid::parse_str(&c)
+                            .ok()
+                            .zip(Uuid::parse_str(&e).ok())
+                            .map(|(correlation_id, event_id)| Cause {
+                                correlation_id,
+                                event_id,
+                            }),
+                        _ => None,
+                    }
+                },
             })
         })
         .collect()

@@ -10,6 +10,7 @@ use eventlog::CommandMeta;
 use projections::{ProjectorHandle, ProjectorStatus};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::work::{self, Standing, Update};
 use super::{ProcessDefinition, StepContext, StepResult};
@@ -187,7 +188,30 @@ async fn advance_logged(
     row: work::Due,
 ) {
     let kind = definition.kind();
-    if let Err(err) = advance(definition, state, status, &row).await {
+    let work = advance(definition, state, status, &row);
+    let span = tracing::info_span!(
+        "process_instance",
+        process = definition.kind(),
+        subject = %row.subject,
+        correlation_id = tracing::field::Empty,
+    );
+    let advanced = match row.cause {
+        Some(cause) => {
+            span.record(
+                "correlation_id",
+                tracing::field::display(cause.correlation_id),
+            );
+            let inherited = eventlog::context::Inherited {
+                correlation_id: cause.correlation_id,
+                causation_id: Some(cause.event_id),
+            };
+            eventlog::context::within(inherited, work)
+                .instrument(span)
+                .await
+        }
+        None => work.instrument(span).await,
+    };
+    if let Err(err) = advanced {
         tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
         status.send_modify(|s| s.last_error = Some(err.to_string()));
         let due_at = state.clock.now_ms() + RETRY_AFTER_ERROR_MS;
@@ -195,10 +219,17 @@ async fn advance_logged(
     }
 }
 
-fn meta(kind: &str, process: &Process, key: String) -> CommandMeta {
+/// A process's own commands: idempotent by `key`, and correlated with the event that started
+/// the instance (its correlation id, and its id as their cause).
+fn meta(kind: &str, process: &Process, key: String, cause: Option<work::Cause>) -> CommandMeta {
     let mut meta = CommandMeta::new(format!("system:process:{kind}")).idempotency_key(key);
     if let Some(org) = process.organization_id {
         meta = meta.tenant(org);
+    }
+    if let Some(cause) = cause {
+        meta = meta
+            .correlation(cause.correlation_id)
+            .causation(cause.event_id);
     }
     meta
 }
@@ -245,7 +276,7 @@ async fn advance(
                 .execute(
                     &stream,
                     begin,
-                    &meta(kind, &begun, format!("{stream}:begin")),
+                    &meta(kind, &begun, format!("{stream}:begin"), row.cause),
                 )
                 .await?
                 .state;
@@ -264,7 +295,7 @@ async fn advance(
         let results = futures::future::join_all(
             runnable
                 .iter()
-                .map(|step| run_step(definition, state, &process, step)),
+                .map(|step| run_step(definition, state, &process, step, row.cause)),
         )
         .await;
         let mut outcomes = Vec::new();
@@ -302,7 +333,7 @@ async fn advance(
                 .execute(
                     &stream,
                     ProcessCommand::Batch(batch),
-                    &meta(kind, &process, format!("{stream}:begin")),
+                    &meta(kind, &process, format!("{stream}:begin"), row.cause),
                 )
                 .await?
                 .state;
@@ -310,7 +341,7 @@ async fn advance(
             for (command, key) in outcomes {
                 process = state
                     .processes
-                    .execute(&stream, command, &meta(kind, &process, key))
+                    .execute(&stream, command, &meta(kind, &process, key, row.cause))
                     .await?
                     .state;
             }
@@ -327,7 +358,7 @@ async fn advance(
         let key = format!("{stream}:begin");
         process = state
             .processes
-            .execute(&stream, begin, &meta(kind, &process, key))
+            .execute(&stream, begin, &meta(kind, &process, key, row.cause))
             .await?
             .state;
     }
@@ -429,6 +460,7 @@ async fn run_step(
     state: &Arc<AppState>,
     process: &Process,
     step: &StepState,
+    cause: Option<work::Cause>,
 ) -> Result<(u32, StepResult), AppError> {
     let kind = definition.kind();
     let stream = Process::stream_id(kind, &process.subject);
@@ -457,7 +489,7 @@ async fn run_step(
         let key = format!("{stream}:{name}:{}:attempt", step.attempt_label(attempt));
         state
             .processes
-            .execute(&stream, command, &meta(kind, process, key))
+            .execute(&stream, command, &meta(kind, process, key, cause))
             .await?;
     }
     let ctx = StepContext {

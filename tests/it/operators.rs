@@ -112,4 +112,66 @@ async fn health_is_plain_for_anyone_and_detailed_with_metrics_on_the_operator_po
     );
 }
 
-crate::both_backends!(health_is_plain_for_anyone_and_detailed_with_metrics_on_the_operator_port);
+/// One correlation id from a request's `traceparent` to its events; from a delivery to the
+/// work after it (the process's events share the delivery's correlation id).
+async fn a_traceparent_and_a_deliverys_correlation_follow_the_work(backend: &str) {
+    let app = spawn_app(backend).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = app
+        .client
+        .post(format!("{}/api/v1/contacts", app.base))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"phone_number": "+15550007777", "name": "Traced"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let answered = res.headers()["traceparent"].to_str().unwrap().to_string();
+    assert!(answered.starts_with(&format!("00-{trace}-")), "{answered}");
+    let correlation = uuid::Uuid::parse_str(trace).unwrap().to_string();
+    assert_eq!(
+        app.strings("SELECT correlation_id FROM events WHERE event_type = 'ContactCreated'")
+            .await,
+        vec![correlation]
+    );
+    // Without one, a request still gets one id for all its events, and says which.
+    let res = app
+        .client
+        .post(format!("{}/api/v1/contacts", app.base))
+        .json(&json!({"phone_number": "+15550008888"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().contains_key("traceparent"));
+
+    app.vapi_ok(&vapi_message(
+        "end-of-call-report",
+        "traced",
+        json!({"endedReason": "customer-ended-call", "startedAt": "2024-07-15T10:00:00Z",
+               "endedAt": "2024-07-15T10:01:00Z", "analysis": {"summary": "A short call."}}),
+    ))
+    .await;
+    app.processes_done().await;
+    let ended = app
+        .strings("SELECT correlation_id FROM events WHERE event_type = 'CallEnded'")
+        .await;
+    let processing = app
+        .strings(
+            "SELECT DISTINCT correlation_id FROM events WHERE aggregate_type = 'process' \
+             AND aggregate_id LIKE 'call_processing%'",
+        )
+        .await;
+    assert_eq!(
+        processing, ended,
+        "the process's events carry the delivery's correlation"
+    );
+    let processed = app
+        .strings("SELECT correlation_id FROM events WHERE event_type = 'CallProcessed'")
+        .await;
+    assert_eq!(processed, ended, "and so do the commands its steps issue");
+}
+
+crate::both_backends!(
+    health_is_plain_for_anyone_and_detailed_with_metrics_on_the_operator_port,
+    a_traceparent_and_a_deliverys_correlation_follow_the_work
+);
