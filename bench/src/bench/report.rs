@@ -30,8 +30,6 @@ pub enum Target {
     RatioAtLeast(f64),
     /// value / baseline must be at most this.
     RatioAtMost(f64),
-    /// the value itself must be at least this (in the row's unit).
-    AtLeast(f64),
     /// the value itself must be below this (in the row's unit).
     Below(f64),
     /// a textual check must read "MATCH".
@@ -106,7 +104,6 @@ impl Row {
         Some(match self.target? {
             Target::RatioAtLeast(t) => self.ratio()? >= t,
             Target::RatioAtMost(t) => self.ratio()? <= t,
-            Target::AtLeast(t) => self.value()? >= t,
             Target::Below(t) => self.value()? < t,
             Target::Match => matches!(&self.figure, Figure::Text(s) if s.starts_with("MATCH")),
         })
@@ -124,7 +121,6 @@ impl Row {
             None => String::new(),
             Some(Target::RatioAtLeast(t)) => format!(">= {t:.2}x"),
             Some(Target::RatioAtMost(t)) => format!("<= {t:.2}x"),
-            Some(Target::AtLeast(t)) => format!(">= {}", fmt_num(t, self.unit())),
             Some(Target::Below(t)) => format!("< {}", fmt_num(t, self.unit())),
             Some(Target::Match) => "MATCH".into(),
         }
