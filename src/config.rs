@@ -44,6 +44,8 @@ pub struct OAuthConfig {
     pub client_secret: Option<Secret>,
     /// Where authorization codes are exchanged for tokens.
     pub token_url: String,
+    /// The provider's API, for the harmless read `POST /integrations/{provider}/test` makes.
+    pub api_url: String,
 }
 
 impl OAuthConfig {
@@ -182,10 +184,12 @@ impl Default for Config {
             vapi_phone_number_url: "https://api.vapi.ai/twilio/inbound_call".into(),
             google: OAuthConfig {
                 token_url: "https://oauth2.googleapis.com/token".into(),
+                api_url: "https://www.googleapis.com".into(),
                 ..OAuthConfig::default()
             },
             hubspot: OAuthConfig {
                 token_url: "https://api.hubapi.com/oauth/v1/token".into(),
+                api_url: "https://api.hubapi.com".into(),
                 ..OAuthConfig::default()
             },
             stripe: ProviderConfig {
@@ -366,6 +370,9 @@ impl Config {
             oauth.client_secret = secret(&format!("{prefix}_CLIENT_SECRET"));
             if let Some(url) = get(&format!("{prefix}_TOKEN_URL")) {
                 oauth.token_url = url;
+            }
+            if let Some(url) = get(&format!("{prefix}_API_URL")) {
+                oauth.api_url = url.trim_end_matches('/').to_string();
             }
         }
         c.stripe = provider("STRIPE_BASE_URL", "STRIPE_SECRET_KEY", &c.stripe);

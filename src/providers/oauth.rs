@@ -183,6 +183,104 @@ pub async fn access_token(
         .transpose()
 }
 
+/// The access token of an organization's integration and whether it is a sandbox token.
+pub async fn credentials(
+    store: &EventStore,
+    org: &str,
+    provider: &str,
+) -> Result<Option<(Secret, bool)>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT access_token, sandbox FROM integration_credentials \
+         WHERE organization_id = $1 AND provider = $2",
+    )
+    .bind(org.to_string())
+    .bind(provider.to_string())
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| {
+        let sandbox: i64 = r.try_get(1)?;
+        Ok((Secret::new(r.try_get::<String, _>(0)?), sandbox != 0))
+    })
+    .transpose()
+}
+
+/// What a test read with the stored token found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The provider answered 2xx (or, for a sandbox token, the read was recorded).
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    /// Nothing was sent: the token is a sandbox one.
+    pub sandbox: bool,
+}
+
+/// A harmless read with the stored token: Google Calendar's calendar list (one entry),
+/// HubSpot's account details. The answer is recorded in `outbound_requests` with every
+/// string masked.
+pub async fn probe(
+    provider: &'static str,
+    config: &OAuthConfig,
+    (token, sandbox_token): (Secret, bool),
+    store: EventStore,
+    org: &str,
+) -> Probe {
+    let path = match provider {
+        "google_calendar" => "/calendar/v3/users/me/calendarList?maxResults=1",
+        _ => "/account-info/v3/details",
+    };
+    let api = crate::config::ProviderConfig {
+        base_url: config.api_url.clone(),
+        api_key: (!sandbox_token).then(|| token.clone()),
+    };
+    let client = HttpClient::new(
+        provider,
+        api,
+        Auth::Bearer(token.expose().to_string()),
+        store,
+    )
+    .with_attempts(1);
+    let request = Request {
+        method: reqwest::Method::GET,
+        path: path.into(),
+        body: Body::Empty,
+        idempotency_key: None,
+        organization_id: Some(org.to_string()),
+    };
+    let failed = |status, error: String| Probe {
+        ok: false,
+        status,
+        error: Some(error),
+        sandbox: false,
+    };
+    match client.send_confidential(request, Body::Empty).await {
+        Ok(None) => Probe {
+            ok: true,
+            status: None,
+            error: None,
+            sandbox: true,
+        },
+        Ok(Some(answer)) => Probe {
+            ok: true,
+            status: Some(answer.status),
+            error: None,
+            sandbox: false,
+        },
+        Err(ProviderError::Rejected { status, .. }) if matches!(status, 401 | 403) => failed(
+            Some(status),
+            format!("{provider} refused the stored token ({status}): reconnect the integration"),
+        ),
+        Err(ProviderError::Rejected { status, body, .. }) => failed(
+            Some(status),
+            format!(
+                "{provider} answered {status}: {}",
+                body.chars().take(200).collect::<String>()
+            ),
+        ),
+        Err(err) => failed(None, err.to_string()),
+    }
+}
+
 /// Forgets an organization's tokens for `provider` (on disconnect).
 pub async fn delete_tokens(
     store: &EventStore,

@@ -112,8 +112,10 @@ pub struct IntegrationTest {
     /// The target's HTTP status (absent when it could not be reached).
     pub status: Option<u16>,
     pub error: Option<String>,
-    /// The signature header sent.
-    pub signature: String,
+    /// The signature header sent (webhook integrations).
+    pub signature: Option<String>,
+    /// OAuth integrations: true when the stored token is a sandbox one and nothing was sent.
+    pub sandbox: Option<bool>,
 }
 
 #[derive(ApiResponse)]
@@ -553,7 +555,9 @@ impl IntegrationsApi {
         Ok(DisconnectResponse::Disconnected(position))
     }
 
-    /// Send a signed test delivery to a webhook integration and report the target's answer.
+    /// Test an integration: a webhook integration gets a signed test delivery; an OAuth
+    /// integration (`google_calendar`, `hubspot`) makes a harmless read with its stored token
+    /// (the calendar list, the account details). Reports the answer.
     #[oai(
         path = "/integrations/:provider/test",
         method = "post",
@@ -571,10 +575,7 @@ impl IntegrationsApi {
         super::require_manage(&principal)?;
         let provider = provider.0;
         if kind(&provider)? == "oauth" {
-            return Err(ApiError::unprocessable(
-                "not_testable",
-                "only webhook integrations can be tested",
-            ));
+            return oauth_test(&state, &principal.org(), &org, &provider).await;
         }
         let details = org
             .webhook_endpoint_details
@@ -616,14 +617,48 @@ impl IntegrationsApi {
                 delivered: res.status().is_success(),
                 status: Some(res.status().as_u16()),
                 error: None,
-                signature,
+                signature: Some(signature),
+                sandbox: None,
             },
             Err(e) => IntegrationTest {
                 delivered: false,
                 status: None,
                 error: Some(crate::providers::error_chain(&e)),
-                signature,
+                signature: Some(signature),
+                sandbox: None,
             },
         }))
     }
+}
+
+/// `POST /integrations/{oauth provider}/test`: a read with the stored token.
+async fn oauth_test(
+    state: &AppState,
+    org_id: &str,
+    org: &aggregates::organization::Organization,
+    provider: &str,
+) -> Result<Json<IntegrationTest>, ApiError> {
+    let not_connected =
+        || ApiError::not_found("integration_not_found", "the integration is not connected");
+    if !org.integrations.get(provider).copied().unwrap_or(false) {
+        return Err(not_connected());
+    }
+    let credentials = crate::providers::oauth::credentials(&state.store, org_id, provider)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(not_connected)?;
+    let (name, config): (&'static str, _) = match provider {
+        "google_calendar" => ("google_calendar", &state.config.google),
+        _ => ("hubspot", &state.config.hubspot),
+    };
+    let probe =
+        crate::providers::oauth::probe(name, config, credentials, state.store.clone(), org_id)
+            .await;
+    Ok(Json(IntegrationTest {
+        delivered: probe.ok,
+        status: probe.status,
+        error: probe.error,
+        signature: None,
+        sandbox: Some(probe.sandbox),
+    }))
 }

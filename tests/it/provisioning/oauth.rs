@@ -39,10 +39,12 @@ impl wiremock::Match for ExactForm {
 async fn spawn_with_token_server(backend: &str) -> (TestApp, MockServer) {
     let server = MockServer::start().await;
     let token_url = format!("{}/oauth/v1/token", server.uri());
+    let api_url = server.uri();
     let app = spawn_app_with(backend, move |c| {
         c.hubspot.client_id = Some(CLIENT_ID.into());
         c.hubspot.client_secret = Some(Secret::new(CLIENT_SECRET));
         c.hubspot.token_url = token_url;
+        c.hubspot.api_url = api_url;
     })
     .await;
     (app, server)
@@ -176,6 +178,59 @@ async fn an_oauth_callback_exchanges_the_code_once_and_never_shows_the_token(bac
     assert!(list.contains("\"connected\":true"), "{list}");
     assert!(!list.contains(ACCESS_TOKEN), "{list}");
     assert_eq!(app.count_events("IntegrationConnected").await, 1);
+
+    // The test is a harmless read with the stored token; a refused token says to reconnect.
+    Mock::given(method("GET"))
+        .and(path("/account-info/v3/details"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"portalId": 62515, "timeZone": "US/Eastern"})),
+        )
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/account-info/v3/details"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"status": "error"})))
+        .mount(&server)
+        .await;
+    let test = |app: &TestApp| {
+        let request = app
+            .client
+            .post(format!("{}/api/v1/integrations/hubspot/test", app.base))
+            .json(&json!({}));
+        async move {
+            let res = request.send().await.expect("test");
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.expect("json")
+        }
+    };
+    let tested = test(&app).await;
+    assert_eq!(tested["delivered"], true, "{tested}");
+    assert_eq!(tested["status"], 200);
+    assert_eq!(tested["sandbox"], false);
+    let refused = test(&app).await;
+    assert_eq!(refused["delivered"], false, "{refused}");
+    assert_eq!(refused["status"], 401);
+    assert!(
+        refused["error"].as_str().unwrap().contains("reconnect"),
+        "{refused}"
+    );
+    let outbound = all_text(
+        &app,
+        "SELECT body || ' ' || COALESCE(response, '') FROM outbound_requests \
+         WHERE provider = 'hubspot'",
+    )
+    .await;
+    assert!(
+        !outbound.contains(ACCESS_TOKEN) && !outbound.contains("US/Eastern"),
+        "{outbound}"
+    );
 
     // Disconnecting forgets the tokens.
     let res = app
@@ -326,13 +381,29 @@ async fn without_client_credentials_oauth_says_it_runs_in_sandbox(backend: &str)
     assert_eq!(body["sandbox"], true);
     assert_eq!(body["data"]["connected"], true);
     assert_eq!(body["data"]["config"]["sandbox"], true);
+    // A sandbox token's test read is recorded, not sent.
+    let tested: Value = app
+        .client
+        .post(format!(
+            "{}/api/v1/integrations/google_calendar/test",
+            app.base
+        ))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("test")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tested, json!({"delivered": true, "sandbox": true}));
     assert_eq!(
         app.scalar_i64(
             "SELECT COUNT(*) FROM outbound_requests \
              WHERE provider = 'google_calendar' AND sandbox = 1"
         )
         .await,
-        1
+        2,
+        "the code exchange and the test read"
     );
     let health: Value = reqwest::get(format!("{}/health", app.ops))
         .await
