@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod allow;
+pub mod as_of;
 pub mod body_limit;
 pub mod control_chars;
 pub mod document;

@@ -260,7 +260,89 @@ fn urlencoding(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
 }
 
+/// `?as_of` / `?as_of_position` on the call and organization detail routes: the same shape,
+/// as it stood then, marked historical.
+async fn detail_routes_answer_as_of_a_time_or_a_position(backend: &str) {
+    let app = spawn_app_with(backend, |c| c.processes_enabled = false).await;
+    app.vapi_ok(&vapi_message(
+        "status-update",
+        "as-of",
+        json!({"status": "in-progress"}),
+    ))
+    .await;
+    let during = app
+        .scalar_i64("SELECT MAX(global_position) FROM events")
+        .await;
+    app.vapi_ok(&vapi_message(
+        "end-of-call-report",
+        "as-of",
+        json!({"endedReason": "customer-ended-call", "startedAt": "2024-07-15T10:00:00Z",
+               "endedAt": "2024-07-15T10:01:00Z", "analysis": {"summary": "Done."}}),
+    ))
+    .await;
+    app.settle().await;
+    let call = callflex::webhooks::vapi::call_id(app.org, "as-of");
+    let url = format!("{}/api/v1/calls/{call}", app.base);
+    let member = app.join_as("member@acme.test", "member").await;
+
+    let (status, now) = get(&member, &url).await;
+    assert_eq!(status, 200, "{now}");
+    assert_eq!(now["data"]["status"], "ended");
+    assert!(now.get("as_of").is_none(), "{now}");
+    let (status, then) = get(&member, &format!("{url}?as_of_position={during}")).await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(then["data"]["status"], "in-progress", "{then}");
+    assert!(then["data"]["ended_at"].is_null());
+    assert!(then["data"]["summary"].is_null());
+    assert_eq!(then["as_of"]["historical"], true);
+    assert_eq!(then["as_of"]["position"], during);
+    assert!(then["as_of"]["last_position"].as_i64().unwrap() <= during);
+    // The same shape as now (absent fields are the ones still null then).
+    for key in ["id", "vapi_call_id", "direction", "from_number"] {
+        assert_eq!(then["data"][key], now["data"][key], "{key}");
+    }
+    // What we knew then: the start time from the first message's arrival, corrected later
+    // by the report's `startedAt`.
+    assert_ne!(then["data"]["started_at"], now["data"]["started_at"]);
+    for key in then["data"].as_object().unwrap().keys() {
+        assert!(
+            now["data"].get(key).is_some(),
+            "{key} is not in the current answer"
+        );
+    }
+    let (_, later) = get(&member, &format!("{url}?as_of=2999-01-01T00:00:00Z")).await;
+    assert_eq!(later["data"], now["data"], "as of the future is now");
+    let (status, _) = get(&member, &format!("{url}?as_of=2000-01-01T00:00:00Z")).await;
+    assert_eq!(status, 404, "the call had not begun");
+    let (status, _) = get(&member, &format!("{url}?as_of=soon")).await;
+    assert_eq!(status, 400);
+    let other = sign_up(&app.app, "other@else.test", Some("Else Co")).await;
+    let other_client = authed_client(other["token"].as_str().unwrap());
+    let (status, _) = get(&other_client, &format!("{url}?as_of_position={during}")).await;
+    assert_eq!(status, 404, "another tenant's call stays invisible");
+
+    let org_url = format!("{}/api/v1/organizations/{}", app.base, app.org);
+    let before = app
+        .scalar_i64("SELECT MAX(global_position) FROM events")
+        .await;
+    let (status, body) = app
+        .patch_json(
+            &format!("/api/v1/organizations/{}", app.org),
+            json!({"name": "Acme Haulage"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, now) = get(&member, &org_url).await;
+    assert_eq!(now["name"], "Acme Haulage");
+    let (status, then) = get(&member, &format!("{org_url}?as_of_position={before}")).await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(then["name"], "Acme Trucking");
+    assert_eq!(then["as_of"]["historical"], true);
+    assert_eq!(then["role"], "member");
+}
+
 crate::both_backends!(
     an_auditor_reads_a_streams_history_with_actors_and_no_secrets,
-    the_organizations_activity_is_filtered_and_auditors_see_no_personal_data
+    the_organizations_activity_is_filtered_and_auditors_see_no_personal_data,
+    detail_routes_answer_as_of_a_time_or_a_position
 );

@@ -12,6 +12,7 @@ use crate::state::AppState;
 
 mod activity;
 mod deliveries;
+pub mod historical;
 mod mask;
 
 pub use activity::activity;

@@ -12,7 +12,7 @@ use aggregates::organization::{
 };
 use poem::web::Data;
 use poem::Request;
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sqlx::Row;
@@ -22,6 +22,7 @@ use super::auth::parse_role;
 use super::{organization_id, settle, RoleName};
 use crate::http::error::ApiError;
 use crate::http::query::principal::{authenticate, principal_for, BearerAuth, Identity, Principal};
+use crate::http::query::Lenient;
 use crate::http::ApiTags;
 use crate::state::AppState;
 
@@ -88,6 +89,8 @@ pub struct OrganizationView {
     pub settings: Settings,
     /// The caller's role in it.
     pub role: RoleName,
+    /// Present when `as_of` or `as_of_position` was asked: the organization as it stood then.
+    pub as_of: Option<crate::http::as_of::AsOf>,
 }
 
 #[derive(Debug, Object)]
@@ -175,6 +178,7 @@ fn view(id: Uuid, organization: &Organization, role: Role) -> OrganizationView {
         name: organization.name.clone(),
         settings: settings_view(&organization.settings),
         role: role.into(),
+        as_of: None,
     }
 }
 
@@ -372,14 +376,42 @@ impl OrganizationsApi {
         auth: BearerAuth,
         /// The organization id.
         id: Path<String>,
+        /// The organization as of this time (RFC 3339): its events recorded up to then.
+        as_of: Query<Option<Lenient<chrono::DateTime<chrono::Utc>>>>,
+        /// The organization as of this log position.
+        as_of_position: Query<Option<Lenient<i64>>>,
     ) -> Result<Json<OrganizationView>, ApiError> {
         let principal = for_path(&state, &auth, &id.0).await?;
-        let (organization, _) = state.organizations.load(&principal.org()).await?;
-        Ok(Json(view(
-            principal.organization_id,
-            &organization,
-            principal.role,
-        )))
+        let Some(asked) = crate::http::as_of::asked(as_of, as_of_position)? else {
+            let (organization, _) = state.organizations.load(&principal.org()).await?;
+            return Ok(Json(view(
+                principal.organization_id,
+                &organization,
+                principal.role,
+            )));
+        };
+        let events = crate::app::audit::historical::events_until(
+            &state,
+            "organization",
+            &principal.org(),
+            asked.until,
+        )
+        .await?;
+        let last = events.last().map_or(0, |(e, _)| e.position);
+        let folded = events.into_iter().filter_map(|(_, e)| match e {
+            projections::DomainEvent::Organization(o) => Some(o),
+            _ => None,
+        });
+        let then = aggregates::replay::<Organization>(folded);
+        if then.name.is_empty() && last == 0 {
+            return Err(ApiError::not_found(
+                "organization_not_found",
+                "the organization did not exist at that point",
+            ));
+        }
+        let mut answer = view(principal.organization_id, &then, principal.role);
+        answer.as_of = Some(asked.mark(last));
+        Ok(Json(answer))
     }
 
     /// Change the name and settings (notifications, transfer numbers, business hours, time

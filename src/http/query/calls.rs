@@ -94,6 +94,9 @@ pub struct CallPage {
 pub struct CallResponse {
     pub data: Call,
     pub position: i64,
+    /// Present when `as_of` or `as_of_position` was asked: the call as its read model stood
+    /// then (its events up to that point, projected afresh).
+    pub as_of: Option<crate::http::as_of::AsOf>,
 }
 
 #[derive(Debug, Object)]
@@ -475,7 +478,9 @@ impl CallsApi {
         Ok(Json(list(&state, &scope, &filter, limit, cursor).await?))
     }
 
-    /// One call.
+    /// One call; with `as_of` (RFC 3339) or `as_of_position`, the call as it stood then
+    /// (its events up to that point projected afresh, marked `as_of.historical`).
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/calls/:id", method = "get", operation_id = "get_call")]
     async fn get_call(
         &self,
@@ -486,12 +491,31 @@ impl CallsApi {
         id: Path<String>,
         /// Wait (up to 5 s) until the read models reflect this log position.
         min_position: Query<Option<Lenient<crate::http::query::position::Position>>>,
+        /// The call as of this time (RFC 3339): its events recorded up to then.
+        as_of: Query<Option<Lenient<chrono::DateTime<chrono::Utc>>>>,
+        /// The call as of this log position: its events up to it.
+        as_of_position: Query<Option<Lenient<i64>>>,
     ) -> Result<Json<CallResponse>, ApiError> {
-        let scope = begin(&state, req, &auth, &[], min_position.0).await?;
+        let params = ["as_of", "as_of_position"];
+        let scope = begin(&state, req, &auth, &params, min_position.0).await?;
         let row = find(&state, &scope, &id.0).await?;
+        let Some(asked) = crate::http::as_of::asked(as_of, as_of_position)? else {
+            return Ok(Json(CallResponse {
+                data: call_from_row(&row)?,
+                position: scope.position,
+                as_of: None,
+            }));
+        };
+        let (then, last) =
+            crate::app::audit::historical::call_row(&state, &id.0, CALL_COLUMNS, asked.until)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found("call_not_found", "the call had not begun at that point")
+                })?;
         Ok(Json(CallResponse {
-            data: call_from_row(&row)?,
+            data: call_from_row(&then)?,
             position: scope.position,
+            as_of: Some(asked.mark(last)),
         }))
     }
 
