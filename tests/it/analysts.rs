@@ -120,6 +120,21 @@ async fn the_command_line_audits_a_call_and_replays_a_slice_into_scratch_tables(
     let out = cli(&url, &["replay", "--from", "1", "--to", "5", "bogus"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 
+    // On a terminal, `callflex rebuild` draws a bar per projector while the service runs.
+    let shell = format!(
+        "DATABASE_URL='{url}' RUST_LOG=warn {} rebuild calls usage",
+        env!("CARGO_BIN_EXE_callflex")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &shell, "/dev/null"])
+        .output()
+        .expect("run rebuild on a pseudo-terminal (util-linux `script`)");
+    let drawn = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{drawn}");
+    for shown in ["calls [", "usage [", "/s", "ETA", "swapped in", "calls: "] {
+        assert!(drawn.contains(shown), "`{shown}` not drawn: {drawn}");
+    }
+
     // A rebuild reports its progress up to the end of the log.
     let head = app.app.state().store.head().await.unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
