@@ -178,7 +178,11 @@ async fn killed_mid_processing_every_call_is_processed_once(backend: &str) {
     assert_eq!(
         count(
             &pool,
-            "SELECT COUNT(*) FROM events WHERE event_type = 'ProcessCompleted'"
+            // The schedules' runs (every 5 minutes for the billing periods) complete
+            // processes of their own when the test crosses the mark: not counted.
+            "SELECT COUNT(*) FROM events WHERE event_type = 'ProcessCompleted' \
+             AND aggregate_id NOT LIKE 'scheduled_run:%' \
+             AND aggregate_id NOT LIKE 'billing_cycle:%'"
         )
         .await,
         3 * CALLS as i64
