@@ -61,7 +61,8 @@ async fn replay(
                 .as_deref()
                 .and_then(|o| Uuid::parse_str(o).ok())
                 .ok_or_else(|| AppError::internal("a VAPI delivery without its organization"))?;
-            vapi::accept(state, org, content_type, body).await?
+            let (organization, _) = state.organizations.load(&org.to_string()).await?;
+            vapi::accept(state, org, &organization, content_type, body).await?
         }
         "twilio" => twilio::accept(state, content_type, body).await?,
         "stripe" => stripe::accept(state, content_type, body).await?,

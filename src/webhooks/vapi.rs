@@ -138,7 +138,7 @@ pub async fn ingest(
         ));
     }
     authenticate(state, &org, headers, body)?;
-    accept(state, org_id, content_type, body).await
+    accept(state, org_id, &org, content_type, body).await
 }
 
 /// The delivery after its authentication: parsed, handled and kept in the ledger. A stored
@@ -147,14 +147,11 @@ pub async fn ingest(
 pub async fn accept(
     state: &AppState,
     org_id: Uuid,
+    org: &Organization,
     content_type: Option<&str>,
     body: &[u8],
 ) -> Result<Outcome, AppError> {
     let key = deliveries::sha256_hex(&[org_id.as_bytes(), body]);
-    let (org, _) = state
-        .organizations
-        .load_within(&org_id.to_string(), ORGANIZATION_STALENESS)
-        .await?;
     let message = wire::parse_vapi(body)
         .map_err(|err| AppError::bad_request("invalid_payload", err.to_string()))?;
     // No ledger lookup on this path (a round trip before every tool-call answer): an exact
@@ -164,7 +161,7 @@ pub async fn accept(
     if let Some(previous) = state.ledger.find_unwritten("vapi", &key) {
         return Ok(previous);
     }
-    let outcome = handle(state, org_id, &org, &message, &key).await?;
+    let outcome = handle(state, org_id, org, &message, &key).await?;
     state
         .ledger
         .record(

@@ -159,50 +159,39 @@ pub async fn state_as_of(
         ));
     }
     stream(state, caller, view, kind, id, 0, 1).await?;
-    let events = state.store.read_stream(kind, id, 0).await?;
-    let until_ms = as_of.map(|t| t.timestamp_millis());
-    let kept: Vec<&StoredEvent> = events
-        .iter()
-        .take_while(|e| until_ms.is_none_or(|t| e.recorded_at <= t))
-        .take_while(|e| as_of_position.is_none_or(|p| e.position <= p))
-        .collect();
-    let decoded = kept.iter().map(|e| {
-        projections::DomainEvent::decode_payload(e, &e.payload.to_string())
-            .map_err(|err| AppError::internal(format!("event {}: {err}", e.position)))
-    });
+    let until = historical::Until {
+        until_ms: as_of.map(|t| t.timestamp_millis()),
+        position: as_of_position,
+    };
+    let kept = historical::events_until(state, kind, id, until).await?;
+    let last = kept
+        .last()
+        .map_or((0, 0), |(e, _)| (e.sequence, e.position));
+    let decoded = kept.into_iter().map(|(_, event)| event);
+    use projections::DomainEvent as D;
     let folded = match kind {
-        "call" => {
-            let mut events = Vec::new();
-            for e in decoded {
-                if let projections::DomainEvent::Call(c) = e? {
-                    events.push(c);
+        "call" => serde_json::to_value(aggregates::replay::<aggregates::call::Call>(
+            decoded.filter_map(|e| match e {
+                D::Call(c) => Some(c),
+                _ => None,
+            }),
+        )),
+        "organization" => serde_json::to_value(aggregates::replay::<Organization>(
+            decoded.filter_map(|e| match e {
+                D::Organization(o) => Some(o),
+                _ => None,
+            }),
+        )),
+        _ => serde_json::to_value(
+            aggregates::replay::<aggregates::subscription::Subscription>(decoded.filter_map(|e| {
+                match e {
+                    D::Subscription(s) => Some(s),
+                    _ => None,
                 }
-            }
-            serde_json::to_value(aggregates::replay::<aggregates::call::Call>(events))
-        }
-        "organization" => {
-            let mut events = Vec::new();
-            for e in decoded {
-                if let projections::DomainEvent::Organization(o) = e? {
-                    events.push(o);
-                }
-            }
-            serde_json::to_value(aggregates::replay::<Organization>(events))
-        }
-        _ => {
-            let mut events = Vec::new();
-            for e in decoded {
-                if let projections::DomainEvent::Subscription(s) = e? {
-                    events.push(s);
-                }
-            }
-            serde_json::to_value(
-                aggregates::replay::<aggregates::subscription::Subscription>(events),
-            )
-        }
+            })),
+        ),
     }
     .map_err(AppError::internal)?;
-    let last = kept.last().map_or((0, 0), |e| (e.sequence, e.position));
     Ok((view.show(&folded), last.0, last.1))
 }
 
