@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::Backend;
 use crate::event::{Append, AppendResult};
+use crate::side::SideRow;
 use crate::store::{classify, insert_sql, COLUMNS};
 use crate::{now_ms, StoreError};
 
@@ -56,6 +57,8 @@ pub(crate) struct Prepared {
     pub expected_version: i64,
     pub idempotency_key: Option<String>,
     pub events: Vec<PreparedEvent>,
+    /// A row of another table committed with these events ([`crate::side`]).
+    pub side: Option<Arc<SideRow>>,
 }
 
 impl Prepared {
@@ -88,6 +91,7 @@ impl Prepared {
             expected_version: append.expected_version,
             idempotency_key: append.idempotency_key.clone(),
             events,
+            side: crate::side::offered(),
         })
     }
 
@@ -309,24 +313,31 @@ pub(crate) async fn append_one(
     let rows = append.events.len();
     let version = append.version_after();
     let insert = insert_sql(Backend::Postgres, rows);
-    let sql = match &append.idempotency_key {
-        None => insert,
-        Some(_) => {
-            let p = rows * COLUMNS;
-            format!(
-                "WITH ins AS ({insert}), rec AS (INSERT INTO event_appends (idempotency_key, \
-                 aggregate_type, aggregate_id, first_position, last_position, last_sequence, \
-                 event_count, created_at) SELECT ${}, ${}, ${}, MIN(global_position), \
-                 MAX(global_position), ${}, ${}, ${} FROM ins) \
-                 SELECT global_position FROM ins",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6
-            )
-        }
+    let mut next = rows * COLUMNS + 1;
+    let mut ctes = vec![format!("ins AS ({insert})")];
+    if append.idempotency_key.is_some() {
+        ctes.push(format!(
+            "rec AS (INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, \
+             first_position, last_position, last_sequence, event_count, created_at) \
+             SELECT ${}, ${}, ${}, MIN(global_position), MAX(global_position), ${}, ${}, ${} \
+             FROM ins)",
+            next,
+            next + 1,
+            next + 2,
+            next + 3,
+            next + 4,
+            next + 5
+        ));
+        next += 6;
+    }
+    if let Some(side) = &append.side {
+        // A data-modifying CTE runs whether or not the query reads it.
+        ctes.push(format!("side AS ({})", side.insert_sql(1, next)));
+    }
+    let sql = if ctes.len() == 1 {
+        insert
+    } else {
+        format!("WITH {} SELECT global_position FROM ins", ctes.join(", "))
     };
     let mut query = crate::store::bind_events(
         sqlx::query(&sql),
@@ -342,6 +353,9 @@ pub(crate) async fn append_one(
             .bind(version)
             .bind(rows as i64)
             .bind(now_ms());
+    }
+    if let Some(side) = &append.side {
+        query = side.bind(query);
     }
     let returned = query
         .fetch_all(pool)
@@ -411,9 +425,35 @@ WITH batch AS (\
     AND ins.aggregate_id = k.aggregate_id \
     GROUP BY k.idempotency_key, k.aggregate_type, k.aggregate_id, k.last_sequence, \
     k.event_count, k.created_at\
-) \
-SELECT aggregate_type, aggregate_id, MIN(global_position), MAX(global_position) \
-FROM ins GROUP BY aggregate_type, aggregate_id";
+)";
+const APPEND_MANY_ANSWER: &str = " SELECT aggregate_type, aggregate_id, MIN(global_position), \
+MAX(global_position) FROM ins GROUP BY aggregate_type, aggregate_id";
+
+/// [`APPEND_MANY`] with one more CTE per shape of side row the batch carries, each reading
+/// its rows from one more JSON parameter (so the text depends on the shapes, not the count).
+fn append_many_sql(sides: &[Vec<&SideRow>]) -> String {
+    let mut sql = String::from(APPEND_MANY);
+    for (i, rows) in sides.iter().enumerate() {
+        sql.push_str(&format!(
+            ", side{i} AS ({})",
+            rows[0].insert_json_sql(3 + i)
+        ));
+    }
+    sql.push_str(APPEND_MANY_ANSWER);
+    sql
+}
+
+/// The batch's side rows, grouped by shape (one INSERT each).
+fn side_rows<'a>(appends: &[&'a Prepared]) -> Vec<Vec<&'a SideRow>> {
+    let mut shapes: Vec<Vec<&SideRow>> = Vec::new();
+    for side in appends.iter().filter_map(|a| a.side.as_deref()) {
+        match shapes.iter_mut().find(|rows| rows[0].same_shape(side)) {
+            Some(rows) => rows.push(side),
+            None => shapes.push(vec![side]),
+        }
+    }
+    shapes
+}
 
 /// Appends to distinct streams in one statement; results in the order of `appends`.
 async fn append_many(
@@ -443,11 +483,16 @@ async fn append_many(
             });
         }
     }
-    let returned = sqlx::query(APPEND_MANY)
+    let sides = side_rows(appends);
+    let sql = append_many_sql(&sides);
+    let mut query = sqlx::query(&sql)
         .bind(crate::json::to_text(&rows)?)
-        .bind(crate::json::to_text(&keys)?)
-        .fetch_all(pool)
-        .await?;
+        .bind(crate::json::to_text(&keys)?);
+    for rows in &sides {
+        let json: Vec<serde_json::Value> = rows.iter().map(|row| row.to_json()).collect();
+        query = query.bind(crate::json::to_text(&json)?);
+    }
+    let returned = query.fetch_all(pool).await?;
     let mut positions: HashMap<(String, String), (i64, i64)> = HashMap::new();
     for row in &returned {
         positions.insert(

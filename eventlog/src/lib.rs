@@ -16,6 +16,8 @@
 //!   append the resulting events, retry on conflict.
 //! - [`upcast`]: raw-JSON upcasters applied before deserializing old event versions.
 //! - [`wake`]: wake-ups for log consumers (LISTEN/NOTIFY on PostgreSQL, in-process otherwise).
+//! - [`side`]: a row of another table committed with an append (the raw delivery beside
+//!   the events it produced).
 //! - [`timing`]: how long a request waited on its appends (reported in `Server-Timing`).
 //! - [`checkpoint`]: consumer checkpoints stored inside the consumer's own transaction.
 
@@ -30,6 +32,7 @@ pub mod group_commit;
 pub mod json;
 pub mod leadership;
 pub mod repository;
+pub mod side;
 pub mod snapshot;
 pub mod store;
 pub mod testing;

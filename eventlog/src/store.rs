@@ -108,6 +108,7 @@ impl EventStore {
             });
         }
         let prepared = Prepared::new(&append)?;
+        let carries_side_row = prepared.side.is_some();
         let key = append.idempotency_key.clone();
         let started = std::time::Instant::now();
         let written = self.try_append(append, prepared).await;
@@ -122,6 +123,9 @@ impl EventStore {
             .record(took.as_secs_f64());
         match written {
             Ok(result) => {
+                if carries_side_row {
+                    crate::side::written();
+                }
                 self.wake.committed(result.last_position);
                 Ok(result)
             }
@@ -203,6 +207,11 @@ impl EventStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| classify(e, prepared))?;
+        }
+        if let Some(side) = &prepared.side {
+            side.bind(sqlx::query(&side.insert_sql(1, 1)))
+                .execute(&mut *tx)
+                .await?;
         }
         if let Some(snapshot) = &append.snapshot {
             snapshot::save(

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
+use eventlog::side::{carrying, SideRow, SideValue};
 use eventlog::testing::fresh_url;
 use eventlog::{
     AggregateRepository, Append, Checkpoint, CommandMeta, EventStore, NewEvent, StoreError,
 };
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 
 // ---- a tiny aggregate used to exercise the repository ----
 
@@ -586,6 +588,107 @@ async fn a_tenants_activity_is_filtered_by_actor_kind_type_and_time(backend: &st
     assert_eq!(read(from, 0, 100).await.len(), 4);
 }
 
+fn side(key: &str) -> SideRow {
+    SideRow {
+        table: "side_rows",
+        columns: &["k", "n"],
+        values: vec![SideValue::Text(Some(key.into())), SideValue::Int(Some(1))],
+        on_conflict: "ON CONFLICT (k) DO NOTHING",
+    }
+}
+
+async fn side_keys(store: &EventStore) -> Vec<String> {
+    let rows = sqlx::query("SELECT k FROM side_rows ORDER BY k")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).unwrap())
+        .collect()
+}
+
+/// A side row commits with the first append in its scope that commits, through every write
+/// path (alone, shared statements, a transaction with a snapshot), and never with an append
+/// that wrote nothing (a conflict, a used idempotency key).
+async fn a_side_row_commits_with_the_append_that_carries_it(backend: &str) {
+    let store = open(backend).await;
+    sqlx::query("CREATE TABLE side_rows (k TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let mut used = append("used", 0, vec![event(1)]);
+    used.idempotency_key = Some("used-key".into());
+    store.append(used.clone()).await.unwrap();
+
+    // A conflict and a used key write nothing, so the row waits for the append that commits.
+    let store2 = store.clone();
+    let ((), written) = carrying(side("a"), async move {
+        assert!(store2
+            .append(append("used", 0, vec![event(2)]))
+            .await
+            .is_err());
+        assert!(store2.append(used).await.unwrap().duplicate);
+        assert!(side_keys(&store2).await.is_empty(), "nothing written yet");
+        store2.append(append("a", 0, vec![event(1)])).await.unwrap();
+        store2.append(append("a", 1, vec![event(2)])).await.unwrap();
+    })
+    .await;
+    assert!(written);
+    assert_eq!(side_keys(&store).await, ["a"]);
+
+    // Only a used key: not written, the caller writes it.
+    let store2 = store.clone();
+    let mut again = append("used", 0, vec![event(1)]);
+    again.idempotency_key = Some("used-key".into());
+    let ((), written) = carrying(side("b"), async move {
+        assert!(store2.append(again).await.unwrap().duplicate);
+    })
+    .await;
+    assert!(!written);
+
+    // Through a transaction with a snapshot.
+    let mut snap = append("snap", 0, vec![event(1)]);
+    snap.snapshot = Some(eventlog::snapshot::Snapshot {
+        sequence: 1,
+        schema_version: 1,
+        payload: "{}".into(),
+    });
+    let store2 = store.clone();
+    let (result, written) = carrying(side("c"), async move { store2.append(snap).await }).await;
+    result.unwrap();
+    assert!(written);
+
+    // Many at once (shared statements on PostgreSQL), two scopes carrying the same row.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        let key = if i == 39 {
+            "d00".to_string()
+        } else {
+            format!("d{i:02}")
+        };
+        tasks.push(tokio::spawn(carrying(side(&key), async move {
+            store
+                .append(append(&format!("many{i}"), 0, vec![event(i)]))
+                .await
+        })));
+    }
+    for task in tasks {
+        let (result, written) = task.await.unwrap();
+        result.unwrap();
+        assert!(written);
+    }
+    let keys = side_keys(&store).await;
+    let expected: Vec<String> = ["a", "c"]
+        .iter()
+        .map(|k| k.to_string())
+        .chain((0..39).map(|i| format!("d{i:02}")))
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(keys, expected, "one row each, the repeated key once");
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -613,6 +716,7 @@ macro_rules! conformance {
             case!(concurrent_appends_each_get_their_own_answer);
             case!(appends_abandoned_midway_do_not_stall_later_ones);
             case!(a_tenants_activity_is_filtered_by_actor_kind_type_and_time);
+            case!(a_side_row_commits_with_the_append_that_carries_it);
         }
     };
 }

@@ -158,7 +158,9 @@ async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::R
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (mut response, log) = eventlog::timing::measured(next.get_response(req)).await;
+    // Boxed: the endpoint futures nest deep; a debug build would otherwise carry them all on
+    // one worker thread's stack.
+    let (mut response, log) = eventlog::timing::measured(Box::pin(next.get_response(req))).await;
     crate::telemetry::record_request(
         method.as_str(),
         &path,

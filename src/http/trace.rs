@@ -48,7 +48,7 @@ pub async fn correlate<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<
         correlation_id,
         causation_id: None,
     };
-    let mut response = eventlog::context::within(inherited, next.get_response(req))
+    let mut response = eventlog::context::within(inherited, Box::pin(next.get_response(req)))
         .instrument(span)
         .await;
     let span_id = &Uuid::new_v4().simple().to_string()[..16];

@@ -2,18 +2,27 @@
 //! answer it got, for audit and replay, and for answering an exact redelivery with the first
 //! answer.
 //!
-//! A 2xx means the raw body is durable too: [`Ledger::record`] waits until its row is
-//! committed (a durable commit). Rows are written by [`Ledger`]'s writer task, every row that
+//! A 2xx means the raw body is durable too. [`Ledger::keep`] offers the row to the delivery's
+//! first append ([`eventlog::side`]): it is committed in the same statement as the events, so
+//! most deliveries pay for one durable commit, not two. Its answer (status, body, positions)
+//! is filled in afterwards by a relaxed update nobody waits for; a row whose answer never
+//! arrived (the process died in between) shows status 0, and a redelivery of it runs its
+//! commands again under their idempotency keys, which give the first answer.
+//!
+//! A delivery that appended nothing is written by [`Ledger::record`], which waits until its
+//! row is durably committed. Rows are written by [`Ledger`]'s writer task, every row that
 //! queued meanwhile in one statement, so concurrent deliveries share the commit. A row that
 //! cannot be written in time fails the delivery with a 503: its events are already in the
 //! log, and the provider's retry is answered from the commands' idempotency keys and writes
-//! the row then. Until a row is written, [`Ledger::find`] answers from memory, so this
-//! process never misses its own recent deliveries.
+//! the row then. Until a row or answer is written, [`Ledger::find`] answers from memory, so
+//! this process never misses its own recent deliveries.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use eventlog::side::{SideRow, SideValue};
 use eventlog::{now_ms, EventStore};
 use projections::batch::{insert_rows, Cell};
 use sqlx::Row;
@@ -64,8 +73,15 @@ struct Pending {
     written: Option<oneshot::Sender<bool>>,
 }
 
+/// A kept row's answer, for the relaxed update.
+struct Answer {
+    key: Key,
+    outcome: Outcome,
+}
+
 enum Message {
     Row(Pending),
+    Answer(Answer),
     Flush(oneshot::Sender<()>),
 }
 
@@ -113,6 +129,52 @@ impl Ledger {
             .lock()
             .ok()
             .and_then(|u| u.get(&(provider.to_string(), key.to_string())).cloned())
+    }
+
+    /// Runs `work` (the delivery's handling) with the delivery's row riding on its first
+    /// append, then records the answer: by a relaxed update when the row went in with the
+    /// events, else by [`record`](Self::record).
+    pub async fn keep<E, F>(&self, delivery: Delivery<'_>, work: F) -> Result<Outcome, E>
+    where
+        F: Future<Output = Result<Outcome, E>>,
+        E: From<NotRecorded>,
+    {
+        // Boxed: the handling's future is large, and nesting it in the scope's would put it
+        // twice on the stack of a debug build.
+        let (outcome, written) =
+            eventlog::side::carrying(side_row(&delivery), Box::pin(work)).await;
+        let outcome = outcome?;
+        if written {
+            self.answer(&delivery, &outcome).await;
+        } else {
+            self.record(delivery, &outcome).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Queues the answer of a row already committed; answered from memory until written.
+    async fn answer(&self, delivery: &Delivery<'_>, outcome: &Outcome) {
+        let key = (delivery.provider.to_string(), delivery.key.to_string());
+        if let Ok(mut unwritten) = self.unwritten.lock() {
+            unwritten
+                .entry(key.clone())
+                .or_insert_with(|| outcome.clone());
+        }
+        let answer = Answer {
+            key,
+            outcome: outcome.clone(),
+        };
+        if let Err(mpsc::error::SendError(Message::Answer(answer))) =
+            self.queue.send(Message::Answer(answer)).await
+        {
+            // The writer is gone (shutting down): write this one directly.
+            if let Err(err) = write_answers(&self.store, std::slice::from_ref(&answer)).await {
+                tracing::error!(error = %err, "delivery answer not recorded");
+            }
+            if let Ok(mut unwritten) = self.unwritten.lock() {
+                unwritten.remove(&answer.key);
+            }
+        }
     }
 
     /// Records an accepted delivery and its answer (the first answer for a key wins) and
@@ -205,21 +267,44 @@ async fn write_loop(
         let mut keys = Vec::new();
         let mut rows = Vec::new();
         let mut recorders = Vec::new();
+        let mut answers = Vec::new();
+        let mut repeats = Vec::new();
         let mut waiters = Vec::new();
         for message in messages.drain(..) {
             match message {
                 Message::Row(pending) => {
-                    keys.push((pending.provider, pending.key));
-                    rows.push(pending.cells);
-                    recorders.push(pending.written);
+                    // One row per key in a statement (an upsert may not touch a row twice);
+                    // a repeat is told the first one's fate.
+                    let key = (pending.provider, pending.key);
+                    match keys.iter().position(|k| k == &key) {
+                        Some(first) => repeats.push((first, pending.written)),
+                        None => {
+                            keys.push(key);
+                            rows.push(pending.cells);
+                            recorders.push(pending.written);
+                        }
+                    }
                 }
+                Message::Answer(answer) => answers.push(answer),
                 Message::Flush(done) => waiters.push(done),
             }
         }
-        let written = write_retrying(&store, &keys, rows).await;
+        let written = if rows.is_empty() {
+            Vec::new()
+        } else {
+            write_retrying(&store, &keys, rows).await
+        };
+        if !answers.is_empty() {
+            answer_retrying(&store, &answers).await;
+        }
         if let Ok(mut unwritten) = unwritten.lock() {
-            for key in &keys {
+            for key in keys.iter().chain(answers.iter().map(|a| &a.key)) {
                 unwritten.remove(key);
+            }
+        }
+        for (first, recorder) in repeats {
+            if let Some(recorder) = recorder {
+                let _ = recorder.send(written.get(first).copied().unwrap_or(false));
             }
         }
         for (recorder, ok) in recorders.into_iter().zip(written) {
@@ -276,6 +361,93 @@ async fn write_retrying(store: &EventStore, keys: &[Key], rows: Vec<Vec<Cell>>) 
     written
 }
 
+/// Writes answers, retrying a while if the database is unavailable; then gives them up with
+/// an error logged (the rows and their events are durable; only our answer's copy is lost).
+async fn answer_retrying(store: &EventStore, answers: &[Answer]) {
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=BATCH_ATTEMPTS {
+        match write_answers(store, answers).await {
+            Ok(()) => return,
+            Err(err) if attempt == BATCH_ATTEMPTS => {
+                tracing::error!(error = %err, answers = answers.len(), "delivery answers not recorded");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, answers = answers.len(), "delivery answers not written; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+    }
+}
+
+/// The answers of rows committed with their events, in one relaxed statement: the first
+/// answer wins (status 0 marks a row still waiting for one).
+async fn write_answers(store: &EventStore, answers: &[Answer]) -> Result<(), sqlx::Error> {
+    let tuples: Vec<String> = (0..answers.len())
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(${}, ${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT), CAST(${} AS BIGINT), \
+                 CAST(${} AS BIGINT))",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect();
+    // VALUES columns are named column1, column2, … on both backends.
+    let sql = format!(
+        "UPDATE webhook_deliveries SET status_code = v.column3, response = v.column4, \
+         first_position = v.column5, last_position = v.column6, event_count = v.column7 \
+         FROM (VALUES {}) AS v WHERE webhook_deliveries.provider = v.column1 \
+         AND webhook_deliveries.delivery_key = v.column2 AND webhook_deliveries.status_code = 0",
+        tuples.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for answer in answers {
+        let outcome = &answer.outcome;
+        query = query
+            .bind(answer.key.0.clone())
+            .bind(answer.key.1.clone())
+            .bind(i64::from(outcome.status))
+            .bind(clean(&outcome.body.to_string()))
+            .bind(outcome.first_position)
+            .bind(outcome.last_position)
+            .bind(outcome.event_count);
+    }
+    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
+    query.execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+/// A delivery's row before its answer (status 0), to ride on its first append.
+fn side_row(delivery: &Delivery<'_>) -> SideRow {
+    let text = |t: Option<&str>| SideValue::Text(t.map(clean));
+    SideRow {
+        table: "webhook_deliveries",
+        columns: &COLUMNS,
+        values: vec![
+            text(Some(delivery.provider)),
+            text(Some(delivery.key)),
+            text(delivery.organization_id.as_deref()),
+            text(delivery.message_type.as_deref()),
+            SideValue::Int(Some(now_ms())),
+            text(delivery.content_type),
+            SideValue::Text(Some(clean(&String::from_utf8_lossy(delivery.body)))),
+            SideValue::Int(Some(0)),
+            SideValue::Text(Some(String::new())),
+            SideValue::Int(Some(0)),
+            SideValue::Int(Some(0)),
+            SideValue::Int(Some(0)),
+        ],
+        on_conflict: "ON CONFLICT (provider, delivery_key) DO NOTHING",
+    }
+}
+
 fn clean(text: &str) -> String {
     eventlog::json::without_nul(text).into_owned()
 }
@@ -288,7 +460,12 @@ async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Err
         "webhook_deliveries",
         &COLUMNS,
         rows,
-        "ON CONFLICT (provider, delivery_key) DO NOTHING",
+        // A row kept with the events of an earlier attempt that was never answered gets
+        // this answer; an answered one keeps its first.
+        "ON CONFLICT (provider, delivery_key) DO UPDATE SET status_code = excluded.status_code, \
+         response = excluded.response, first_position = excluded.first_position, \
+         last_position = excluded.last_position, event_count = excluded.event_count \
+         WHERE webhook_deliveries.status_code = 0",
     )
     .await
     .map_err(|err| match err {
@@ -311,17 +488,19 @@ async fn find_written(
     .bind(key.to_string())
     .fetch_optional(store.pool())
     .await?;
-    row.map(|row| {
-        let response: String = row.try_get(1)?;
-        Ok(Outcome {
-            status: u16::try_from(row.try_get::<i64, _>(0)?).unwrap_or(200),
-            body: serde_json::from_str(&response).unwrap_or_default(),
-            first_position: row.try_get(2)?,
-            last_position: row.try_get(3)?,
-            event_count: row.try_get(4)?,
+    // Status 0: kept with its events, answer not (yet) recorded: not an answer to repeat.
+    row.filter(|row| row.try_get::<i64, _>(0).is_ok_and(|status| status != 0))
+        .map(|row| {
+            let response: String = row.try_get(1)?;
+            Ok(Outcome {
+                status: u16::try_from(row.try_get::<i64, _>(0)?).unwrap_or(200),
+                body: serde_json::from_str(&response).unwrap_or_default(),
+                first_position: row.try_get(2)?,
+                last_position: row.try_get(3)?,
+                event_count: row.try_get(4)?,
+            })
         })
-    })
-    .transpose()
+        .transpose()
 }
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {

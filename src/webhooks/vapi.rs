@@ -161,22 +161,18 @@ pub async fn accept(
     if let Some(previous) = state.ledger.find_unwritten("vapi", &key) {
         return Ok(previous);
     }
-    let outcome = handle(state, org_id, org, &message, &key).await?;
+    let delivery = Delivery {
+        provider: "vapi",
+        key: &key,
+        organization_id: Some(org_id.to_string()),
+        message_type: Some(message.raw_type.clone()),
+        content_type,
+        body,
+    };
     state
         .ledger
-        .record(
-            Delivery {
-                provider: "vapi",
-                key: &key,
-                organization_id: Some(org_id.to_string()),
-                message_type: Some(message.raw_type.clone()),
-                content_type,
-                body,
-            },
-            &outcome,
-        )
-        .await?;
-    Ok(outcome)
+        .keep(delivery, handle(state, org_id, org, &message, &key))
+        .await
 }
 
 fn direction(call: &CallInfo) -> Direction {

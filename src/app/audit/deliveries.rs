@@ -35,8 +35,14 @@ pub async fn deliveries(
             let body = parse(&delivery.body, delivery.content_type.as_deref());
             AuditedDelivery {
                 body: view.show(&body),
-                response: serde_json::from_str(&delivery.response)
-                    .unwrap_or_else(|_| Value::String(delivery.response.clone())),
+                // Status 0: kept with its events, the service stopped before our answer
+                // was recorded.
+                response: if delivery.status_code == 0 {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&delivery.response)
+                        .unwrap_or_else(|_| Value::String(delivery.response.clone()))
+                },
                 delivery,
             }
         })
