@@ -81,8 +81,11 @@ impl AppState {
                 .with_upcasters(upcasters.clone()),
             user_emails: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),
+            // No snapshots: an instance's stream is a few events (its start, each attempt's
+            // outcome, its end), and a snapshot read is one more round trip before every
+            // new instance's first step (the outbound webhooks' throughput bound).
             processes: AggregateRepository::new(store.clone(), ())
-                .with_snapshots(SNAPSHOT_EVERY, 1)
+                .with_snapshots(0, 1)
                 .with_upcasters(upcasters.clone()),
             twilio_calls: AggregateRepository::new(store.clone(), ())
                 .with_upcasters(upcasters.clone()),

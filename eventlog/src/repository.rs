@@ -168,9 +168,11 @@ where
             aggregate.apply(self.decode(&event)?);
             version = event.sequence;
         }
-        if version > 0 {
-            self.remember(id, &aggregate, version);
-        }
+        // An empty stream is remembered too: a load usually comes right before a command to
+        // the same stream (a process instance's first run), which then decides on it without
+        // reading the stream again; if another process wrote meanwhile, the append conflicts
+        // and the command is decided on fresh state.
+        self.remember(id, &aggregate, version);
         Ok((aggregate, version))
     }
 

@@ -19,6 +19,15 @@ use crate::state::AppState;
 
 /// How often an idle worker looks for instances whose timer came due.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long a lane whose finished instance found no successor is looked at again (on every
+/// wake-up), in case a starter was queueing one at that moment (see `work::promote_lanes`).
+const LANE_RECHECK: Duration = Duration::from_secs(2);
+/// Lanes waiting for a recheck are looked at at most this often (one statement for all).
+const RECHECK_EVERY: Duration = Duration::from_millis(20);
+/// Instances of one lane a worker task runs in a row before it hands the lane back.
+const CHAIN: usize = 64;
+/// How often every lane is looked at (a safety net behind `LANE_RECHECK`).
+const STALL_SWEEP: Duration = Duration::from_secs(5);
 /// How often a standby worker tries to become the active one.
 const STANDBY_CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// An instance whose run failed on our side (the store) is looked at again after this.
@@ -115,10 +124,35 @@ impl Worker {
         let mut subjects: HashSet<String> = HashSet::new();
         // Lanes with an instance running: one at a time per lane.
         let mut lanes: HashSet<String> = HashSet::new();
+        let mut swept = std::time::Instant::now();
+        let mut rechecked = std::time::Instant::now();
+        // Lanes whose last finished instance found no successor, since when.
+        let mut idle: HashMap<String, std::time::Instant> = HashMap::new();
         loop {
+            idle.retain(|_, since| since.elapsed() < LANE_RECHECK);
+            let recheck: Option<Vec<String>> = if swept.elapsed() >= STALL_SWEEP {
+                swept = std::time::Instant::now();
+                None
+            } else if rechecked.elapsed() >= RECHECK_EVERY {
+                rechecked = std::time::Instant::now();
+                Some(idle.keys().cloned().collect())
+            } else {
+                Some(Vec::new())
+            };
+            match work::promote_lanes(&self.state.store, kind, recheck.as_deref()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::debug!(process = kind, lanes = n, "queued instances promoted");
+                    for lane in recheck.iter().flatten() {
+                        idle.remove(lane);
+                    }
+                }
+                Err(err) => tracing::warn!(process = kind, error = %err, "lane promotion failed"),
+            }
             let free = concurrency.saturating_sub(tasks.len());
             if free > 0 {
-                let limit = (free + subjects.len()) as i64;
+                // Due rows of running subjects and taken lanes are skipped: read past them.
+                let limit = (free + subjects.len() + lanes.len()) as i64;
                 let now = self.state.clock.now_ms();
                 match work::due(self.state.store.pool(), kind, now, limit).await {
                     Ok(rows) => {
@@ -141,7 +175,20 @@ impl Worker {
                             let status = self.status.clone();
                             let id = tasks
                                 .spawn(async move {
-                                    advance_logged(&*definition, &state, &status, row).await
+                                    // A lane's next instance runs at once on this task (the
+                                    // lane stays taken, so the loop leaves it alone), up to
+                                    // `CHAIN` in a row.
+                                    let mut row = row;
+                                    for _ in 0..CHAIN {
+                                        match advance_logged(&*definition, &state, &status, row)
+                                            .await
+                                        {
+                                            work::Followed::Next(next) => row = next,
+                                            work::Followed::NoLane => return true,
+                                            work::Followed::Nothing => return false,
+                                        }
+                                    }
+                                    true
                                 })
                                 .id();
                             running.insert(id, subject);
@@ -157,7 +204,12 @@ impl Worker {
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     let id = match joined {
-                        Ok((id, ())) => id,
+                        Ok((id, followed)) => {
+                            if let (false, Some((_, Some(lane)))) = (followed, running.get(&id)) {
+                                idle.insert(lane.clone(), std::time::Instant::now());
+                            }
+                            id
+                        }
                         Err(err) => {
                             tracing::error!(process = kind, error = %err, "process step panicked");
                             err.id()
@@ -181,12 +233,14 @@ impl Worker {
     }
 }
 
+/// Answers whether the instance's lane (if any) is known to have a successor or none
+/// queued (`false`: look at the lane again, see `LANE_RECHECK`).
 async fn advance_logged(
     definition: &dyn ProcessDefinition,
     state: &Arc<AppState>,
     status: &watch::Sender<WorkerStatus>,
     row: work::Due,
-) {
+) -> work::Followed {
     let kind = definition.kind();
     let work = advance(definition, state, status, &row);
     let span = tracing::info_span!(
@@ -211,11 +265,16 @@ async fn advance_logged(
         }
         None => work.instrument(span).await,
     };
-    if let Err(err) = advanced {
-        tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
-        status.send_modify(|s| s.last_error = Some(err.to_string()));
-        let due_at = state.clock.now_ms() + RETRY_AFTER_ERROR_MS;
-        let _ = work::retry_later(&state.store, kind, &row.subject, due_at, &err.to_string()).await;
+    match advanced {
+        Ok(followed) => followed,
+        Err(err) => {
+            tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
+            status.send_modify(|s| s.last_error = Some(err.to_string()));
+            let due_at = state.clock.now_ms() + RETRY_AFTER_ERROR_MS;
+            let _ =
+                work::retry_later(&state.store, kind, &row.subject, due_at, &err.to_string()).await;
+            work::Followed::NoLane
+        }
     }
 }
 
@@ -240,7 +299,7 @@ async fn advance(
     state: &Arc<AppState>,
     status: &watch::Sender<WorkerStatus>,
     row: &work::Due,
-) -> Result<(), AppError> {
+) -> Result<work::Followed, AppError> {
     let kind = definition.kind();
     let stream = Process::stream_id(kind, &row.subject);
     let (mut process, _) = state.processes.load(&stream).await?;
@@ -387,8 +446,8 @@ async fn advance(
             last_error,
         },
     )
-    .await?;
-    Ok(())
+    .await
+    .map_err(AppError::from)
 }
 
 /// The command recording one attempt's result.

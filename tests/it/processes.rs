@@ -578,7 +578,68 @@ async fn a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded(backend: 
     );
 }
 
+/// A lane left with queued instances and none pending (a starter queued one behind a
+/// pending instance a worker finished at that moment) is repaired by the sweep: its first
+/// queued instance, in log order, becomes due; a lane with one pending is left alone.
+async fn a_stalled_lane_is_promoted_in_log_order(backend: &str) {
+    let app = spawn_quiet_app(backend).await;
+    let state = app.app.state().clone();
+    let row = |subject: &str, lane: &str, status: &str, seq: i64| {
+        format!(
+            "INSERT INTO process_work (kind, subject, status, due_at, created_at, updated_at, \
+             lane, seq, input) VALUES ('test_lane', '{subject}', '{status}', NULL, 1, 1, \
+             '{lane}', {seq}, '{{}}')"
+        )
+    };
+    for sql in [
+        row("a-done", "a", "completed", 1),
+        row("a-late", "a", "queued", 3),
+        row("a-next", "a", "queued", 2),
+        row("b-first", "b", "pending", 1),
+        row("b-next", "b", "queued", 2),
+    ] {
+        sqlx::query(&sql).execute(state.store.pool()).await.unwrap();
+    }
+    let only_b = ["b".to_string()];
+    let promoted =
+        callflex::processes::work::promote_lanes(&state.store, "test_lane", Some(&only_b))
+            .await
+            .unwrap();
+    assert_eq!(promoted, 0, "b has one pending");
+    let promoted = callflex::processes::work::promote_lanes(&state.store, "test_lane", None)
+        .await
+        .unwrap();
+    assert_eq!(promoted, 1);
+    let statuses = app
+        .strings("SELECT subject || '=' || status FROM process_work WHERE kind = 'test_lane' ORDER BY subject")
+        .await;
+    assert_eq!(
+        statuses,
+        [
+            "a-done=completed",
+            "a-late=queued",
+            "a-next=pending",
+            "b-first=pending",
+            "b-next=queued"
+        ]
+    );
+    let due = app
+        .scalar_i64(
+            "SELECT COUNT(*) FROM process_work WHERE subject = 'a-next' AND due_at IS NOT NULL",
+        )
+        .await;
+    assert_eq!(due, 1, "the promoted instance is due");
+    assert_eq!(
+        callflex::processes::work::promote_lanes(&state.store, "test_lane", None)
+            .await
+            .unwrap(),
+        0,
+        "nothing more to repair"
+    );
+}
+
 crate::both_backends!(
+    a_stalled_lane_is_promoted_in_log_order,
     a_long_retry_after_is_respected_by_the_durable_retry,
     a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded,
     quiet_hours_defer_the_summary_but_not_an_urgent_message,

@@ -321,6 +321,74 @@ impl Projector for EventByEvent {
 /// repeat callers, costs that sum as floats) with contacts edited by hand in between.
 /// Notification processes in every state the read model shows: sent, retrying, gave up,
 /// skipped, and sending (attempt recorded, no outcome).
+/// Outbound webhook deliveries in every shape the attempt log projects: started and
+/// delivered in one append, retried then delivered, dead-lettered, skipped then reopened,
+/// refused for good.
+async fn fill_webhook_deliveries(store: &EventStore, org: uuid::Uuid) {
+    use aggregates::process::{Process, ProcessCommand, RetryPolicy, StepPlan};
+    let processes = AggregateRepository::<Process>::new(store.clone(), ());
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let at = chrono::Utc::now();
+    let seen = |code: i64| serde_json::json!({"status_code": code, "latency_ms": code / 100, "response": format!("answer {code}")});
+    let fail = |code: i64, retryable: bool| ProcessCommand::Fail {
+        step: "deliver".into(),
+        error: format!("HTTP {code}"),
+        retryable,
+        not_before: None,
+        detail: seen(code),
+        at,
+    };
+    let succeed = || ProcessCommand::Succeed {
+        step: "deliver".into(),
+        output: seen(200),
+        at,
+    };
+    for n in 0..6 {
+        let subject = format!("evt-{n}:ep1");
+        let stream = Process::stream_id("webhook", &subject);
+        let meta = CommandMeta::new("system:test").tenant(org);
+        let begin = ProcessCommand::Begin {
+            kind: "webhook".into(),
+            subject: subject.clone(),
+            organization_id: Some(org),
+            input: serde_json::json!({"endpoint_id": "ep1",
+                "event": {"id": format!("evt-{n}"), "type": "call.ended", "position": n}}),
+            steps: vec![StepPlan::new("deliver", policy.clone())],
+            at,
+        };
+        let script = match n {
+            0 => vec![ProcessCommand::Batch(vec![begin, succeed()])],
+            1 => vec![begin, fail(500, true), succeed()],
+            2 => vec![
+                ProcessCommand::Batch(vec![begin, fail(500, true)]),
+                fail(503, true),
+            ],
+            3 => vec![
+                begin,
+                ProcessCommand::Skip {
+                    step: "deliver".into(),
+                    reason: "the endpoint is disabled".into(),
+                    at,
+                },
+                ProcessCommand::Reopen {
+                    step: "deliver".into(),
+                    reason: "retried by an admin".into(),
+                    at,
+                },
+                succeed(),
+            ],
+            4 => vec![ProcessCommand::Batch(vec![begin, fail(410, false)])],
+            _ => vec![begin],
+        };
+        for command in script {
+            processes.execute(&stream, command, &meta).await.unwrap();
+        }
+    }
+}
+
 async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
     use aggregates::process::{Process, ProcessCommand, RetryPolicy, StepPlan};
     let processes = AggregateRepository::<Process>::new(store.clone(), ());
@@ -442,6 +510,7 @@ async fn fill_varied_log(store: &EventStore) {
     .await
     .unwrap();
     fill_notifications(store, org).await;
+    fill_webhook_deliveries(store, org).await;
     let at = chrono::Utc::now();
     for c in 0..30i64 {
         let phone = format!("+1555000{:04}", c % 5);
