@@ -370,7 +370,10 @@ pub async fn promote_lanes(
         Some([]) => return Ok(0),
         Some(lanes) => {
             let params: Vec<String> = (0..lanes.len()).map(|i| format!("(${})", i + 3)).collect();
-            format!("SELECT column1 AS lane FROM (VALUES {}) AS v", params.join(", "))
+            format!(
+                "SELECT column1 AS lane FROM (VALUES {}) AS v",
+                params.join(", ")
+            )
         }
         None => "SELECT DISTINCT lane FROM process_work \
                  WHERE kind = $2 AND status = 'queued' AND lane IS NOT NULL"
