@@ -308,45 +308,60 @@ pub async fn update(
     subject: &str,
     update: Update<'_>,
 ) -> Result<Followed, sqlx::Error> {
+    const SET: &str = "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, \
+         failed_steps = $4, last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8";
+    // The lane's next instance, when none of its instances is waiting for a first turn.
+    const PROMOTE: &str =
+        "UPDATE process_work SET status = 'pending', due_at = $6, updated_at = $6 \
+         WHERE kind = $7 AND subject = (SELECT subject FROM process_work \
+             WHERE kind = $7 AND lane = $9 AND status = 'queued' ORDER BY seq LIMIT 1) \
+         AND NOT EXISTS (SELECT 1 FROM process_work \
+             WHERE kind = $7 AND lane = $9 AND status = 'pending' AND subject <> $8) \
+         RETURNING subject, organization_id, input, lane, correlation_id, causation_id";
+    let bind = |sql| {
+        sqlx::query(sql)
+            .bind(update.standing.as_str())
+            .bind(update.due_at)
+            .bind(update.attempts)
+            .bind((!update.failed_steps.is_empty()).then(|| update.failed_steps.join(",")))
+            .bind(update.last_error.map(str::to_string))
+            .bind(now_ms())
+            .bind(kind.to_string())
+            .bind(subject.to_string())
+    };
     let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
-    // The lane's next instance is promoted by a second statement, after this one: its
-    // snapshot then sees an instance a starter inserted while this one waited for the
-    // starter's lock on the pending row (one statement would miss it and stall the lane).
-    sqlx::query(
-        "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, failed_steps = $4, \
-         last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8",
-    )
-    .bind(update.standing.as_str())
-    .bind(update.due_at)
-    .bind(update.attempts)
-    .bind((!update.failed_steps.is_empty()).then(|| update.failed_steps.join(",")))
-    .bind(update.last_error.map(str::to_string))
-    .bind(now_ms())
-    .bind(kind.to_string())
-    .bind(subject.to_string())
-    .execute(&mut *tx)
-    .await?;
-    let mut followed = Followed::NoLane;
-    if let Some(lane) = update.lane {
-        // The lane's next instance, when none of its instances is waiting for a first turn.
-        let promoted = sqlx::query(
-            "UPDATE process_work SET status = 'pending', due_at = $1, updated_at = $1 \
-             WHERE kind = $2 AND subject = (SELECT subject FROM process_work \
-                 WHERE kind = $2 AND lane = $3 AND status = 'queued' ORDER BY seq LIMIT 1) \
-             AND NOT EXISTS (SELECT 1 FROM process_work \
-                 WHERE kind = $2 AND lane = $3 AND status = 'pending') \
-             RETURNING subject, organization_id, input, lane, correlation_id, causation_id",
-        )
-        .bind(now_ms())
-        .bind(kind.to_string())
-        .bind(lane.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        followed = match promoted {
-            Some(row) => Followed::Next(due_of(&row)?),
-            None => Followed::Nothing,
-        };
-    }
+    let promoted = match update.lane {
+        None => {
+            bind(SET).execute(&mut *tx).await?;
+            None
+        }
+        // PostgreSQL: one statement (its parts see the rows as they were, hence `subject <>
+        // $8`: this instance is pending until updated). A queued instance a starter commits
+        // meanwhile is not seen; the answer `Nothing` has the worker look again.
+        Some(lane) if store.backend() == eventlog::Backend::Postgres => {
+            let sql = format!("WITH me AS ({SET}) {PROMOTE}");
+            Some(
+                bind(&sql)
+                    .bind(lane.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            )
+        }
+        Some(lane) => {
+            bind(SET).execute(&mut *tx).await?;
+            Some(
+                bind(PROMOTE)
+                    .bind(lane.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            )
+        }
+    };
+    let followed = match promoted {
+        None => Followed::NoLane,
+        Some(Some(row)) => Followed::Next(due_of(&row)?),
+        Some(None) => Followed::Nothing,
+    };
     tx.commit().await?;
     Ok(followed)
 }
