@@ -189,20 +189,13 @@ impl Ledger {
             provider: delivery.provider.to_string(),
             key: delivery.key.to_string(),
             // PostgreSQL text cannot hold U+0000 (a form body can carry one).
-            cells: vec![
-                delivery.provider.into(),
-                clean(delivery.key).into(),
-                delivery.organization_id.as_deref().map(clean).into(),
-                delivery.message_type.as_deref().map(clean).into(),
-                now_ms().into(),
-                delivery.content_type.map(clean).into(),
-                clean(&String::from_utf8_lossy(delivery.body)).into(),
-                i64::from(outcome.status).into(),
-                clean(&outcome.body.to_string()).into(),
-                outcome.first_position.into(),
-                outcome.last_position.into(),
-                outcome.event_count.into(),
-            ],
+            cells: values(&delivery, Some(outcome))
+                .into_iter()
+                .map(|value| match value {
+                    SideValue::Text(text) => Cell::Text(text),
+                    SideValue::Int(int) => Cell::Int(int),
+                })
+                .collect(),
             written: Some(written),
         };
         if let Ok(mut unwritten) = self.unwritten.lock() {
@@ -426,26 +419,37 @@ async fn write_answers(store: &EventStore, answers: &[Answer]) -> Result<(), sql
 
 /// A delivery's row before its answer (status 0), to ride on its first append.
 fn side_row(delivery: &Delivery<'_>) -> SideRow {
-    let text = |t: Option<&str>| SideValue::Text(t.map(clean));
     SideRow {
         table: "webhook_deliveries",
         columns: &COLUMNS,
-        values: vec![
-            text(Some(delivery.provider)),
-            text(Some(delivery.key)),
-            text(delivery.organization_id.as_deref()),
-            text(delivery.message_type.as_deref()),
-            SideValue::Int(Some(now_ms())),
-            text(delivery.content_type),
-            SideValue::Text(Some(clean(&String::from_utf8_lossy(delivery.body)))),
-            SideValue::Int(Some(0)),
-            SideValue::Text(Some(String::new())),
-            SideValue::Int(Some(0)),
-            SideValue::Int(Some(0)),
-            SideValue::Int(Some(0)),
-        ],
+        values: values(delivery, None),
         on_conflict: "ON CONFLICT (provider, delivery_key) DO NOTHING",
     }
+}
+
+/// The ledger row's values in [`COLUMNS`] order; without an answer yet, status 0. PostgreSQL
+/// text cannot hold U+0000 (a form body can carry one): it is cleaned out.
+fn values(delivery: &Delivery<'_>, answer: Option<&Outcome>) -> Vec<SideValue> {
+    let text = |t: Option<&str>| SideValue::Text(t.map(clean));
+    let int = |i: i64| SideValue::Int(Some(i));
+    vec![
+        text(Some(delivery.provider)),
+        text(Some(delivery.key)),
+        text(delivery.organization_id.as_deref()),
+        text(delivery.message_type.as_deref()),
+        int(now_ms()),
+        text(delivery.content_type),
+        SideValue::Text(Some(clean(&String::from_utf8_lossy(delivery.body)))),
+        int(answer.map_or(0, |a| i64::from(a.status))),
+        SideValue::Text(Some(
+            answer
+                .map(|a| clean(&a.body.to_string()))
+                .unwrap_or_default(),
+        )),
+        int(answer.map_or(0, |a| a.first_position)),
+        int(answer.map_or(0, |a| a.last_position)),
+        int(answer.map_or(0, |a| a.event_count)),
+    ]
 }
 
 fn clean(text: &str) -> String {
