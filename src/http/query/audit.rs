@@ -111,7 +111,9 @@ pub struct DeliveryEntry {
     pub received_at: DateTime<Utc>,
     /// The provider's message type (VAPI `status-update`, Twilio `completed`, …).
     pub message_type: Option<String>,
-    /// Our answer: its status code and body.
+    /// Our answer: its status code and body. Status 0 with a `null` body: the delivery's
+    /// row was committed with its events but the service stopped before recording the
+    /// answer (a redelivery gets the same answer from the commands' idempotency keys).
     pub status_code: i64,
     pub response: serde_json::Value,
     /// Where its events landed in the log (0 when it recorded none) and how many.
