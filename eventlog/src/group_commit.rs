@@ -332,7 +332,7 @@ pub(crate) async fn append_one(
     }
     if let Some(side) = &append.side {
         // A data-modifying CTE runs whether or not the query reads it.
-        ctes.push(format!("side AS ({})", side.insert_sql(1, next)));
+        ctes.push(format!("side AS ({})", side.sql(1, next)));
     }
     let sql = if ctes.len() == 1 {
         insert
@@ -434,10 +434,7 @@ MAX(global_position) FROM ins GROUP BY aggregate_type, aggregate_id";
 fn append_many_sql(sides: &[Vec<&SideRow>]) -> String {
     let mut sql = String::from(APPEND_MANY);
     for (i, rows) in sides.iter().enumerate() {
-        sql.push_str(&format!(
-            ", side{i} AS ({})",
-            rows[0].insert_json_sql(3 + i)
-        ));
+        sql.push_str(&format!(", side{i} AS ({})", rows[0].json_sql(3 + i)));
     }
     sql.push_str(APPEND_MANY_ANSWER);
     sql

@@ -186,6 +186,18 @@ where
         }
     }
 
+    /// The state of a stream the caller knows to be new, without reading it (a cached state
+    /// wins). Should it not be new after all, the next command's append conflicts and the
+    /// command is decided again on the stream read fresh.
+    pub fn assume_new(&self, id: &str) -> (A, i64) {
+        if let Some(hit) = self.cached(id) {
+            return (hit.state, hit.version);
+        }
+        let fresh = A::default();
+        self.remember(id, &fresh, 0);
+        (fresh, 0)
+    }
+
     fn cached(&self, id: &str) -> Option<Cached<A>> {
         let cache = self
             .cache

@@ -23,19 +23,54 @@ pub enum SideValue {
     Int(Option<i64>),
 }
 
-/// A row for `table`, inserted with `INSERT INTO table (columns) VALUES (…) on_conflict`.
+/// How a side row is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SideWrite {
+    /// `INSERT INTO table (columns) VALUES (…) on_conflict`, e.g. `ON CONFLICT (provider,
+    /// delivery_key) DO NOTHING` (valid on both backends).
+    Insert { on_conflict: &'static str },
+    /// `UPDATE table SET <the other columns> WHERE <the key columns> = …`: changes an existing
+    /// row (none found: nothing written, the append commits all the same). Of two rows with
+    /// one key in one shared statement, one is written.
+    Update { key: &'static [&'static str] },
+}
+
+/// A row of `table`: its columns and their values, and how it is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SideRow {
     pub table: &'static str,
     pub columns: &'static [&'static str],
     pub values: Vec<SideValue>,
-    /// E.g. `ON CONFLICT (provider, delivery_key) DO NOTHING` (valid on both backends).
-    pub on_conflict: &'static str,
+    pub write: SideWrite,
 }
 
 impl SideRow {
-    /// The INSERT for `rows` rows of this row's shape, parameters numbered from `first`.
-    pub(crate) fn insert_sql(&self, rows: usize, first: usize) -> String {
+    /// The statement writing `rows` rows of this row's shape (an update writes one),
+    /// parameters numbered from `first`.
+    pub(crate) fn sql(&self, rows: usize, first: usize) -> String {
+        let on_conflict = match &self.write {
+            SideWrite::Insert { on_conflict } => on_conflict,
+            SideWrite::Update { key } => {
+                let param = |column: &str| {
+                    let index = self.columns.iter().position(|c| *c == column);
+                    format!("${}", first + index.unwrap_or_default())
+                };
+                let set: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter(|c| !key.contains(c))
+                    .map(|c| format!("{c} = {}", param(c)))
+                    .collect();
+                let filter: Vec<String> =
+                    key.iter().map(|c| format!("{c} = {}", param(c))).collect();
+                return format!(
+                    "UPDATE {} SET {} WHERE {}",
+                    self.table,
+                    set.join(", "),
+                    filter.join(" AND ")
+                );
+            }
+        };
         let width = self.columns.len();
         let tuples: Vec<String> = (0..rows)
             .map(|r| {
@@ -46,17 +81,16 @@ impl SideRow {
             })
             .collect();
         format!(
-            "INSERT INTO {} ({}) VALUES {} {}",
+            "INSERT INTO {} ({}) VALUES {} {on_conflict}",
             self.table,
             self.columns.join(", "),
             tuples.join(", "),
-            self.on_conflict
         )
     }
 
     /// The INSERT of many rows of this row's shape from one JSON array (parameter `param`),
     /// so the statement's text is the same whatever the number of rows (prepared once).
-    pub(crate) fn insert_json_sql(&self, param: usize) -> String {
+    pub(crate) fn json_sql(&self, param: usize) -> String {
         let types: Vec<String> = self
             .columns
             .iter()
@@ -69,17 +103,35 @@ impl SideRow {
                 format!("{column} {ty}")
             })
             .collect();
-        let columns = self.columns.join(", ");
-        format!(
-            "INSERT INTO {} ({columns}) SELECT {columns} FROM json_to_recordset(${param}::json) \
-             AS r({}) {}",
-            self.table,
-            types.join(", "),
-            self.on_conflict
-        )
+        let (table, types) = (self.table, types.join(", "));
+        match &self.write {
+            SideWrite::Insert { on_conflict } => {
+                let columns = self.columns.join(", ");
+                format!(
+                    "INSERT INTO {table} ({columns}) SELECT {columns} \
+                     FROM json_to_recordset(${param}::json) AS r({types}) {on_conflict}"
+                )
+            }
+            SideWrite::Update { key } => {
+                let set: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter(|c| !key.contains(c))
+                    .map(|c| format!("{c} = r.{c}"))
+                    .collect();
+                let filter: Vec<String> =
+                    key.iter().map(|c| format!("{table}.{c} = r.{c}")).collect();
+                format!(
+                    "UPDATE {table} SET {} FROM json_to_recordset(${param}::json) AS r({types}) \
+                     WHERE {}",
+                    set.join(", "),
+                    filter.join(" AND ")
+                )
+            }
+        }
     }
 
-    /// This row as a JSON object for [`insert_json_sql`](Self::insert_json_sql).
+    /// This row as a JSON object for [`json_sql`](Self::json_sql).
     pub(crate) fn to_json(&self) -> serde_json::Value {
         self.columns
             .iter()
@@ -99,7 +151,7 @@ impl SideRow {
     pub(crate) fn same_shape(&self, other: &SideRow) -> bool {
         self.table == other.table
             && self.columns == other.columns
-            && self.on_conflict == other.on_conflict
+            && self.write == other.write
             && self
                 .values
                 .iter()
@@ -169,7 +221,16 @@ mod tests {
             table: "t",
             columns: &["a", "b"],
             values: vec![SideValue::Text(Some("x".into())), SideValue::Int(None)],
-            on_conflict: "ON CONFLICT (a) DO NOTHING",
+            write: SideWrite::Insert {
+                on_conflict: "ON CONFLICT (a) DO NOTHING",
+            },
+        }
+    }
+
+    fn update() -> SideRow {
+        SideRow {
+            write: SideWrite::Update { key: &["a"] },
+            ..row()
         }
     }
 
@@ -195,8 +256,27 @@ mod tests {
     #[test]
     fn rows_of_one_shape_share_an_insert() {
         assert_eq!(
-            row().insert_sql(2, 3),
+            row().sql(2, 3),
             "INSERT INTO t (a, b) VALUES ($3, $4), ($5, $6) ON CONFLICT (a) DO NOTHING"
+        );
+        assert_eq!(
+            row().json_sql(3),
+            "INSERT INTO t (a, b) SELECT a, b FROM json_to_recordset($3::json) AS r(a text, \
+             b bigint) ON CONFLICT (a) DO NOTHING"
+        );
+    }
+
+    #[test]
+    fn an_update_sets_the_other_columns_where_its_key_matches() {
+        assert_eq!(update().sql(1, 4), "UPDATE t SET b = $5 WHERE a = $4");
+        assert_eq!(
+            update().json_sql(3),
+            "UPDATE t SET b = r.b FROM json_to_recordset($3::json) AS r(a text, b bigint) \
+             WHERE t.a = r.a"
+        );
+        assert!(
+            !update().same_shape(&row()),
+            "an update never shares an insert"
         );
     }
 }

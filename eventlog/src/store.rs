@@ -209,7 +209,7 @@ impl EventStore {
             .map_err(|e| classify(e, prepared))?;
         }
         if let Some(side) = &prepared.side {
-            side.bind(sqlx::query(&side.insert_sql(1, 1)))
+            side.bind(sqlx::query(&side.sql(1, 1)))
                 .execute(&mut *tx)
                 .await?;
         }

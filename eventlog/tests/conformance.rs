@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
-use eventlog::side::{carrying, SideRow, SideValue};
+use eventlog::side::{carrying, SideRow, SideValue, SideWrite};
 use eventlog::testing::fresh_url;
 use eventlog::{
     AggregateRepository, Append, Checkpoint, CommandMeta, EventStore, NewEvent, StoreError,
@@ -593,29 +593,69 @@ fn side(key: &str) -> SideRow {
         table: "side_rows",
         columns: &["k", "n"],
         values: vec![SideValue::Text(Some(key.into())), SideValue::Int(Some(1))],
-        on_conflict: "ON CONFLICT (k) DO NOTHING",
+        write: SideWrite::Insert {
+            on_conflict: "ON CONFLICT (k) DO NOTHING",
+        },
     }
 }
 
 async fn side_keys(store: &EventStore) -> Vec<String> {
-    let rows = sqlx::query("SELECT k FROM side_rows ORDER BY k")
-        .fetch_all(store.pool())
+    side_values(store)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Appends to streams `many{i}` all at once (shared statements on PostgreSQL), each
+/// carrying its side row; every one is written.
+async fn appends_carrying(
+    store: &EventStore,
+    streams: std::ops::Range<i64>,
+    row: impl Fn(i64) -> SideRow,
+) {
+    let mut tasks = Vec::new();
+    for i in streams {
+        let store = store.clone();
+        tasks.push(tokio::spawn(carrying(row(i), async move {
+            store
+                .append(append(&format!("many{i}"), 0, vec![event(i)]))
+                .await
+        })));
+    }
+    for task in tasks {
+        let (result, written) = task.await.unwrap();
+        result.unwrap();
+        assert!(written);
+    }
+}
+
+/// A store with an empty `side_rows (k, n)` table.
+async fn open_with_side_rows(backend: &str) -> EventStore {
+    let store = open(backend).await;
+    sqlx::query("CREATE TABLE side_rows (k TEXT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(store.pool())
         .await
         .unwrap();
-    rows.iter()
-        .map(|r| r.try_get::<String, _>(0).unwrap())
-        .collect()
+    store
+}
+
+/// An append with a snapshot: it goes through a transaction, not a shared statement.
+fn append_with_snapshot(id: &str) -> Append {
+    let mut snap = append(id, 0, vec![event(1)]);
+    snap.snapshot = Some(eventlog::snapshot::Snapshot {
+        sequence: 1,
+        schema_version: 1,
+        payload: "{}".into(),
+    });
+    snap
 }
 
 /// A side row commits with the first append in its scope that commits, through every write
 /// path (alone, shared statements, a transaction with a snapshot), and never with an append
 /// that wrote nothing (a conflict, a used idempotency key).
 async fn a_side_row_commits_with_the_append_that_carries_it(backend: &str) {
-    let store = open(backend).await;
-    sqlx::query("CREATE TABLE side_rows (k TEXT PRIMARY KEY, n BIGINT NOT NULL)")
-        .execute(store.pool())
-        .await
-        .unwrap();
+    let store = open_with_side_rows(backend).await;
     let mut used = append("used", 0, vec![event(1)]);
     used.idempotency_key = Some("used-key".into());
     store.append(used.clone()).await.unwrap();
@@ -647,37 +687,21 @@ async fn a_side_row_commits_with_the_append_that_carries_it(backend: &str) {
     assert!(!written);
 
     // Through a transaction with a snapshot.
-    let mut snap = append("snap", 0, vec![event(1)]);
-    snap.snapshot = Some(eventlog::snapshot::Snapshot {
-        sequence: 1,
-        schema_version: 1,
-        payload: "{}".into(),
-    });
+    let snap = append_with_snapshot("snap");
     let store2 = store.clone();
     let (result, written) = carrying(side("c"), async move { store2.append(snap).await }).await;
     result.unwrap();
     assert!(written);
 
     // Many at once (shared statements on PostgreSQL), two scopes carrying the same row.
-    let mut tasks = Vec::new();
-    for i in 0..40 {
-        let store = store.clone();
-        let key = if i == 39 {
+    appends_carrying(&store, 0..40, |i| {
+        side(&if i == 39 {
             "d00".to_string()
         } else {
             format!("d{i:02}")
-        };
-        tasks.push(tokio::spawn(carrying(side(&key), async move {
-            store
-                .append(append(&format!("many{i}"), 0, vec![event(i)]))
-                .await
-        })));
-    }
-    for task in tasks {
-        let (result, written) = task.await.unwrap();
-        result.unwrap();
-        assert!(written);
-    }
+        })
+    })
+    .await;
     let keys = side_keys(&store).await;
     let expected: Vec<String> = ["a", "c"]
         .iter()
@@ -687,6 +711,93 @@ async fn a_side_row_commits_with_the_append_that_carries_it(backend: &str) {
     let mut expected = expected;
     expected.sort();
     assert_eq!(keys, expected, "one row each, the repeated key once");
+}
+
+fn side_update(key: &str, n: i64) -> SideRow {
+    SideRow {
+        table: "side_rows",
+        columns: &["k", "n"],
+        values: vec![SideValue::Text(Some(key.into())), SideValue::Int(Some(n))],
+        write: SideWrite::Update { key: &["k"] },
+    }
+}
+
+async fn side_values(store: &EventStore) -> Vec<(String, i64)> {
+    let rows = sqlx::query("SELECT k, n FROM side_rows ORDER BY k")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| (r.try_get(0).unwrap(), r.try_get(1).unwrap()))
+        .collect()
+}
+
+/// An update side row changes its row in the commit of the append that carries it (alone,
+/// in shared statements, in a transaction with a snapshot), and not when the append fails.
+async fn an_update_side_row_changes_its_row_with_the_append(backend: &str) {
+    let store = open_with_side_rows(backend).await;
+    for i in 0..20 {
+        sqlx::query("INSERT INTO side_rows (k, n) VALUES ($1, 0)")
+            .bind(format!("u{i:02}"))
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    store
+        .append(append("taken", 0, vec![event(1)]))
+        .await
+        .unwrap();
+
+    // A conflict changes nothing; the append that commits carries the change.
+    let store2 = store.clone();
+    let ((), written) = carrying(side_update("u00", 7), async move {
+        assert!(store2
+            .append(append("taken", 0, vec![event(2)]))
+            .await
+            .is_err());
+        assert_eq!(side_values(&store2).await[0], ("u00".to_string(), 0));
+        store2
+            .append(append("alone", 0, vec![event(1)]))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(written);
+    assert_eq!(side_values(&store).await[0], ("u00".to_string(), 7));
+
+    // Through a transaction with a snapshot.
+    let snap = append_with_snapshot("snap");
+    let store2 = store.clone();
+    let (result, written) = carrying(
+        side_update("u01", 8),
+        async move { store2.append(snap).await },
+    )
+    .await;
+    result.unwrap();
+    assert!(written);
+
+    // Many at once (shared statements on PostgreSQL), mixed with insert rows.
+    appends_carrying(&store, 2..20, |i| {
+        if i % 5 == 0 {
+            side(&format!("v{i:02}"))
+        } else {
+            side_update(&format!("u{i:02}"), i + 100)
+        }
+    })
+    .await;
+    let expected: Vec<(String, i64)> = (0..20)
+        .map(|i| {
+            let n = match i {
+                0 => 7,
+                1 => 8,
+                i if i % 5 == 0 => 0,
+                i => i + 100,
+            };
+            (format!("u{i:02}"), n)
+        })
+        .chain([5, 10, 15].map(|i| (format!("v{i:02}"), 1)))
+        .collect();
+    assert_eq!(side_values(&store).await, expected);
 }
 
 macro_rules! conformance {
@@ -717,6 +828,7 @@ macro_rules! conformance {
             case!(appends_abandoned_midway_do_not_stall_later_ones);
             case!(a_tenants_activity_is_filtered_by_actor_kind_type_and_time);
             case!(a_side_row_commits_with_the_append_that_carries_it);
+            case!(an_update_side_row_changes_its_row_with_the_append);
         }
     };
 }

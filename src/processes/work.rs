@@ -2,7 +2,9 @@
 //! stream in the log; this row only says when its worker next has something to do
 //! (`due_at`, NULL once completed) and how it stands, for `/health` and the worker's query.
 
+use aggregates::process::{Due as ProcessDue, Process, StepStatus};
 use eventlog::now_ms;
+use eventlog::side::{SideRow, SideValue, SideWrite};
 use serde_json::Value;
 use sqlx::{Any, AnyPool, Row, Transaction};
 use uuid::Uuid;
@@ -37,6 +39,8 @@ pub struct Due {
     pub lane: Option<String>,
     /// The event that started the instance, when it was started from the log.
     pub cause: Option<Cause>,
+    /// Not yet run (`pending` or `queued`): its stream is empty (see [`timer_row`]).
+    pub fresh: bool,
 }
 
 /// How an instance stands after its worker ran it.
@@ -219,19 +223,19 @@ pub async fn wake(pool: &AnyPool, kind: &str, subject: &str) -> Result<(), sqlx:
 }
 
 /// Up to `limit` instances of `kind` due at `now`, earliest first (a lane's queued instances
-/// are not due until [`update`] makes them pending).
+/// are not due: its worker runs them after its pending one, see [`lane_next`], or
+/// [`promote_lanes`] makes the first pending).
 pub async fn due(
     pool: &AnyPool,
     kind: &str,
     now: i64,
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT subject, organization_id, input, lane, correlation_id, causation_id \
-         FROM process_work \
-         WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 \
-         ORDER BY due_at, seq LIMIT $3",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {DUE_COLUMNS} FROM process_work \
+             WHERE kind = $1 AND due_at IS NOT NULL AND due_at <= $2 \
+             ORDER BY due_at, seq LIMIT $3"
+    ))
     .bind(kind.to_string())
     .bind(now)
     .bind(limit)
@@ -240,8 +244,11 @@ pub async fn due(
     rows.iter().map(due_of).collect()
 }
 
-/// A `process_work` row read as (subject, organization_id, input, lane, correlation_id,
-/// causation_id).
+/// The columns [`due_of`] reads, in its order.
+const DUE_COLUMNS: &str =
+    "subject, organization_id, input, lane, correlation_id, causation_id, status";
+
+/// A `process_work` row read as [`DUE_COLUMNS`].
 fn due_of(row: &sqlx::any::AnyRow) -> Result<Due, sqlx::Error> {
     let organization: Option<String> = row.try_get(1)?;
     let input: String = row.try_get(2)?;
@@ -262,6 +269,7 @@ fn due_of(row: &sqlx::any::AnyRow) -> Result<Due, sqlx::Error> {
                 _ => None,
             }
         },
+        fresh: matches!(row.try_get::<String, _>(6)?.as_str(), "pending" | "queued"),
     })
 }
 
@@ -274,96 +282,131 @@ pub async fn next_due(pool: &AnyPool, kind: &str) -> Result<Option<i64>, sqlx::E
     row.try_get(0)
 }
 
-/// What the worker learned running an instance.
-#[derive(Debug, Clone)]
-pub struct Update<'a> {
-    /// The instance's lane: when its first attempt is done, the next queued one is due.
-    pub lane: Option<&'a str>,
+/// How an instance stands after its worker ran it: its `process_work` timer and summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
     pub standing: Standing,
     pub due_at: Option<i64>,
     pub attempts: i64,
-    pub failed_steps: &'a [String],
-    pub last_error: Option<&'a str>,
+    /// The names of the steps that gave up, comma separated.
+    pub failed_steps: Option<String>,
+    pub last_error: Option<String>,
 }
 
-/// Writes the instance's timer and summary. Committed without waiting for the disk
-/// (`synchronous_commit = off`): the row is an index over the instance's stream, and one lost
-/// in a crash is rebuilt from that stream the next time the instance is due (at worst it is
-/// due again and its worker finds nothing left to do).
-/// What followed an instance in its lane once its worker was done with it.
-#[derive(Debug, Clone)]
-pub enum Followed {
-    /// It has no lane, or is not done with its first turn.
-    NoLane,
-    /// The lane's next instance, now pending and due: its worker may run it at once.
-    Next(Due),
-    /// No queued instance was found (a starter may be queueing one right now: see
-    /// [`promote_lanes`]).
-    Nothing,
+impl Timer {
+    /// The timer of an instance in state `process` at `now`.
+    pub fn of(process: &Process, now: chrono::DateTime<chrono::Utc>) -> Timer {
+        let failed = process.failed_steps();
+        let (standing, due_at) = match process.due(now) {
+            ProcessDue::Never if failed.is_empty() => (Standing::Completed, None),
+            ProcessDue::Never => (Standing::Failed, None),
+            ProcessDue::At(at) => (Standing::Retrying, Some(at.timestamp_millis())),
+            ProcessDue::Now => (Standing::Running, Some(now.timestamp_millis())),
+        };
+        Timer {
+            standing,
+            due_at,
+            attempts: process.steps.iter().map(|s| i64::from(s.attempts)).sum(),
+            failed_steps: (!failed.is_empty()).then(|| failed.join(",")),
+            last_error: process
+                .steps
+                .iter()
+                .filter(|s| s.status != StepStatus::Succeeded)
+                .filter_map(|s| s.last_error.clone())
+                .next_back(),
+        }
+    }
 }
 
+/// The instance's timer and summary as a side row of its own append (`eventlog::side`):
+/// committed with the events that changed it, so a row still `pending` or `queued` always
+/// belongs to an instance whose stream is empty (its worker skips reading it).
+pub fn timer_row(kind: &str, subject: &str, timer: &Timer) -> SideRow {
+    let text = |t: Option<&str>| SideValue::Text(t.map(str::to_string));
+    SideRow {
+        table: "process_work",
+        columns: &[
+            "kind",
+            "subject",
+            "status",
+            "due_at",
+            "attempts",
+            "failed_steps",
+            "last_error",
+            "updated_at",
+        ],
+        values: vec![
+            text(Some(kind)),
+            text(Some(subject)),
+            text(Some(timer.standing.as_str())),
+            SideValue::Int(timer.due_at),
+            SideValue::Int(Some(timer.attempts)),
+            text(timer.failed_steps.as_deref()),
+            text(timer.last_error.as_deref()),
+            SideValue::Int(Some(now_ms())),
+        ],
+        write: SideWrite::Update {
+            key: &["kind", "subject"],
+        },
+    }
+}
+
+/// Writes the instance's timer and summary when its last append did not carry them.
+/// Committed without waiting for the disk (`synchronous_commit = off`): the row is an index
+/// over the instance's stream, and one lost in a crash is rebuilt from that stream the next
+/// time the instance is due (at worst it is due again and its worker finds nothing to do).
 pub async fn update(
     store: &eventlog::EventStore,
     kind: &str,
     subject: &str,
-    update: Update<'_>,
-) -> Result<Followed, sqlx::Error> {
-    const SET: &str = "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, \
-         failed_steps = $4, last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8";
-    // The lane's next instance, when none of its instances is waiting for a first turn.
-    const PROMOTE: &str =
-        "UPDATE process_work SET status = 'pending', due_at = $6, updated_at = $6 \
-         WHERE kind = $7 AND subject = (SELECT subject FROM process_work \
-             WHERE kind = $7 AND lane = $9 AND status = 'queued' ORDER BY seq LIMIT 1) \
-         AND NOT EXISTS (SELECT 1 FROM process_work \
-             WHERE kind = $7 AND lane = $9 AND status = 'pending' AND subject <> $8) \
-         RETURNING subject, organization_id, input, lane, correlation_id, causation_id";
-    let bind = |sql| {
-        sqlx::query(sql)
-            .bind(update.standing.as_str())
-            .bind(update.due_at)
-            .bind(update.attempts)
-            .bind((!update.failed_steps.is_empty()).then(|| update.failed_steps.join(",")))
-            .bind(update.last_error.map(str::to_string))
-            .bind(now_ms())
-            .bind(kind.to_string())
-            .bind(subject.to_string())
-    };
+    timer: &Timer,
+) -> Result<(), sqlx::Error> {
     let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
-    let promoted = match update.lane {
-        None => {
-            bind(SET).execute(&mut *tx).await?;
-            None
-        }
-        // PostgreSQL: one statement (its parts see the rows as they were, hence `subject <>
-        // $8`: this instance is pending until updated). A queued instance a starter commits
-        // meanwhile is not seen; the answer `Nothing` has the worker look again.
-        Some(lane) if store.backend() == eventlog::Backend::Postgres => {
-            let sql = format!("WITH me AS ({SET}) {PROMOTE}");
-            Some(
-                bind(&sql)
-                    .bind(lane.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?,
-            )
-        }
-        Some(lane) => {
-            bind(SET).execute(&mut *tx).await?;
-            Some(
-                bind(PROMOTE)
-                    .bind(lane.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?,
-            )
-        }
+    sqlx::query(
+        "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, failed_steps = $4, \
+         last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8",
+    )
+    .bind(timer.standing.as_str())
+    .bind(timer.due_at)
+    .bind(timer.attempts)
+    .bind(timer.failed_steps.clone())
+    .bind(timer.last_error.clone())
+    .bind(now_ms())
+    .bind(kind.to_string())
+    .bind(subject.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// The instances of a lane waiting for their first turn, in log order, up to `limit`: the
+/// worker that has the lane runs them one after another (see the worker's chain).
+pub async fn lane_next(
+    pool: &AnyPool,
+    kind: &str,
+    lane: &str,
+    limit: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
+    // Each status by equality, so each part walks the lane index in `seq` order (written
+    // as subqueries: SQLite takes no parenthesized parts of a UNION).
+    let part = |status: &str| {
+        format!(
+            "SELECT * FROM (SELECT {DUE_COLUMNS}, seq FROM process_work WHERE kind = $1 \
+             AND lane = $2 AND status = '{status}' ORDER BY seq LIMIT $3) {status}"
+        )
     };
-    let followed = match promoted {
-        None => Followed::NoLane,
-        Some(Some(row)) => Followed::Next(due_of(&row)?),
-        Some(None) => Followed::Nothing,
-    };
-    tx.commit().await?;
-    Ok(followed)
+    let sql = format!(
+        "{} UNION ALL {} ORDER BY seq LIMIT $3",
+        part("pending"),
+        part("queued")
+    );
+    let rows = sqlx::query(&sql)
+        .bind(kind.to_string())
+        .bind(lane.to_string())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(due_of).collect()
 }
 
 /// Makes the first queued instance (in log order) of each lane that has none pending due

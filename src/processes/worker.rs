@@ -5,14 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::process::{Due, Process, ProcessCommand, StepState, StepStatus};
+use aggregates::process::{Process, ProcessCommand, StepState};
 use eventlog::CommandMeta;
 use projections::{ProjectorHandle, ProjectorStatus};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::work::{self, Standing, Update};
+use super::work::{self, Timer};
 use super::{ProcessDefinition, StepContext, StepResult};
 use crate::app::AppError;
 use crate::state::AppState;
@@ -173,24 +173,12 @@ impl Worker {
                             let definition = self.definition.clone();
                             let state = self.state.clone();
                             let status = self.status.clone();
-                            let id = tasks
-                                .spawn(async move {
-                                    // A lane's next instance runs at once on this task (the
-                                    // lane stays taken, so the loop leaves it alone), up to
-                                    // `CHAIN` in a row.
-                                    let mut row = row;
-                                    for _ in 0..CHAIN {
-                                        match advance_logged(&*definition, &state, &status, row)
-                                            .await
-                                        {
-                                            work::Followed::Next(next) => row = next,
-                                            work::Followed::NoLane => return true,
-                                            work::Followed::Nothing => return false,
-                                        }
-                                    }
-                                    true
-                                })
-                                .id();
+                            let id =
+                                tasks
+                                    .spawn(async move {
+                                        run_lane(&*definition, &state, &status, row).await
+                                    })
+                                    .id();
                             running.insert(id, subject);
                         }
                     }
@@ -233,16 +221,63 @@ impl Worker {
     }
 }
 
-/// Answers whether the instance's lane (if any) is known to have a successor or none
-/// queued (`false`: look at the lane again, see `LANE_RECHECK`).
+/// Runs an instance, then the instances of its lane waiting for their first turn, in log
+/// order, one after another on this task (the lane stays taken, so the worker's loop leaves
+/// it alone): no due query and no hop through the loop between two deliveries to one
+/// endpoint. After `CHAIN` instances the lane is handed back (its next one made pending).
+/// Answers `false` when the lane was left with none waiting, to be looked at again (a
+/// starter may be queueing one right now: see `work::promote_lanes`).
+async fn run_lane(
+    definition: &dyn ProcessDefinition,
+    state: &Arc<AppState>,
+    status: &watch::Sender<WorkerStatus>,
+    first: work::Due,
+) -> bool {
+    let kind = definition.kind();
+    let Some(lane) = first.lane.clone() else {
+        advance_logged(definition, state, status, &first).await;
+        return true;
+    };
+    let mut row = first;
+    let mut waiting = std::collections::VecDeque::new();
+    for ran in 1..=CHAIN {
+        if !advance_logged(definition, state, status, &row).await {
+            // It is due again soon; the lane waits for it as for a pending instance.
+            return true;
+        }
+        if waiting.is_empty() {
+            let limit = (CHAIN - ran) as i64;
+            match work::lane_next(state.store.pool(), kind, &lane, limit.max(1)).await {
+                Ok(rows) => waiting = rows.into(),
+                Err(err) => {
+                    tracing::warn!(process = kind, %lane, error = %err, "reading the lane failed");
+                    return false;
+                }
+            }
+        }
+        match waiting.pop_front() {
+            Some(next) if ran < CHAIN => row = next,
+            Some(_) => break,
+            None => return false,
+        }
+    }
+    let lanes = [lane];
+    if let Err(err) = work::promote_lanes(&state.store, kind, Some(&lanes)).await {
+        tracing::warn!(process = kind, lane = %lanes[0], error = %err, "handing the lane back failed");
+        return false;
+    }
+    true
+}
+
+/// Runs one instance; answers whether it ran (on `false` it is due again shortly).
 async fn advance_logged(
     definition: &dyn ProcessDefinition,
     state: &Arc<AppState>,
     status: &watch::Sender<WorkerStatus>,
-    row: work::Due,
-) -> work::Followed {
+    row: &work::Due,
+) -> bool {
     let kind = definition.kind();
-    let work = advance(definition, state, status, &row);
+    let work = advance(definition, state, status, row);
     let span = tracing::info_span!(
         "process_instance",
         process = definition.kind(),
@@ -266,14 +301,14 @@ async fn advance_logged(
         None => work.instrument(span).await,
     };
     match advanced {
-        Ok(followed) => followed,
+        Ok(()) => true,
         Err(err) => {
             tracing::warn!(process = kind, subject = %row.subject, error = %err, "process run failed; retrying soon");
             status.send_modify(|s| s.last_error = Some(err.to_string()));
             let due_at = state.clock.now_ms() + RETRY_AFTER_ERROR_MS;
             let _ =
                 work::retry_later(&state.store, kind, &row.subject, due_at, &err.to_string()).await;
-            work::Followed::NoLane
+            false
         }
     }
 }
@@ -293,16 +328,65 @@ fn meta(kind: &str, process: &Process, key: String, cause: Option<work::Cause>) 
     meta
 }
 
-/// Runs what an instance can run now, then writes its timer back.
+/// Records one of the instance's commands; the append carries the instance's timer as it
+/// will stand after the command (a side row, so the timer commits with the events). Answers
+/// the new state and the timer written with it, if it was.
+async fn record(
+    state: &AppState,
+    (kind, subject): (&str, &str),
+    stream: &str,
+    process: &Process,
+    command: ProcessCommand,
+    meta: &CommandMeta,
+) -> Result<(Process, Option<Timer>), AppError> {
+    let mut predicted = process.clone();
+    let timer = match predicted.decide(command.clone()) {
+        Ok(events) => {
+            for event in events {
+                cqrs_es::Aggregate::apply(&mut predicted, event);
+            }
+            Some(Timer::of(&predicted, state.clock.now()))
+        }
+        Err(_) => None,
+    };
+    let execute = state.processes.execute(stream, command.clone(), meta);
+    let (executed, written) = match &timer {
+        Some(timer) => {
+            let row = work::timer_row(kind, subject, timer);
+            eventlog::side::carrying(row, execute).await
+        }
+        None => (execute.await, false),
+    };
+    let executed = executed?;
+    // Decided on other state than predicted (another writer came first): the timer written
+    // is not this state's; the worker writes the right one at the end.
+    let kept = (written && executed.state == predicted)
+        .then_some(timer)
+        .flatten();
+    Ok((executed.state, kept))
+}
+
+/// Runs what an instance can run now, then writes its timer back unless its last append
+/// carried it.
 async fn advance(
     definition: &dyn ProcessDefinition,
     state: &Arc<AppState>,
     status: &watch::Sender<WorkerStatus>,
     row: &work::Due,
-) -> Result<work::Followed, AppError> {
+) -> Result<(), AppError> {
     let kind = definition.kind();
     let stream = Process::stream_id(kind, &row.subject);
-    let (mut process, _) = state.processes.load(&stream).await?;
+    // An instance not yet run has an empty stream: its first append carries its timer, so
+    // its row is `pending`/`queued` only until then (see `work::timer_row`).
+    let (mut process, _) = if row.fresh {
+        state.processes.assume_new(&stream)
+    } else {
+        state.processes.load(&stream).await?
+    };
+    // The state the log holds: a start recorded together with outcomes is decided on it.
+    let initial = process.clone();
+    let instance = (kind, row.subject.as_str());
+    let mut written: Option<Timer> = None;
     // A new instance's start is recorded with its first outcomes, in one append, unless a
     // first step must record its attempt before it runs (then the start goes first).
     let mut unrecorded_begin = None;
@@ -330,15 +414,8 @@ async fn advance(
             .iter()
             .any(|s| definition.records_attempts(&begun, &s.plan.name));
         if records_first {
-            process = state
-                .processes
-                .execute(
-                    &stream,
-                    begin,
-                    &meta(kind, &begun, format!("{stream}:begin"), row.cause),
-                )
-                .await?
-                .state;
+            let meta = meta(kind, &begun, format!("{stream}:begin"), row.cause);
+            (process, written) = record(state, instance, &stream, &initial, begin, &meta).await?;
         } else {
             unrecorded_begin = Some(begin);
             process = begun;
@@ -387,22 +464,14 @@ async fn advance(
             let batch = std::iter::once(begin)
                 .chain(outcomes.into_iter().map(|(command, _)| command))
                 .collect();
-            process = state
-                .processes
-                .execute(
-                    &stream,
-                    ProcessCommand::Batch(batch),
-                    &meta(kind, &process, format!("{stream}:begin"), row.cause),
-                )
-                .await?
-                .state;
+            let meta = meta(kind, &process, format!("{stream}:begin"), row.cause);
+            let batch = ProcessCommand::Batch(batch);
+            (process, written) = record(state, instance, &stream, &initial, batch, &meta).await?;
         } else {
             for (command, key) in outcomes {
-                process = state
-                    .processes
-                    .execute(&stream, command, &meta(kind, &process, key, row.cause))
-                    .await?
-                    .state;
+                let meta = meta(kind, &process, key, row.cause);
+                (process, written) =
+                    record(state, instance, &stream, &process, command, &meta).await?;
             }
         }
         status.send_modify(|s| s.steps_run += steps);
@@ -414,40 +483,16 @@ async fn advance(
         }
     }
     if let Some(begin) = unrecorded_begin {
-        let key = format!("{stream}:begin");
-        process = state
-            .processes
-            .execute(&stream, begin, &meta(kind, &process, key, row.cause))
-            .await?
-            .state;
+        let meta = meta(kind, &process, format!("{stream}:begin"), row.cause);
+        (process, written) = record(state, instance, &stream, &initial, begin, &meta).await?;
     }
-    let (standing, due_at) = match process.due(state.clock.now()) {
-        Due::Never if process.failed_steps().is_empty() => (Standing::Completed, None),
-        Due::Never => (Standing::Failed, None),
-        Due::At(at) => (Standing::Retrying, Some(at.timestamp_millis())),
-        Due::Now => (Standing::Running, Some(state.clock.now_ms())),
-    };
-    let last_error = process
-        .steps
-        .iter()
-        .filter(|s| s.status != StepStatus::Succeeded)
-        .filter_map(|s| s.last_error.as_deref())
-        .next_back();
-    work::update(
-        &state.store,
-        kind,
-        &row.subject,
-        Update {
-            lane: row.lane.as_deref(),
-            standing,
-            due_at,
-            attempts: process.steps.iter().map(|s| i64::from(s.attempts)).sum(),
-            failed_steps: &process.failed_steps(),
-            last_error,
-        },
-    )
-    .await
-    .map_err(AppError::from)
+    let timer = Timer::of(&process, state.clock.now());
+    if written.as_ref() == Some(&timer) {
+        return Ok(());
+    }
+    work::update(&state.store, kind, &row.subject, &timer)
+        .await
+        .map_err(AppError::from)
 }
 
 /// The command recording one attempt's result.

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventlog::side::{SideRow, SideValue};
+use eventlog::side::{SideRow, SideValue, SideWrite};
 use eventlog::{now_ms, EventStore};
 use projections::batch::{insert_rows, Cell};
 use sqlx::Row;
@@ -423,7 +423,9 @@ fn side_row(delivery: &Delivery<'_>) -> SideRow {
         table: "webhook_deliveries",
         columns: &COLUMNS,
         values: values(delivery, None),
-        on_conflict: "ON CONFLICT (provider, delivery_key) DO NOTHING",
+        write: SideWrite::Insert {
+            on_conflict: "ON CONFLICT (provider, delivery_key) DO NOTHING",
+        },
     }
 }
 

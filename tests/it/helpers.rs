@@ -349,6 +349,44 @@ impl TestApp {
         panic!("the processes did not finish: head {head}, starters {starters:?}, open {open:?}");
     }
 
+    /// Every process instance's timer row says what its stream says: a `pending` or `queued`
+    /// instance has an empty stream (its worker skips reading it), any other stands as the
+    /// state its events fold to (the timer rides on the instance's own appends).
+    pub async fn assert_timers_match_streams(&self) {
+        use aggregates::process::Process;
+        use callflex::processes::work::Timer;
+        let state = self.app.state();
+        let rows = sqlx::query(
+            "SELECT kind, subject, status, due_at, attempts FROM process_work ORDER BY kind, subject",
+        )
+        .fetch_all(state.store.pool())
+        .await
+        .unwrap();
+        assert!(!rows.is_empty(), "no process instance to check");
+        for row in rows {
+            let kind: String = row.try_get(0).unwrap();
+            let subject: String = row.try_get(1).unwrap();
+            let status: String = row.try_get(2).unwrap();
+            let due_at: Option<i64> = row.try_get(3).unwrap();
+            let attempts: i64 = row.try_get(4).unwrap();
+            let (process, version) = state
+                .processes
+                .replay(&Process::stream_id(&kind, &subject))
+                .await
+                .unwrap();
+            if matches!(status.as_str(), "pending" | "queued") {
+                assert_eq!(version, 0, "{kind} {subject} is {status} with events");
+                continue;
+            }
+            let timer = Timer::of(&process, state.clock.now());
+            assert_eq!(status, timer.standing.as_str(), "{kind} {subject}");
+            assert_eq!(attempts, timer.attempts, "{kind} {subject}");
+            if status == "retrying" || timer.due_at.is_none() {
+                assert_eq!(due_at, timer.due_at, "{kind} {subject}");
+            }
+        }
+    }
+
     pub async fn head(&self) -> i64 {
         self.app.state().store.head().await.unwrap()
     }

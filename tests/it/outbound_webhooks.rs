@@ -332,6 +332,7 @@ async fn a_failing_receiver_gets_the_schedule_then_a_dead_letter(backend: &str) 
         )
         .await;
     assert_eq!(status, 409, "a delivered delivery has nothing to retry");
+    app.assert_timers_match_streams().await;
 }
 
 fn body_id(request: &wiremock::Request) -> Value {
@@ -477,6 +478,8 @@ async fn one_endpoint_hears_its_events_in_log_order_and_a_replay_resends_exactly
             .count(),
         12
     );
+    app.processes_done().await;
+    app.assert_timers_match_streams().await;
 }
 
 crate::both_backends!(

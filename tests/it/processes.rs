@@ -194,6 +194,8 @@ async fn an_ended_call_is_summarized_notified_and_closed(backend: &str) {
         .unwrap();
     assert_eq!(processing["completed"], 1, "{health}");
     assert_eq!(processing["active"], true);
+    app.processes_done().await;
+    app.assert_timers_match_streams().await;
 }
 
 /// VAPI's own analysis is used as it is: no LLM request.
@@ -636,6 +638,22 @@ async fn a_stalled_lane_is_promoted_in_log_order(backend: &str) {
         0,
         "nothing more to repair"
     );
+    // The lane's worker runs them in log order, pending or queued; none has run yet.
+    let next = |lane: &'static str, limit| {
+        let pool = state.store.pool().clone();
+        async move {
+            callflex::processes::work::lane_next(&pool, "test_lane", lane, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|due| (due.subject, due.fresh))
+                .collect::<Vec<_>>()
+        }
+    };
+    let fresh = |s: &str| (s.to_string(), true);
+    assert_eq!(next("a", 10).await, [fresh("a-next"), fresh("a-late")]);
+    assert_eq!(next("b", 1).await, [fresh("b-first")]);
+    assert_eq!(next("b", 5).await, [fresh("b-first"), fresh("b-next")]);
 }
 
 crate::both_backends!(

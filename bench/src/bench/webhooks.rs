@@ -262,8 +262,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     );
     app.stop().await;
     section.note(
-        "a delivery is one process instance: its start and outcome are recorded in one append, \
-         then its timer row; an endpoint's deliveries go one at a time, in log order",
+        "a delivery is one process instance: its start, its outcome and its timer row are \
+         recorded in one append; an endpoint's deliveries go one at a time, in log order",
     );
     Ok(section)
 }
