@@ -1,7 +1,8 @@
 //! A side row: one row of another table written in the SAME commit as the next append made
 //! inside [`carrying`], so it is exactly as durable as the events and costs no commit of its
-//! own. The webhook ingest carries the raw delivery this way: a 2xx promises the body is
-//! durable, and a second durable commit per delivery would halve the ingest's throughput.
+//! own. The webhook ingest carries the raw delivery this way (an insert): a 2xx promises the
+//! body is durable, and a second durable commit per delivery would halve the ingest's
+//! throughput. A process instance carries its timer this way (an update of its row).
 //!
 //! The row is offered to every append in the scope until one commits with it (an append that
 //! fails, conflicts or finds its idempotency key used writes nothing, so the row is offered

@@ -124,14 +124,16 @@ impl Worker {
         let mut subjects: HashSet<String> = HashSet::new();
         // Lanes with an instance running: one at a time per lane.
         let mut lanes: HashSet<String> = HashSet::new();
-        let mut swept = std::time::Instant::now();
+        // Swept at once on taking over: a lane whose worker died while running its waiting
+        // instances has none pending, and must not wait for the first sweep.
+        let mut swept: Option<std::time::Instant> = None;
         let mut rechecked = std::time::Instant::now();
         // Lanes whose last finished instance found no successor, since when.
         let mut idle: HashMap<String, std::time::Instant> = HashMap::new();
         loop {
             idle.retain(|_, since| since.elapsed() < LANE_RECHECK);
-            let recheck: Option<Vec<String>> = if swept.elapsed() >= STALL_SWEEP {
-                swept = std::time::Instant::now();
+            let recheck: Option<Vec<String>> = if swept.is_none_or(|t| t.elapsed() >= STALL_SWEEP) {
+                swept = Some(std::time::Instant::now());
                 None
             } else if rechecked.elapsed() >= RECHECK_EVERY {
                 rechecked = std::time::Instant::now();
