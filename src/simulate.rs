@@ -61,6 +61,15 @@ fn tool(id: String, name: &str, args: Value) -> Value {
 
 /// The deliveries of one realistic call (about 20), in the order VAPI sends them.
 pub fn call_script(call_index: usize) -> Vec<Delivery> {
+    call_script_with(call_index, VAPI_RECORDINGS)
+}
+
+/// Where VAPI keeps recordings: a call's report names its recording there.
+pub const VAPI_RECORDINGS: &str = "https://storage.vapi.ai";
+
+/// [`call_script`] with the recording at `recordings`/{call id}-mono.wav (a benchmark serves
+/// its own, so the post-call processes download a real file without the internet).
+pub fn call_script_with(call_index: usize, recordings: &str) -> Vec<Delivery> {
     let call_id = Uuid::new_v4().to_string();
     let caller = format!("+1555{:07}", call_index % 10_000_000);
     let start = chrono::Utc::now().timestamp_millis();
@@ -176,7 +185,7 @@ pub fn call_script(call_index: usize) -> Vec<Delivery> {
             "artifact": {
                 "transcript": transcript,
                 "messages": [],
-                "recordingUrl": format!("https://storage.vapi.ai/{call_id}-mono.wav"),
+                "recordingUrl": format!("{recordings}/{call_id}-mono.wav"),
             },
             "analysis": {
                 "summary": "Driver Sam called out sick for route 12 until Monday.",

@@ -53,6 +53,8 @@ mod query;
 mod query_load;
 #[path = "bench/rebuild.rs"]
 mod rebuild;
+#[path = "bench/recordings.rs"]
+mod recordings;
 #[path = "bench/report.rs"]
 mod report;
 #[path = "bench/webhooks.rs"]

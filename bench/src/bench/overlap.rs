@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callflex::simulate::call_script;
+use callflex::simulate::call_script_with;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::ingest::{send, Endpoint};
@@ -35,9 +35,11 @@ pub async fn drive(
         // most `k` of one call are in flight.
         let (tx, rx) = mpsc::channel::<String>(1);
         let rx = Arc::new(Mutex::new(rx));
+        let recordings = endpoint.recordings.clone();
         tasks.push(tokio::spawn(async move {
             'calls: for n in 0.. {
-                for delivery in call_script(first_call + slot * 1_000_000 + n) {
+                let script = call_script_with(first_call + slot * 1_000_000 + n, &recordings);
+                for delivery in script {
                     if Instant::now() >= deadline || tx.send(delivery.body).await.is_err() {
                         break 'calls;
                     }
