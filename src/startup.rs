@@ -95,14 +95,13 @@ impl Application {
         let mut processes = Vec::new();
         if config.processes_enabled {
             for definition in crate::processes::all(&state) {
-                let starter = Arc::new(crate::processes::starter::Starter {
-                    definition: definition.clone(),
-                });
-                let runner =
-                    projections::ProjectorRunner::new(store.clone(), starter).feed(feed.clone());
+                let starter = crate::processes::starter::Starter::new(definition.clone());
+                let mark = starter.mark();
+                let runner = projections::ProjectorRunner::new(store.clone(), Arc::new(starter))
+                    .feed(feed.clone());
                 let (starter, _task) = runner.spawn(stopped(projectors_rx.clone()));
                 let worker =
-                    crate::processes::worker::Worker::new(definition, state.clone(), starter);
+                    crate::processes::worker::Worker::new(definition, state.clone(), starter, mark);
                 processes.push(worker.spawn(stopped(projectors_rx.clone())));
             }
         }

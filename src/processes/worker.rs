@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::starter::StartMark;
 use super::work::{self, Timer};
 use super::{ProcessDefinition, StepContext, StepResult};
 use crate::app::AppError;
@@ -59,6 +60,7 @@ pub struct Worker {
     definition: Arc<dyn ProcessDefinition>,
     state: Arc<AppState>,
     starter: ProjectorHandle,
+    started: Arc<StartMark>,
     status: watch::Sender<WorkerStatus>,
 }
 
@@ -67,12 +69,14 @@ impl Worker {
         definition: Arc<dyn ProcessDefinition>,
         state: Arc<AppState>,
         starter: ProjectorHandle,
+        started: Arc<StartMark>,
     ) -> Self {
         let (status, _) = watch::channel(WorkerStatus::default());
         Worker {
             definition,
             state,
             starter,
+            started,
             status,
         }
     }
@@ -130,6 +134,12 @@ impl Worker {
         let mut rechecked = std::time::Instant::now();
         // Lanes whose last finished instance found no successor, since when.
         let mut idle: HashMap<String, std::time::Instant> = HashMap::new();
+        // Whether to look for due instances: at first, when a slot frees, when a lane was
+        // promoted, every IDLE_POLL (timers), and when the starter's batch that started
+        // instances has committed; not on every batch the starter reads.
+        let mut look = true;
+        let mut looked_through = eventlog::Checkpoint::START;
+        let mut next_poll = tokio::time::Instant::now() + IDLE_POLL;
         loop {
             idle.retain(|_, since| since.elapsed() < LANE_RECHECK);
             let recheck: Option<Vec<String>> = if swept.is_none_or(|t| t.elapsed() >= STALL_SWEEP) {
@@ -144,6 +154,7 @@ impl Worker {
             match work::promote_lanes(&self.state.store, kind, recheck.as_deref()).await {
                 Ok(0) => {}
                 Ok(n) => {
+                    look = true;
                     tracing::debug!(process = kind, lanes = n, "queued instances promoted");
                     for lane in recheck.iter().flatten() {
                         idle.remove(lane);
@@ -152,12 +163,15 @@ impl Worker {
                 Err(err) => tracing::warn!(process = kind, error = %err, "lane promotion failed"),
             }
             let free = concurrency.saturating_sub(tasks.len());
-            if free > 0 {
+            if free > 0 && look {
+                next_poll = tokio::time::Instant::now() + IDLE_POLL;
                 // Due rows of running subjects and taken lanes are skipped: read past them.
                 let limit = (free + subjects.len() + lanes.len()) as i64;
                 let now = self.state.clock.now_ms();
                 match work::due(self.state.store.pool(), kind, now, limit).await {
                     Ok(rows) => {
+                        // A full answer may leave more due: look again next turn.
+                        look = rows.len() as i64 >= limit;
                         for row in rows {
                             if tasks.len() >= concurrency {
                                 break;
@@ -211,9 +225,26 @@ impl Worker {
                             lanes.remove(&lane);
                         }
                     }
+                    look = true;
                 }
-                _ = wake.changed() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = wake.changed() => {
+                    // The mark is set inside the starter's transaction, the status after
+                    // its commit: starts at or before the status are visible. A starter
+                    // led by another process marks nothing here: look on its every move.
+                    let (through, leading) = {
+                        let status = wake.borrow();
+                        (status.checkpoint, status.active)
+                    };
+                    let started = self.started.last();
+                    if !leading || (started > looked_through && started <= through) {
+                        looked_through = through;
+                        look = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_poll) => {
+                    look = true;
+                    next_poll = tokio::time::Instant::now() + IDLE_POLL;
+                }
             }
         }
     }

@@ -544,14 +544,13 @@ async fn a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded(backend: 
     let app = spawn_quiet_app(backend).await;
     let state = app.app.state().clone();
     let definition: std::sync::Arc<dyn ProcessDefinition> = std::sync::Arc::new(WaitsOnce);
-    let starter = projections::ProjectorRunner::new(
-        state.store.clone(),
-        std::sync::Arc::new(Starter {
-            definition: definition.clone(),
-        }),
-    );
+    let starter = Starter::new(definition.clone());
+    let mark = starter.mark();
+    let starter =
+        projections::ProjectorRunner::new(state.store.clone(), std::sync::Arc::new(starter));
     let (starter, _task) = starter.spawn(std::future::pending());
-    let _worker = Worker::new(definition, state.clone(), starter).spawn(std::future::pending());
+    let _worker =
+        Worker::new(definition, state.clone(), starter, mark).spawn(std::future::pending());
     app.vapi_ok(&end_report("proc-wait", json!({"summary": "x"})))
         .await;
     let id = call_id_of(&app, "proc-wait").await;
