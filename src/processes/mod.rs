@@ -23,6 +23,7 @@
 
 pub mod billing;
 pub mod call_processing;
+mod instance;
 pub mod notification;
 pub mod onboarding;
 pub mod scheduled;
