@@ -15,18 +15,31 @@ pub async fn load(
     caller: &Caller,
     call_id: &str,
 ) -> Result<(Call, Vec<StoredEvent>), AppError> {
-    let call = owned(state, caller, call_id).await?;
+    // One read: the state is folded from the same events (a cached load would read the
+    // stream's tail first, a second round trip).
     let events = state.store.read_stream("call", call_id, 0).await?;
+    let mut call = Call::default();
+    for event in &events {
+        cqrs_es::Aggregate::apply(&mut call, state.calls.decode(event)?);
+    }
+    ensure_owned(&call, caller)?;
     Ok((call, events))
 }
 
-/// The call's state, when it belongs to the caller's organization (404 otherwise).
-async fn owned(state: &AppState, caller: &Caller, call_id: &str) -> Result<Call, AppError> {
+/// The call's state, when it belongs to the caller's organization (404 otherwise): the
+/// cached state and the stream's tail, for callers that need no stored event.
+pub async fn owned(state: &AppState, caller: &Caller, call_id: &str) -> Result<Call, AppError> {
     let (call, _) = state.calls.load(call_id).await?;
+    ensure_owned(&call, caller)?;
+    Ok(call)
+}
+
+/// 404 for a call that has not begun or belongs to another organization.
+fn ensure_owned(call: &Call, caller: &Caller) -> Result<(), AppError> {
     if !call.started || call.organization_id != Some(caller.organization_id) {
         return Err(AppError::not_found("call_not_found", "no such call"));
     }
-    Ok(call)
+    Ok(())
 }
 
 /// The context a command on an existing call carries (what the call already knows).

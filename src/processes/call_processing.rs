@@ -196,8 +196,8 @@ impl CallProcessing {
     }
 
     async fn recording(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
-        let call = match app::calls::load(ctx.state, caller, call_id).await {
-            Ok((call, _)) => call,
+        let call = match app::calls::owned(ctx.state, caller, call_id).await {
+            Ok(call) => call,
             Err(err) => return err.into(),
         };
         let Some(source) = call.recording_url.clone() else {

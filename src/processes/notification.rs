@@ -122,7 +122,7 @@ impl Notify {
     /// organization's first live number.
     async fn sender(&self, ctx: &StepContext<'_>, caller: &Caller) -> Result<String, StepResult> {
         if let Some(call_id) = text(ctx.input(), "call_id") {
-            if let Ok((call, _)) = app::calls::load(ctx.state, caller, call_id).await {
+            if let Ok(call) = app::calls::owned(ctx.state, caller, call_id).await {
                 if let Some(number) = call.to_number.filter(|n| !n.is_empty()) {
                     return Ok(number);
                 }
