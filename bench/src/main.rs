@@ -43,6 +43,8 @@ mod http1;
 mod ingest;
 #[path = "bench/live.rs"]
 mod live;
+#[path = "bench/local.rs"]
+mod local;
 #[path = "bench/overlap.rs"]
 mod overlap;
 #[path = "bench/processes.rs"]

@@ -236,13 +236,18 @@ where
 
     /// State rebuilt from every event, ignoring snapshots (audits and tests compare the two).
     pub async fn replay(&self, id: &str) -> Result<(A, i64), StoreError> {
+        let events = self.store.read_stream(A::TYPE, id, 0).await?;
+        let version = events.last().map_or(0, |event| event.sequence);
+        Ok((self.fold(&events)?, version))
+    }
+
+    /// The state `events` (a whole stream, in order) fold to.
+    pub fn fold(&self, events: &[StoredEvent]) -> Result<A, StoreError> {
         let mut aggregate = A::default();
-        let mut version = 0;
-        for event in self.store.read_stream(A::TYPE, id, 0).await? {
-            aggregate.apply(self.decode(&event)?);
-            version = event.sequence;
+        for event in events {
+            aggregate.apply(self.decode(event)?);
         }
-        Ok((aggregate, version))
+        Ok(aggregate)
     }
 
     async fn usable_snapshot(&self, id: &str) -> Result<Option<(A, i64)>, StoreError> {

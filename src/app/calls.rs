@@ -18,10 +18,7 @@ pub async fn load(
     // One read: the state is folded from the same events (a cached load would read the
     // stream's tail first, a second round trip).
     let events = state.store.read_stream("call", call_id, 0).await?;
-    let mut call = Call::default();
-    for event in &events {
-        cqrs_es::Aggregate::apply(&mut call, state.calls.decode(event)?);
-    }
+    let call = state.calls.fold(&events)?;
     ensure_owned(&call, caller)?;
     Ok((call, events))
 }

@@ -319,8 +319,6 @@ impl Projector for EventByEvent {
 
 /// Calls of every shape (late-learned numbers, outbound, hang-ups, analyses, recordings,
 /// repeat callers, costs that sum as floats) with contacts edited by hand in between.
-/// Notification processes in every state the read model shows: sent, retrying, gave up,
-/// skipped, and sending (attempt recorded, no outcome).
 /// Outbound webhook deliveries in every shape the attempt log projects: started and
 /// delivered in one append, retried then delivered, dead-lettered, skipped then reopened,
 /// refused for good.
@@ -389,6 +387,8 @@ async fn fill_webhook_deliveries(store: &EventStore, org: uuid::Uuid) {
     }
 }
 
+/// Notification processes in every state the read model shows: sent, retrying, gave up,
+/// skipped, and sending (attempt recorded, no outcome).
 async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
     use aggregates::process::{Process, ProcessCommand, RetryPolicy, StepPlan};
     let processes = AggregateRepository::<Process>::new(store.clone(), ());

@@ -17,9 +17,8 @@ use aggregates::organization::{NotificationSettings, OrganizationCommand, Organi
 use callflex::config::{Config, ProviderConfig, Secret};
 use callflex::startup::Application;
 use eventlog::CommandMeta;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Form};
-use poem::{handler, post, EndpointExt, Route, Server};
+use poem::{handler, post, EndpointExt, Route};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -80,14 +79,7 @@ async fn start_stub() -> anyhow::Result<(String, Received)> {
             post(sms).get(list),
         )
         .data(received.clone());
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let port = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().map(|a| a.port()))
-        .ok_or_else(|| anyhow::anyhow!("stub has no port"))?;
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    Ok((format!("http://127.0.0.1:{port}"), received))
+    Ok((crate::local::serve(app).await?, received))
 }
 
 fn config(url: &str, stub: &str, processes: bool) -> anyhow::Result<Config> {

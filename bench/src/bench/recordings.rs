@@ -2,8 +2,7 @@
 //! same small WAV body, so the post-call `recording` step downloads and stores a real file
 //! (the simulated calls name VAPI's storage otherwise, which this machine cannot reach).
 
-use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{get, handler, Route, Server};
+use poem::{get, handler, Route};
 
 /// The size of the served recording: a few seconds of 8 kHz mono audio.
 const BYTES: usize = 48 * 1024;
@@ -18,12 +17,5 @@ fn recording() -> Vec<u8> {
 /// Starts the store; answers its base URL (`http://127.0.0.1:<port>`).
 pub async fn serve() -> anyhow::Result<String> {
     let app = Route::new().at("/*path", get(recording));
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let port = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().map(|a| a.port()))
-        .ok_or_else(|| anyhow::anyhow!("the recording store has no port"))?;
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    Ok(format!("http://127.0.0.1:{port}"))
+    crate::local::serve(app).await
 }

@@ -17,9 +17,8 @@ use aggregates::organization::OrganizationCommand;
 use callflex::config::{Config, Secret};
 use callflex::startup::Application;
 use eventlog::CommandMeta;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::Data;
-use poem::{handler, post, EndpointExt, Route, Server};
+use poem::{handler, post, EndpointExt, Route};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -53,14 +52,7 @@ async fn start_receiver() -> anyhow::Result<(String, Received)> {
     let app = Route::new()
         .at("/hooks/:n", post(receive))
         .data(received.clone());
-    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-    let port = acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().map(|a| a.port()))
-        .ok_or_else(|| anyhow::anyhow!("receiver has no port"))?;
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    Ok((format!("http://127.0.0.1:{port}"), received))
+    Ok((crate::local::serve(app).await?, received))
 }
 
 fn config(url: &str, processes: bool) -> anyhow::Result<Config> {
