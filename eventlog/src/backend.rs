@@ -122,6 +122,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<(Pools, Backend)
     Ok((Pools { pool, writes }, backend))
 }
 
+/// How long a pooled connection may sit idle before it is pinged on its way out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 async fn open_pool(
     options: &AnyConnectOptions,
     backend: Backend,
@@ -130,6 +133,18 @@ async fn open_pool(
     Ok(AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
+        // sqlx pings every connection before handing it out: a round trip on the path of
+        // every statement (ingest at 16 calls ran ~30% faster without it). Only a connection
+        // that sat idle long enough to have died unnoticed (a server restart) is pinged.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

@@ -899,3 +899,53 @@ async fn postgres_concurrent_appends_share_statements() {
     assert!(stats.statements < stats.appends, "{stats:?}");
     assert_eq!(read_everything(&store, 128).await.len(), 128);
 }
+
+/// PostgreSQL only: connections are not pinged on every checkout (a round trip before every
+/// statement), so one that died while idle (a server restart, an idle timeout) must still
+/// never be handed out: after a moment idle it is pinged, found dead and replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_killed_while_idle_are_replaced() {
+    use sqlx::Executor;
+    let store = open("postgres").await;
+    // Several pooled connections, all idle afterwards.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(append(&format!("k{i}"), 0, vec![event(i)]))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // Another session kills every backend of this database but its own.
+    let url = fresh_url("postgres").await;
+    let killer = EventStore::open(&url, 1).await.unwrap();
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let killed = killer
+        .pool()
+        .fetch_all(
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(&database),
+        )
+        .await
+        .unwrap();
+    assert!(!killed.is_empty(), "no pooled connection to kill");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    // Every write and read now gets a live connection.
+    for i in 0..8 {
+        store
+            .append(append(&format!("after{i}"), 0, vec![event(i)]))
+            .await
+            .expect("a dead idle connection was handed out");
+    }
+    assert_eq!(read_everything(&store, 16).await.len(), 16);
+}
