@@ -185,6 +185,21 @@ pub trait ProcessDefinition: Send + Sync + 'static {
         Ok(self.starts(stored, event))
     }
 
+    /// The instances each of `events` starts (one list per event, in order): by default event
+    /// by event through [`start`](Self::start); a starter that reads its own tables may read
+    /// them once for the whole batch.
+    async fn start_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        events: &[(StoredEvent, DomainEvent)],
+    ) -> Result<Vec<Vec<Start>>, projections::ProjectionError> {
+        let mut all = Vec::with_capacity(events.len());
+        for (stored, event) in events {
+            all.push(self.start(tx, stored, event).await?);
+        }
+        Ok(all)
+    }
+
     /// An instance's plan.
     fn plan(&self, input: &Value, first_backoff_ms: i64) -> Vec<StepPlan>;
 

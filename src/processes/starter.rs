@@ -8,6 +8,7 @@ use eventlog::{Checkpoint, StoredEvent};
 use projections::{DomainEvent, ProjectionError, Projector, Tables};
 use sqlx::{Any, Transaction};
 
+use super::work::{insert_starts, Cause, Start, Started};
 use super::ProcessDefinition;
 
 pub struct Starter {
@@ -70,19 +71,53 @@ impl Projector for Starter {
         event: &DomainEvent,
     ) -> Result<(), ProjectionError> {
         let starts = self.definition.start(tx, stored, event).await?;
-        if !starts.is_empty() {
-            let cause = super::work::Cause {
-                correlation_id: stored.metadata.correlation_id,
-                event_id: stored.metadata.event_id,
-            };
-            super::work::insert_starts(
-                tx,
-                self.definition.kind(),
-                stored.position,
-                Some(cause),
-                &starts,
-            )
-            .await?;
+        self.record(tx, &[(stored, starts)]).await
+    }
+
+    /// The whole batch's starts in one statement (and the definition's own lookups once per
+    /// batch where it has some): the starter's statements no longer grow with its events.
+    async fn apply_batch(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        _tables: Tables,
+        events: &[(StoredEvent, DomainEvent)],
+    ) -> Result<(), ProjectionError> {
+        let starts = self.definition.start_batch(tx, events).await?;
+        let started: Vec<(&StoredEvent, Vec<Start>)> = events
+            .iter()
+            .map(|(stored, _)| stored)
+            .zip(starts)
+            .collect();
+        self.record(tx, &started).await
+    }
+}
+
+impl Starter {
+    /// Records the instances each event started, in log order.
+    async fn record(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        started: &[(&StoredEvent, Vec<Start>)],
+    ) -> Result<(), ProjectionError> {
+        let rows: Vec<Started> = started
+            .iter()
+            .flat_map(|(stored, starts)| {
+                let cause = Cause {
+                    correlation_id: stored.metadata.correlation_id,
+                    event_id: stored.metadata.event_id,
+                };
+                starts.iter().map(move |start| Started {
+                    seq: stored.position,
+                    cause: Some(cause),
+                    start,
+                })
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        insert_starts(tx, self.definition.kind(), &rows).await?;
+        if let Some((stored, _)) = started.iter().rev().find(|(_, starts)| !starts.is_empty()) {
             self.started.started_at(stored.checkpoint());
         }
         Ok(())

@@ -66,10 +66,6 @@ impl Standing {
     }
 }
 
-/// Records instances to start, due now (inside the starter's batch transaction: they commit
-/// with its checkpoint). `seq` orders a lane: the log position of the starting event. An
-/// instance of a lane that already has one waiting is `queued` (not due) behind it. An
-/// instance already recorded is left as it is.
 /// The event that started instances: its correlation id and its own id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cause {
@@ -77,20 +73,34 @@ pub struct Cause {
     pub event_id: Uuid,
 }
 
+/// One instance to start, with the event that started it: `seq` (the event's log position)
+/// orders the instance in its lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Started<'a> {
+    pub seq: i64,
+    pub cause: Option<Cause>,
+    pub start: &'a Start,
+}
+
+/// Records instances to start, due now (inside the starter's batch transaction: they commit
+/// with its checkpoint), in the order given (log order). An instance of a lane that already
+/// has one waiting, or behind an earlier one of the same lane here, is `queued` (not due)
+/// behind it. An instance already recorded is left as it is.
 pub async fn insert_starts(
     tx: &mut Transaction<'static, Any>,
     kind: &str,
-    seq: i64,
-    cause: Option<Cause>,
-    starts: &[Start],
+    starts: &[Started<'_>],
 ) -> Result<(), sqlx::Error> {
+    if starts.is_empty() {
+        return Ok(());
+    }
     if tx.backend_name() == "PostgreSQL" {
-        return insert_starts_at_once(tx, kind, seq, cause, starts).await;
+        return insert_starts_at_once(tx, kind, starts).await;
     }
     // SQLite has one writer at a time: a worker cannot finish the lane's pending instance
     // between this look and this insert.
     let now = now_ms();
-    for start in starts {
+    for Started { seq, cause, start } in starts {
         let waiting = match &start.lane {
             Some(lane) => sqlx::query(
                 "SELECT 1 FROM process_work WHERE kind = $1 AND lane = $2 \
@@ -122,7 +132,7 @@ pub async fn insert_starts(
         .bind(due_at)
         .bind(now)
         .bind(start.lane.clone())
-        .bind(seq)
+        .bind(*seq)
         .bind(cause.map(|c| c.correlation_id.to_string()))
         .bind(cause.map(|c| c.event_id.to_string()))
         .execute(&mut **tx)
@@ -131,11 +141,12 @@ pub async fn insert_starts(
     Ok(())
 }
 
-/// [`insert_starts`] in one statement on PostgreSQL (an event delivered to 16 endpoints
-/// starts 16 instances: one round trip, not 32). Of several new instances of one lane, only
-/// the first can be pending, and none when the lane already has one waiting. (The lanes are
-/// probed one by one, `LATERAL … LIMIT 1`, each status by equality so the index finds it:
-/// as a semi-join the planner scanned every instance of every lane, 8 ms with a backlog.)
+/// [`insert_starts`] in one statement on PostgreSQL (a starter's whole batch: an event
+/// delivered to 16 endpoints starts 16 instances, one round trip, not 32). Of several new
+/// instances of one lane, only the first can be pending, and none when the lane already has
+/// one waiting. (The lanes are probed one by one, `LATERAL … LIMIT 1`, each status by
+/// equality so the index finds it: as a semi-join the planner scanned every instance of
+/// every lane, 8 ms with a backlog.)
 ///
 /// No row is locked: a starter that locked the lanes' pending rows made every worker
 /// finishing one wait for the starter's whole batch (measured: 13 ms per delivery, the
@@ -145,27 +156,28 @@ pub async fn insert_starts(
 async fn insert_starts_at_once(
     tx: &mut Transaction<'static, Any>,
     kind: &str,
-    seq: i64,
-    cause: Option<Cause>,
-    starts: &[Start],
+    starts: &[Started<'_>],
 ) -> Result<(), sqlx::Error> {
     let rows: Vec<Value> = starts
         .iter()
         .enumerate()
-        .map(|(n, start)| {
+        .map(|(n, Started { seq, cause, start })| {
             serde_json::json!({
                 "n": n,
                 "subject": start.subject,
                 "organization_id": start.organization_id.map(|o| o.to_string()),
                 "input": start.input.to_string(),
                 "lane": start.lane,
+                "seq": seq,
+                "correlation_id": cause.map(|c| c.correlation_id.to_string()),
+                "causation_id": cause.map(|c| c.event_id.to_string()),
             })
         })
         .collect();
     sqlx::query(
         "WITH r AS (SELECT *, ROW_NUMBER() OVER (PARTITION BY lane ORDER BY n) AS nth \
              FROM json_to_recordset($1::json) AS r(n bigint, subject text, organization_id text, \
-             input text, lane text)), \
+             input text, lane text, seq bigint, correlation_id text, causation_id text)), \
          waiting AS MATERIALIZED (SELECT DISTINCT r.lane FROM r, LATERAL (\
              SELECT 1 FROM process_work w WHERE w.kind = $2 AND w.lane = r.lane \
                  AND w.status = 'pending' \
@@ -177,15 +189,13 @@ async fn insert_starts_at_once(
              created_at, updated_at, lane, seq, correlation_id, causation_id) \
          SELECT $2, subject, organization_id, input, \
              CASE WHEN queued THEN 'queued' ELSE 'pending' END, \
-             CASE WHEN queued THEN NULL ELSE $3 END, $3, $3, lane, $4, $5, $6 \
+             CASE WHEN queued THEN NULL ELSE $3 END, $3, $3, lane, seq, correlation_id, \
+             causation_id \
          FROM s ORDER BY n ON CONFLICT (kind, subject) DO NOTHING",
     )
     .bind(eventlog::json::to_text(&rows).map_err(|e| sqlx::Error::Protocol(e.to_string()))?)
     .bind(kind.to_string())
     .bind(now_ms())
-    .bind(seq)
-    .bind(cause.map(|c| c.correlation_id.to_string()))
-    .bind(cause.map(|c| c.event_id.to_string()))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -201,10 +211,16 @@ pub async fn insert_replay(
     if starts.is_empty() {
         return Ok(());
     }
+    let started: Vec<Started> = starts
+        .iter()
+        .map(|(seq, start)| Started {
+            seq: *seq,
+            cause: None,
+            start,
+        })
+        .collect();
     let mut tx = store.write_pool().begin().await?;
-    for (seq, start) in starts {
-        insert_starts(&mut tx, kind, *seq, None, std::slice::from_ref(start)).await?;
-    }
+    insert_starts(&mut tx, kind, &started).await?;
     tx.commit().await
 }
 

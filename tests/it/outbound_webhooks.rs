@@ -482,8 +482,120 @@ async fn one_endpoint_hears_its_events_in_log_order_and_a_replay_resends_exactly
     app.assert_timers_match_streams().await;
 }
 
+/// The starter reads an organization's subscriptions once per batch: an event still goes to
+/// exactly the endpoints subscribed when it happened, with endpoints created, retyped,
+/// disabled and enabled between the events. The live starts (however the log was batched),
+/// the whole log replayed as one batch, and the log replayed event by event all agree.
+async fn each_event_goes_to_the_endpoints_subscribed_when_it_happened(backend: &str) {
+    use callflex::processes::webhooks::Webhooks;
+    use callflex::processes::ProcessDefinition;
+
+    let app = spawn(backend, 0).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    let url = format!("{}/hook", receiver.uri());
+    let patch = |id: &str, body: Value| {
+        let app = &app;
+        let path = format!("/api/v1/webhook-endpoints/{id}");
+        async move {
+            let (status, answer) = app.patch_json(&path, body).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    };
+    contact(&app, 1).await;
+    let (a, _) = endpoint(&app, &url, &["contact.created"]).await;
+    contact(&app, 2).await;
+    let (b, _) = endpoint(&app, &url, &["contact.created", "contact.updated"]).await;
+    contact(&app, 3).await;
+    patch(&a, json!({ "event_types": ["contact.updated"] })).await;
+    contact(&app, 4).await;
+    patch(&b, json!({ "enabled": false })).await;
+    contact(&app, 5).await;
+    patch(&b, json!({ "enabled": true })).await;
+    contact(&app, 6).await;
+    app.processes_done().await;
+
+    // Contacts 2..6 went to: A; A and B; B; nobody; B.
+    let expected = [vec![&a], vec![&a, &b], vec![&b], vec![], vec![&b]];
+    let mut live = app
+        .strings(&format!(
+            "SELECT subject FROM process_work WHERE kind = '{}' ORDER BY seq, subject",
+            callflex::processes::webhooks::KIND
+        ))
+        .await;
+    assert_eq!(live.len(), 5, "{live:?}");
+
+    let state = app.app.state();
+    let log = projections::runner::read_decoded(&state.store, eventlog::Checkpoint::START, 10_000)
+        .await
+        .unwrap();
+    let starter = Webhooks::new(state);
+    let replay = |batched: bool| {
+        let state = state.clone();
+        let log = &log;
+        let starter = &starter;
+        async move {
+            let mut tx = state.store.write_pool().begin().await.unwrap();
+            sqlx::query("DELETE FROM webhook_subscriptions")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let starts = if batched {
+                starter.start_batch(&mut tx, log).await.unwrap()
+            } else {
+                let mut each = Vec::new();
+                for (stored, event) in log {
+                    each.push(starter.start(&mut tx, stored, event).await.unwrap());
+                }
+                each
+            };
+            tx.rollback().await.unwrap();
+            starts
+        }
+    };
+    let batched = replay(true).await;
+    let one_by_one = replay(false).await;
+    let subjects = |starts: &[Vec<callflex::processes::Start>]| -> Vec<String> {
+        starts
+            .iter()
+            .flat_map(|s| s.iter().map(|s| s.subject.clone()))
+            .collect()
+    };
+    assert_eq!(subjects(&batched), subjects(&one_by_one));
+    let per_event: Vec<Vec<String>> = batched
+        .iter()
+        .filter(|starts| !starts.is_empty())
+        .map(|starts| {
+            let mut endpoints: Vec<String> = starts
+                .iter()
+                .map(|s| s.input["endpoint_id"].as_str().unwrap().to_string())
+                .collect();
+            endpoints.sort();
+            endpoints
+        })
+        .collect();
+    let wanted: Vec<Vec<String>> = expected
+        .iter()
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let mut endpoints: Vec<String> = e.iter().map(|id| id.to_string()).collect();
+            endpoints.sort();
+            endpoints
+        })
+        .collect();
+    assert_eq!(per_event, wanted);
+    let mut replayed = subjects(&batched);
+    replayed.sort();
+    live.sort();
+    assert_eq!(live, replayed, "the live starts are the replayed ones");
+}
+
 crate::both_backends!(
     endpoints_are_managed_with_published_event_types_only,
+    each_event_goes_to_the_endpoints_subscribed_when_it_happened,
     a_failing_receiver_gets_the_schedule_then_a_dead_letter,
     gone_disables_and_retry_after_is_honoured,
     one_endpoint_hears_its_events_in_log_order_and_a_replay_resends_exactly_those,

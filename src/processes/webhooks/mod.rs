@@ -20,6 +20,8 @@ pub mod events;
 pub mod send;
 pub mod subscriptions;
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use aggregates::organization::{
@@ -74,6 +76,23 @@ pub fn policy(timeout_ms: u64) -> RetryPolicy {
 /// The lane of an endpoint's deliveries.
 pub fn lane(organization: &str, endpoint: &str) -> String {
     format!("{organization}:{endpoint}")
+}
+
+/// The deliveries of one outbound event, one per endpoint it goes to.
+fn deliveries(stored: &StoredEvent, out: &events::Outbound, endpoints: &[String]) -> Vec<Start> {
+    let call_sequence = (stored.aggregate_type == "call").then_some(stored.sequence);
+    endpoints
+        .iter()
+        .map(|endpoint| {
+            delivery_start(
+                out.organization_id,
+                endpoint,
+                &out.envelope,
+                call_sequence,
+                None,
+            )
+        })
+        .collect()
 }
 
 /// A delivery's instance: the event addressed to one endpoint (`replay` names a replay).
@@ -154,19 +173,42 @@ impl ProcessDefinition for Webhooks {
         };
         let organization = out.organization_id.to_string();
         let endpoints = subscriptions::subscribers(tx, &organization, out.event_type).await?;
-        let call_sequence = (stored.aggregate_type == "call").then_some(stored.sequence);
-        Ok(endpoints
-            .iter()
-            .map(|endpoint| {
-                delivery_start(
-                    out.organization_id,
-                    endpoint,
-                    &out.envelope,
-                    call_sequence,
-                    None,
-                )
-            })
-            .collect())
+        Ok(deliveries(stored, &out, &endpoints))
+    }
+
+    /// [`start`](Self::start) for a batch, reading each organization's subscriptions once
+    /// (they were read per event: a round trip for every call event of the batch). The
+    /// starter is their only writer, and an endpoint event in the batch drops what was read.
+    async fn start_batch(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        batch: &[(StoredEvent, DomainEvent)],
+    ) -> Result<Vec<Vec<Start>>, ProjectionError> {
+        let mut read: HashMap<String, Vec<subscriptions::Subscription>> = HashMap::new();
+        let mut all = Vec::with_capacity(batch.len());
+        for (stored, event) in batch {
+            if let DomainEvent::Organization(org_event) = event {
+                if subscriptions::apply(tx, &stored.aggregate_id, org_event).await? {
+                    read.remove(&stored.aggregate_id);
+                    all.push(Vec::new());
+                    continue;
+                }
+            }
+            let Some(out) = events::outbound(stored, event) else {
+                all.push(Vec::new());
+                continue;
+            };
+            let subscribed = match read.entry(out.organization_id.to_string()) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(first) => {
+                    let enabled = subscriptions::enabled(tx, first.key()).await?;
+                    first.insert(enabled)
+                }
+            };
+            let endpoints = subscriptions::taking(subscribed, out.event_type);
+            all.push(deliveries(stored, &out, &endpoints));
+        }
+        Ok(all)
     }
 
     fn plan(&self, _input: &Value, _first_backoff_ms: i64) -> Vec<StepPlan> {

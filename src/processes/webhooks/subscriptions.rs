@@ -115,6 +115,20 @@ pub async fn subscribers(
     organization: &str,
     event_type: &str,
 ) -> Result<Vec<String>, sqlx::Error> {
+    Ok(taking(&enabled(tx, organization).await?, event_type))
+}
+
+/// An enabled endpoint and the event types it takes.
+pub struct Subscription {
+    endpoint_id: String,
+    event_types: String,
+}
+
+/// The enabled endpoints of `organization`, in endpoint order.
+pub async fn enabled(
+    tx: &mut Transaction<'static, Any>,
+    organization: &str,
+) -> Result<Vec<Subscription>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT endpoint_id, event_types FROM webhook_subscriptions \
          WHERE organization_id = $1 AND disabled = 0 ORDER BY endpoint_id",
@@ -122,15 +136,23 @@ pub async fn subscribers(
     .bind(organization.to_string())
     .fetch_all(&mut **tx)
     .await?;
-    let mut endpoints = Vec::new();
-    for row in rows {
-        let endpoint: String = row.try_get(0)?;
-        let types: String = row.try_get(1)?;
-        if types == ALL || types.split(',').any(|t| t == event_type) {
-            endpoints.push(endpoint);
-        }
-    }
-    Ok(endpoints)
+    rows.iter()
+        .map(|row| {
+            Ok(Subscription {
+                endpoint_id: row.try_get(0)?,
+                event_types: row.try_get(1)?,
+            })
+        })
+        .collect()
+}
+
+/// Of `subscriptions`, the endpoints that take `event_type`.
+pub fn taking(subscriptions: &[Subscription], event_type: &str) -> Vec<String> {
+    subscriptions
+        .iter()
+        .filter(|s| s.event_types == ALL || s.event_types.split(',').any(|t| t == event_type))
+        .map(|s| s.endpoint_id.clone())
+        .collect()
 }
 
 /// Counts a dead letter against the endpoint (once per delivery) and answers the run of
