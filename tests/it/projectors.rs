@@ -397,7 +397,7 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
         ..RetryPolicy::default()
     };
     let at = chrono::Utc::now();
-    for n in 0..5 {
+    for n in 0..8 {
         let subject = format!("event-{n}:0:0");
         let stream = Process::stream_id("notification", &subject);
         let meta = CommandMeta::new("system:test").tenant(org);
@@ -434,6 +434,47 @@ async fn fill_notifications(store: &EventStore, org: uuid::Uuid) {
                 reason: "no number".into(),
                 at,
             }],
+            // Deferred by quiet hours, then sent with its provider's id.
+            5 => vec![
+                ProcessCommand::Postpone {
+                    step: "send".into(),
+                    until: at + chrono::Duration::hours(8),
+                    reason: "quiet hours".into(),
+                    at,
+                },
+                ProcessCommand::Attempt {
+                    step: "send".into(),
+                    at,
+                },
+                ProcessCommand::Succeed {
+                    step: "send".into(),
+                    output: serde_json::json!({"provider_message_id": "SM5"}),
+                    at,
+                },
+            ],
+            // Gave up, reopened by someone, failed once more: the last error stays.
+            6 => vec![
+                fail(),
+                fail(),
+                ProcessCommand::Reopen {
+                    step: "send".into(),
+                    reason: "retried by an admin".into(),
+                    at,
+                },
+                fail(),
+            ],
+            // Attempted and sent in the one append that follows the start.
+            7 => vec![ProcessCommand::Batch(vec![
+                ProcessCommand::Attempt {
+                    step: "send".into(),
+                    at,
+                },
+                ProcessCommand::Succeed {
+                    step: "send".into(),
+                    output: serde_json::json!({"provider_message_id": "SM7"}),
+                    at,
+                },
+            ])],
             _ => vec![ProcessCommand::Attempt {
                 step: "send".into(),
                 at,
