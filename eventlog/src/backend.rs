@@ -85,7 +85,12 @@ pub fn redact(url: &str) -> String {
 pub struct Pools {
     pub pool: AnyPool,
     pub writes: AnyPool,
+    /// For single relaxed writes (see [`crate::EventStore::relaxed_pool`]).
+    pub relaxed: AnyPool,
 }
+
+/// Connections of the relaxed pool: its writes are single short statements.
+const RELAXED_CONNECTIONS: u32 = 2;
 
 /// Connects the pools. For SQLite the file's directory is created, WAL is enabled and a busy
 /// timeout lets writers outside the write pool queue instead of failing.
@@ -119,7 +124,18 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<(Pools, Backend)
     } else {
         pool.clone()
     };
-    Ok((Pools { pool, writes }, backend))
+    let relaxed = match backend {
+        Backend::Postgres => open_pool_with(&options, backend, RELAXED_CONNECTIONS, true).await?,
+        Backend::Sqlite => writes.clone(),
+    };
+    Ok((
+        Pools {
+            pool,
+            writes,
+            relaxed,
+        },
+        backend,
+    ))
 }
 
 /// How long a pooled connection may sit idle before it is pinged on its way out.
@@ -129,6 +145,16 @@ async fn open_pool(
     options: &AnyConnectOptions,
     backend: Backend,
     max_connections: u32,
+) -> Result<AnyPool, StoreError> {
+    open_pool_with(options, backend, max_connections, false).await
+}
+
+/// A pool; `relaxed` connections (PostgreSQL) commit without waiting for the WAL flush.
+async fn open_pool_with(
+    options: &AnyConnectOptions,
+    backend: Backend,
+    max_connections: u32,
+    relaxed: bool,
 ) -> Result<AnyPool, StoreError> {
     Ok(AnyPoolOptions::new()
         .max_connections(max_connections)
@@ -158,6 +184,9 @@ async fn open_pool(
                     // the oldest running transaction); cap how long one may sit idle.
                     conn.execute("SET idle_in_transaction_session_timeout = '60s'")
                         .await?;
+                    if relaxed {
+                        conn.execute("SET synchronous_commit = off").await?;
+                    }
                 }
                 Ok(())
             })

@@ -28,6 +28,7 @@ pub struct EventStore {
     pool: AnyPool,
     /// Write transactions (one connection on SQLite; see [`backend::Pools`]).
     writes: AnyPool,
+    relaxed: AnyPool,
     backend: Backend,
     wake: Wake,
     /// PostgreSQL: concurrent appends to different streams share statements.
@@ -39,8 +40,14 @@ pub struct EventStore {
 impl EventStore {
     /// Connects and applies migrations. `url` is `postgres://...` or `sqlite://path`.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let (backend::Pools { pool, writes }, backend) =
-            backend::connect(url, max_connections).await?;
+        let (
+            backend::Pools {
+                pool,
+                writes,
+                relaxed,
+            },
+            backend,
+        ) = backend::connect(url, max_connections).await?;
         backend::migrate(&pool, backend).await?;
         let wake = Wake::new();
         if backend == Backend::Postgres {
@@ -53,6 +60,7 @@ impl EventStore {
         Ok(Self {
             pool,
             writes,
+            relaxed,
             backend,
             wake,
             group,
@@ -68,6 +76,15 @@ impl EventStore {
     /// writers queue in order instead of sleeping in SQLite's busy handler.
     pub fn write_pool(&self) -> &AnyPool {
         &self.writes
+    }
+
+    /// The pool for single writes the log stands behind (indexes over streams, operators'
+    /// records), committed without waiting for the disk: on PostgreSQL its connections run
+    /// with `synchronous_commit = off`, so such a write is one autocommit round trip instead
+    /// of a transaction of three (`BEGIN; SET LOCAL …`, the write, `COMMIT`); a crash can
+    /// lose its last few milliseconds. On SQLite it is the write pool.
+    pub fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed
     }
 
     pub fn leadership(&self) -> &crate::leadership::Leadership {

@@ -949,3 +949,20 @@ async fn postgres_connections_killed_while_idle_are_replaced() {
     }
     assert_eq!(read_everything(&store, 16).await.len(), 16);
 }
+
+/// PostgreSQL only: single writes through the relaxed pool commit without waiting for the
+/// WAL flush (one round trip, not a transaction of three); everything else still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_only_the_relaxed_pool_skips_the_flush() {
+    let store = open("postgres").await;
+    let setting = |pool: sqlx::AnyPool| async move {
+        let row = sqlx::query("SELECT current_setting('synchronous_commit')::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        row.get::<String, _>(0)
+    };
+    assert_eq!(setting(store.relaxed_pool().clone()).await, "off");
+    assert_eq!(setting(store.pool().clone()).await, "on");
+    assert_eq!(setting(store.write_pool().clone()).await, "on");
+}

@@ -368,7 +368,7 @@ pub fn timer_row(kind: &str, subject: &str, timer: &Timer) -> SideRow {
 }
 
 /// Writes the instance's timer and summary when its last append did not carry them.
-/// Committed without waiting for the disk (`synchronous_commit = off`): the row is an index
+/// Committed without waiting for the disk (the relaxed pool): the row is an index
 /// over the instance's stream, and one lost in a crash is rebuilt from that stream the next
 /// time the instance is due (at worst it is due again and its worker finds nothing to do).
 pub async fn update(
@@ -377,7 +377,6 @@ pub async fn update(
     subject: &str,
     timer: &Timer,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
     sqlx::query(
         "UPDATE process_work SET status = $1, due_at = $2, attempts = $3, failed_steps = $4, \
          last_error = $5, updated_at = $6 WHERE kind = $7 AND subject = $8",
@@ -390,9 +389,9 @@ pub async fn update(
     .bind(now_ms())
     .bind(kind.to_string())
     .bind(subject.to_string())
-    .execute(&mut *tx)
+    .execute(store.relaxed_pool())
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// The instances of a lane waiting for their first turn, in log order, up to `limit`: the

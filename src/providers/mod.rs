@@ -232,7 +232,6 @@ impl HttpClient {
             Ok(answer) => (Some(i64::from(answer.status)), answer.body.to_string()),
             Err(err) => (None, err.to_string()),
         };
-        let mut tx = self.relaxed().await?;
         sqlx::query(
             "UPDATE outbound_requests SET status = $1, response = $2, attempts = $3 WHERE id = $4",
         )
@@ -240,9 +239,8 @@ impl HttpClient {
         .bind(response)
         .bind(i64::from(attempt))
         .bind(id)
-        .execute(&mut *tx)
+        .execute(self.store.relaxed_pool())
         .await?;
-        tx.commit().await?;
         match outcome {
             Ok(answer) if answer.status < 400 => Ok(Some(answer)),
             Ok(answer) if answer.status == 429 || answer.status >= 500 => {
@@ -297,8 +295,10 @@ impl HttpClient {
         })
     }
 
+    /// `outbound_requests` is the operators' record of what was sent, not what decides
+    /// anything (the log does): written through the relaxed pool, so recording a request
+    /// costs no flush (a crash can lose the last few milliseconds of it).
     async fn record(&self, id: &str, request: &Request, url: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.relaxed().await?;
         sqlx::query(
             "INSERT INTO outbound_requests (id, provider, method, url, body, idempotency_key, \
              sandbox, organization_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -312,19 +312,9 @@ impl HttpClient {
         .bind(i64::from(self.sandbox()))
         .bind(request.organization_id.clone())
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(self.store.relaxed_pool())
         .await?;
-        tx.commit().await
-    }
-
-    /// `outbound_requests` is the operators' record of what was sent, not what decides
-    /// anything (the log does): committed without waiting for the disk, so recording a
-    /// request costs no flush (a crash can lose the last few milliseconds of it).
-    async fn relaxed(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        self.store
-            .backend()
-            .begin_relaxed(self.store.write_pool())
-            .await
+        Ok(())
     }
 }
 

@@ -412,9 +412,8 @@ async fn write_answers(store: &EventStore, answers: &[Answer]) -> Result<(), sql
             .bind(outcome.last_position)
             .bind(outcome.event_count);
     }
-    let mut tx = store.backend().begin_relaxed(store.write_pool()).await?;
-    query.execute(&mut *tx).await?;
-    tx.commit().await
+    query.execute(store.relaxed_pool()).await?;
+    Ok(())
 }
 
 /// A delivery's row before its answer (status 0), to ride on its first append.
