@@ -1,6 +1,8 @@
 //! Call use cases run after (or during) a call by the processes: record the analysis, ask
 //! for notifications, close the call. Each is idempotent under the key its caller passes.
 
+use std::time::Duration;
+
 use aggregates::call::{Call, CallAnalysis, CallCommand, CallContext, Direction, Notification};
 use aggregates::common::Timestamp;
 use eventlog::{AppendResult, StoredEvent};
@@ -54,6 +56,22 @@ fn context(call: &Call, caller: &Caller) -> CallContext {
     }
 }
 
+/// How stale a cached call may be when a command is decided on it (another process's
+/// writes; this process's own are always in the cache).
+const COMMAND_STALENESS: Duration = Duration::from_secs(2);
+
+/// The call a command is built on: the cached state when it is fresh enough (the repository
+/// decides the command and re-decides it on a conflict, and a context built from an older
+/// state only knows less, so it teaches the call nothing wrong). A call the cache does not
+/// show as the caller's is read fresh before the answer is believed.
+async fn for_command(state: &AppState, caller: &Caller, call_id: &str) -> Result<Call, AppError> {
+    let (call, _) = state.calls.load_within(call_id, COMMAND_STALENESS).await?;
+    if ensure_owned(&call, caller).is_ok() {
+        return Ok(call);
+    }
+    owned(state, caller, call_id).await
+}
+
 async fn execute(
     state: &AppState,
     caller: &Caller,
@@ -61,7 +79,7 @@ async fn execute(
     key: &str,
     command: impl FnOnce(&Call) -> CallCommand,
 ) -> Result<AppendResult, AppError> {
-    let call = owned(state, caller, call_id).await?;
+    let call = for_command(state, caller, call_id).await?;
     let meta = command_meta(caller, "calls", Some(key));
     Ok(state
         .calls
