@@ -78,6 +78,37 @@ pub fn lane(organization: &str, endpoint: &str) -> String {
     format!("{organization}:{endpoint}")
 }
 
+/// The subscriptions read so far in one starter transaction, per organization. The starter
+/// is their only writer, and an endpoint event drops its organization's entry.
+type Read = HashMap<String, Vec<subscriptions::Subscription>>;
+
+/// The deliveries `event` starts; an endpoint event updates the subscriptions instead.
+async fn start_one(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    read: &mut Read,
+    stored: &StoredEvent,
+    event: &DomainEvent,
+) -> Result<Vec<Start>, ProjectionError> {
+    if let DomainEvent::Organization(org_event) = event {
+        if subscriptions::apply(tx, &stored.aggregate_id, org_event).await? {
+            read.remove(&stored.aggregate_id);
+            return Ok(Vec::new());
+        }
+    }
+    let Some(out) = events::outbound(stored, event) else {
+        return Ok(Vec::new());
+    };
+    let subscribed = match read.entry(out.organization_id.to_string()) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(first) => {
+            let enabled = subscriptions::enabled(tx, first.key()).await?;
+            first.insert(enabled)
+        }
+    };
+    let endpoints = subscriptions::taking(subscribed, out.event_type);
+    Ok(deliveries(stored, &out, &endpoints))
+}
+
 /// The deliveries of one outbound event, one per endpoint it goes to.
 fn deliveries(stored: &StoredEvent, out: &events::Outbound, endpoints: &[String]) -> Vec<Start> {
     let call_sequence = (stored.aggregate_type == "call").then_some(stored.sequence);
@@ -163,50 +194,20 @@ impl ProcessDefinition for Webhooks {
         stored: &StoredEvent,
         event: &DomainEvent,
     ) -> Result<Vec<Start>, ProjectionError> {
-        if let DomainEvent::Organization(org_event) = event {
-            if subscriptions::apply(tx, &stored.aggregate_id, org_event).await? {
-                return Ok(Vec::new());
-            }
-        }
-        let Some(out) = events::outbound(stored, event) else {
-            return Ok(Vec::new());
-        };
-        let organization = out.organization_id.to_string();
-        let endpoints = subscriptions::subscribers(tx, &organization, out.event_type).await?;
-        Ok(deliveries(stored, &out, &endpoints))
+        start_one(tx, &mut Read::new(), stored, event).await
     }
 
     /// [`start`](Self::start) for a batch, reading each organization's subscriptions once
-    /// (they were read per event: a round trip for every call event of the batch). The
-    /// starter is their only writer, and an endpoint event in the batch drops what was read.
+    /// (they were read per event: a round trip for every call event of the batch).
     async fn start_batch(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         batch: &[(StoredEvent, DomainEvent)],
     ) -> Result<Vec<Vec<Start>>, ProjectionError> {
-        let mut read: HashMap<String, Vec<subscriptions::Subscription>> = HashMap::new();
+        let mut read = Read::new();
         let mut all = Vec::with_capacity(batch.len());
         for (stored, event) in batch {
-            if let DomainEvent::Organization(org_event) = event {
-                if subscriptions::apply(tx, &stored.aggregate_id, org_event).await? {
-                    read.remove(&stored.aggregate_id);
-                    all.push(Vec::new());
-                    continue;
-                }
-            }
-            let Some(out) = events::outbound(stored, event) else {
-                all.push(Vec::new());
-                continue;
-            };
-            let subscribed = match read.entry(out.organization_id.to_string()) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(first) => {
-                    let enabled = subscriptions::enabled(tx, first.key()).await?;
-                    first.insert(enabled)
-                }
-            };
-            let endpoints = subscriptions::taking(subscribed, out.event_type);
-            all.push(deliveries(stored, &out, &endpoints));
+            all.push(start_one(tx, &mut read, stored, event).await?);
         }
         Ok(all)
     }

@@ -109,15 +109,6 @@ async fn upsert(
     Ok(())
 }
 
-/// The enabled endpoints of `organization` that take `event_type`.
-pub async fn subscribers(
-    tx: &mut Transaction<'static, Any>,
-    organization: &str,
-    event_type: &str,
-) -> Result<Vec<String>, sqlx::Error> {
-    Ok(taking(&enabled(tx, organization).await?, event_type))
-}
-
 /// An enabled endpoint and the event types it takes.
 pub struct Subscription {
     endpoint_id: String,
