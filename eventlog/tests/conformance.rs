@@ -392,6 +392,29 @@ async fn a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_sta
     assert_eq!(c.execute("s", -13, &meta).await.unwrap().state.value, 0);
 }
 
+/// A stream taken for new (`assume_new`) that another process already wrote: the command is
+/// decided again on the stream read fresh, and nothing the other process wrote is lost.
+async fn a_stream_wrongly_assumed_new_is_decided_again_on_fresh_state(backend: &str) {
+    let store = open(backend).await;
+    let a = AggregateRepository::<Counter>::new(store.clone(), ());
+    let b = AggregateRepository::<Counter>::new(store.clone(), ());
+    let meta = CommandMeta::new("system:test");
+    a.execute("s", 4, &meta).await.unwrap();
+    a.execute("s", 3, &meta).await.unwrap();
+    // `b` has never seen "s": it takes it for new, and a command decided on that state alone
+    // would be refused (-5 on 0) or land at sequence 1, over the events already there.
+    assert_eq!(b.assume_new("s"), (Counter::default(), 0));
+    let done = b.execute("s", -5, &meta).await.unwrap();
+    assert_eq!((done.state.value, done.result.version), (2, 3));
+    let done = b.execute("s", 1, &meta).await.unwrap();
+    assert_eq!((done.state.value, done.result.version), (3, 4));
+    let (fresh, version) = AggregateRepository::<Counter>::new(store.clone(), ())
+        .load("s")
+        .await
+        .unwrap();
+    assert_eq!((fresh.value, version), (3, 4));
+}
+
 /// Many appends at once (on PostgreSQL they share group-commit statements): each gets the
 /// answer it would have had alone, whatever else was in its batch.
 async fn concurrent_appends_each_get_their_own_answer(backend: &str) {
@@ -824,6 +847,7 @@ macro_rules! conformance {
             case!(old_event_versions_are_upcast_before_the_aggregate_sees_them);
             case!(a_cached_aggregate_still_sees_events_written_by_another_process);
             case!(a_refusal_decided_on_a_stale_cached_state_is_decided_again_on_fresh_state);
+            case!(a_stream_wrongly_assumed_new_is_decided_again_on_fresh_state);
             case!(concurrent_appends_each_get_their_own_answer);
             case!(appends_abandoned_midway_do_not_stall_later_ones);
             case!(a_tenants_activity_is_filtered_by_actor_kind_type_and_time);

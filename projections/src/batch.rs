@@ -4,7 +4,7 @@
 
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
 use crate::projector::ProjectionError;
 use crate::sql::bind_f64;
@@ -17,7 +17,12 @@ const MAX_PARAMETERS_SQLITE: usize = 900;
 
 /// How many parameters one statement on `tx`'s backend should carry.
 pub fn max_parameters(tx: &Transaction<'static, Any>) -> usize {
-    if tx.backend_name().eq_ignore_ascii_case("sqlite") {
+    max_parameters_on(tx)
+}
+
+/// How many parameters one statement on `conn`'s backend should carry.
+pub fn max_parameters_on(conn: &AnyConnection) -> usize {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
         MAX_PARAMETERS_SQLITE
     } else {
         MAX_PARAMETERS_POSTGRES
@@ -108,7 +113,24 @@ pub async fn insert_rows(
     rows: Vec<Vec<Cell>>,
     tail: &str,
 ) -> Result<(), ProjectionError> {
-    let per_statement = (max_parameters(tx) / columns.len().max(1)).max(1);
+    insert_rows_on(tx, table, columns, rows, tail).await
+}
+
+/// How many rows of `columns` cells one statement on `conn`'s backend carries: a caller whose
+/// rows fit in one may write them without a transaction of its own.
+pub fn rows_per_statement(conn: &AnyConnection, columns: usize) -> usize {
+    (max_parameters_on(conn) / columns.max(1)).max(1)
+}
+
+/// [`insert_rows`] on any connection: in autocommit, each statement commits on its own.
+pub async fn insert_rows_on(
+    conn: &mut AnyConnection,
+    table: &str,
+    columns: &[&str],
+    rows: Vec<Vec<Cell>>,
+    tail: &str,
+) -> Result<(), ProjectionError> {
+    let per_statement = rows_per_statement(conn, columns.len());
     let mut rows = rows.into_iter().peekable();
     while rows.peek().is_some() {
         let chunk: Vec<Vec<Cell>> = rows.by_ref().take(per_statement).collect();
@@ -129,7 +151,7 @@ pub async fn insert_rows(
         for cell in chunk.into_iter().flatten() {
             query = bind(query, cell);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }

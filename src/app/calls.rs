@@ -33,6 +33,26 @@ pub async fn owned(state: &AppState, caller: &Caller, call_id: &str) -> Result<C
     Ok(call)
 }
 
+/// How old a cached call may be when a step reads only facts that are settled once they are
+/// there (our number, the recording an ended call left).
+const SETTLED_STALENESS: Duration = Duration::from_secs(60);
+
+/// The call for a reader that needs only facts that do not change once `settled` holds: the
+/// cached state when it is recent and shows them, else the stream's tail read fresh (a
+/// stream read less for most process steps; this process's own writes are always cached).
+pub async fn owned_settled(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    settled: impl Fn(&Call) -> bool,
+) -> Result<Call, AppError> {
+    let (call, _) = state.calls.load_within(call_id, SETTLED_STALENESS).await?;
+    if ensure_owned(&call, caller).is_ok() && settled(&call) {
+        return Ok(call);
+    }
+    owned(state, caller, call_id).await
+}
+
 /// 404 for a call that has not begun or belongs to another organization.
 fn ensure_owned(call: &Call, caller: &Caller) -> Result<(), AppError> {
     if !call.started || call.organization_id != Some(caller.organization_id) {

@@ -196,7 +196,9 @@ impl CallProcessing {
     }
 
     async fn recording(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
-        let call = match app::calls::owned(ctx.state, caller, call_id).await {
+        // The end report, applied, carries the recording (if there is one).
+        let ended = |call: &aggregates::call::Call| call.ended;
+        let call = match app::calls::owned_settled(ctx.state, caller, call_id, ended).await {
             Ok(call) => call,
             Err(err) => return err.into(),
         };
@@ -264,7 +266,7 @@ impl CallProcessing {
     }
 
     async fn notify(&self, ctx: &StepContext<'_>, caller: &Caller, call_id: &str) -> StepResult {
-        let organization = match app::organizations::load(ctx.state, caller).await {
+        let organization = match app::organizations::load_recent(ctx.state, caller).await {
             Ok(organization) => organization,
             Err(err) => return err.into(),
         };

@@ -122,13 +122,15 @@ impl Notify {
     /// organization's first live number.
     async fn sender(&self, ctx: &StepContext<'_>, caller: &Caller) -> Result<String, StepResult> {
         if let Some(call_id) = text(ctx.input(), "call_id") {
-            if let Ok(call) = app::calls::owned(ctx.state, caller, call_id).await {
+            let numbered = |call: &aggregates::call::Call| call.to_number.is_some();
+            if let Ok(call) = app::calls::owned_settled(ctx.state, caller, call_id, numbered).await
+            {
                 if let Some(number) = call.to_number.filter(|n| !n.is_empty()) {
                     return Ok(number);
                 }
             }
         }
-        let organization = app::organizations::load(ctx.state, caller).await?;
+        let organization = app::organizations::load_recent(ctx.state, caller).await?;
         organization
             .phone_numbers
             .values()
@@ -262,7 +264,7 @@ impl ProcessDefinition for Notify {
             return None;
         }
         let caller = ctx.caller()?;
-        let organization = match app::organizations::load(ctx.state, &caller).await {
+        let organization = match app::organizations::load_recent(ctx.state, &caller).await {
             Ok(organization) => organization,
             Err(err) => return Some(err.into()),
         };

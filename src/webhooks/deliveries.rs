@@ -5,9 +5,10 @@
 //! A 2xx means the raw body is durable too. [`Ledger::keep`] offers the row to the delivery's
 //! first append ([`eventlog::side`]): it is committed in the same statement as the events, so
 //! most deliveries pay for one durable commit, not two. Its answer (status, body, positions)
-//! is filled in afterwards by a relaxed update nobody waits for; a row whose answer never
-//! arrived (the process died in between) shows status 0, and a redelivery of it runs its
-//! commands again under their idempotency keys, which give the first answer.
+//! is filled in afterwards by a relaxed update nobody waits for (answers share one for up to
+//! [`ANSWER_LINGER`]); a row whose answer never arrived (the process died in between) shows
+//! status 0, and a redelivery of it runs its commands again under their idempotency keys,
+//! which give the first answer.
 //!
 //! A delivery that appended nothing is written by [`Ledger::record`], which waits until its
 //! row is durably committed. Rows are written by [`Ledger`]'s writer task, every row that
@@ -24,9 +25,10 @@ use std::time::Duration;
 
 use eventlog::side::{SideRow, SideValue, SideWrite};
 use eventlog::{now_ms, EventStore};
-use projections::batch::{insert_rows, Cell};
+use projections::batch::{insert_rows, insert_rows_on, rows_per_statement, Cell};
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::Outcome;
 
@@ -36,6 +38,9 @@ const QUEUE: usize = 512;
 const PER_WRITE: usize = 256;
 /// Attempts at writing a batch whole before it is written row by row.
 const BATCH_ATTEMPTS: usize = 3;
+/// How long a kept row's answer may wait for others to share its relaxed update (nobody
+/// waits on it; meanwhile it is answered from memory). Fuller updates, fewer round trips.
+const ANSWER_LINGER: Duration = Duration::from_millis(50);
 /// The longest [`Ledger::flush`] waits.
 const FLUSH_WAIT: Duration = Duration::from_secs(20);
 /// The longest a delivery waits for its row before it is answered 503 (the provider retries).
@@ -256,11 +261,23 @@ async fn write_loop(
     unwritten: Arc<Mutex<HashMap<Key, Outcome>>>,
 ) {
     let mut messages = Vec::with_capacity(PER_WRITE);
-    while rx.recv_many(&mut messages, PER_WRITE).await > 0 {
+    // Answers linger up to ANSWER_LINGER for company (nobody waits on them); rows never do.
+    let mut answers: Vec<Answer> = Vec::new();
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let received = match oldest {
+            Some(since) => {
+                let left = ANSWER_LINGER.saturating_sub(since.elapsed());
+                tokio::time::timeout(left, rx.recv_many(&mut messages, PER_WRITE))
+                    .await
+                    .ok()
+            }
+            None => Some(rx.recv_many(&mut messages, PER_WRITE).await),
+        };
+        let closed = received == Some(0);
         let mut keys = Vec::new();
         let mut rows = Vec::new();
         let mut recorders = Vec::new();
-        let mut answers = Vec::new();
         let mut repeats = Vec::new();
         let mut waiters = Vec::new();
         for message in messages.drain(..) {
@@ -278,7 +295,10 @@ async fn write_loop(
                         }
                     }
                 }
-                Message::Answer(answer) => answers.push(answer),
+                Message::Answer(answer) => {
+                    oldest.get_or_insert_with(Instant::now);
+                    answers.push(answer);
+                }
                 Message::Flush(done) => waiters.push(done),
             }
         }
@@ -287,13 +307,26 @@ async fn write_loop(
         } else {
             write_retrying(&store, &keys, rows).await
         };
-        if !answers.is_empty() {
+        let answers_due = closed
+            || !waiters.is_empty()
+            || answers.len() >= PER_WRITE
+            || oldest.is_some_and(|since| since.elapsed() >= ANSWER_LINGER);
+        if answers_due && !answers.is_empty() {
             answer_retrying(&store, &answers).await;
         }
         if let Ok(mut unwritten) = unwritten.lock() {
-            for key in keys.iter().chain(answers.iter().map(|a| &a.key)) {
+            for key in &keys {
                 unwritten.remove(key);
             }
+            if answers_due {
+                for answer in &answers {
+                    unwritten.remove(&answer.key);
+                }
+            }
+        }
+        if answers_due {
+            answers.clear();
+            oldest = None;
         }
         for (first, recorder) in repeats {
             if let Some(recorder) = recorder {
@@ -307,6 +340,9 @@ async fn write_loop(
         }
         for done in waiters {
             let _ = done.send(());
+        }
+        if closed {
+            return;
         }
     }
 }
@@ -459,24 +495,28 @@ fn clean(text: &str) -> String {
 
 /// One durable transaction for the rows (see the module comment).
 async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
-    let mut tx = store.backend().begin_write(store.write_pool()).await?;
-    insert_rows(
-        &mut tx,
-        "webhook_deliveries",
-        &COLUMNS,
-        rows,
-        // A row kept with the events of an earlier attempt that was never answered gets
-        // this answer; an answered one keeps its first.
-        "ON CONFLICT (provider, delivery_key) DO UPDATE SET status_code = excluded.status_code, \
-         response = excluded.response, first_position = excluded.first_position, \
-         last_position = excluded.last_position, event_count = excluded.event_count \
-         WHERE webhook_deliveries.status_code = 0",
-    )
-    .await
-    .map_err(|err| match err {
+    // A row kept with the events of an earlier attempt that was never answered gets this
+    // answer; an answered one keeps its first.
+    const TAIL: &str = "ON CONFLICT (provider, delivery_key) DO UPDATE SET \
+        status_code = excluded.status_code, response = excluded.response, \
+        first_position = excluded.first_position, last_position = excluded.last_position, \
+        event_count = excluded.event_count WHERE webhook_deliveries.status_code = 0";
+    let database = |err| match err {
         projections::ProjectionError::Database(err) => err,
         other => sqlx::Error::Protocol(other.to_string()),
-    })?;
+    };
+    let mut conn = store.write_pool().acquire().await?;
+    // Rows that fit one statement commit with it (no BEGIN and COMMIT round trips).
+    if rows.len() <= rows_per_statement(&conn, COLUMNS.len()) {
+        return insert_rows_on(&mut conn, "webhook_deliveries", &COLUMNS, rows, TAIL)
+            .await
+            .map_err(database);
+    }
+    drop(conn);
+    let mut tx = store.backend().begin_write(store.write_pool()).await?;
+    insert_rows(&mut tx, "webhook_deliveries", &COLUMNS, rows, TAIL)
+        .await
+        .map_err(database)?;
     tx.commit().await
 }
 

@@ -236,6 +236,11 @@ async fn run(
         .correlation(Uuid::new_v5(&Uuid::NAMESPACE_OID, key.as_bytes()))
         .extra("delivery", key);
     let id = call_id(org_id, &ctx.vapi_call_id);
+    // A call this process has not seen is most likely new (this is its first delivery): the
+    // command is decided on an empty call without reading the stream (a snapshot lookup and a
+    // stream read). Should the call exist after all (another process, a restart), the append
+    // conflicts and the repository decides the command again on the stream read fresh.
+    state.calls.assume_new(&id);
     match state.calls.execute(&id, command, &meta).await {
         Ok(executed) => {
             outcome.record(&executed.result);

@@ -357,7 +357,7 @@ impl AuthApi {
             // The address has an account: answer exactly as for a new one, as late as one
             // (see `pace`), and tell the owner by email instead.
             notify_existing_in_background(&state, email);
-            state.sign_up_pace.wait_as_new(started).await;
+            state.sign_up_pace.wait_out(started).await;
             return accepted();
         };
         let uid = Uuid::parse_str(&user_id).map_err(ApiError::internal)?;
@@ -380,7 +380,7 @@ impl AuthApi {
             Err(ExecuteError::Domain(UserError::AlreadyRegistered)) => {
                 // A concurrent sign-up with the same address won.
                 notify_existing_in_background(&state, email);
-                state.sign_up_pace.wait_as_new(started).await;
+                state.sign_up_pace.wait_out(started).await;
                 return accepted();
             }
             Err(other) => return Err(user_error(other)),
@@ -414,6 +414,7 @@ impl AuthApi {
         });
         settle(&state, position).await?;
         state.sign_up_pace.new_address_took(started.elapsed());
+        state.sign_up_pace.wait_out(started).await;
         accepted()
     }
 
