@@ -190,27 +190,31 @@ where
     /// wins). Should it not be new after all, the next command's append conflicts and the
     /// command is decided again on the stream read fresh.
     pub fn assume_new(&self, id: &str) -> (A, i64) {
-        if let Some(hit) = self.cached(id) {
-            return (hit.state, hit.version);
+        self.presume_new(id);
+        self.cached(id)
+            .map_or_else(|| (A::default(), 0), |hit| (hit.state, hit.version))
+    }
+
+    /// [`assume_new`](Self::assume_new) for a caller that goes on to `execute` (which reads
+    /// the cache itself): no copy of a cached state is made.
+    pub fn presume_new(&self, id: &str) {
+        if !self.cache().contains_key(id) {
+            self.remember(id, &A::default(), 0);
         }
-        let fresh = A::default();
-        self.remember(id, &fresh, 0);
-        (fresh, 0)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached<A>>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn cached(&self, id: &str) -> Option<Cached<A>> {
-        let cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        cache.get(id).cloned()
+        self.cache().get(id).cloned()
     }
 
     fn remember(&self, id: &str, aggregate: &A, version: i64) {
-        let mut cache = self
-            .cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self.cache();
         if cache.len() >= CACHE_CAPACITY && !cache.contains_key(id) {
             // Thin out arbitrarily: a miss only costs a snapshot read.
             let drop: Vec<String> = cache.keys().take(CACHE_CAPACITY / 2).cloned().collect();

@@ -46,8 +46,20 @@ pub async fn owned_settled(
     call_id: &str,
     settled: impl Fn(&Call) -> bool,
 ) -> Result<Call, AppError> {
-    let (call, _) = state.calls.load_within(call_id, SETTLED_STALENESS).await?;
-    if ensure_owned(&call, caller).is_ok() && settled(&call) {
+    owned_within(state, caller, call_id, SETTLED_STALENESS, settled).await
+}
+
+/// The cached call when it is at most `max_age` old, the caller's, and `enough` for the
+/// reader; else the stream's tail read fresh (404 for a call not the caller's).
+async fn owned_within(
+    state: &AppState,
+    caller: &Caller,
+    call_id: &str,
+    max_age: Duration,
+    enough: impl Fn(&Call) -> bool,
+) -> Result<Call, AppError> {
+    let (call, _) = state.calls.load_within(call_id, max_age).await?;
+    if ensure_owned(&call, caller).is_ok() && enough(&call) {
         return Ok(call);
     }
     owned(state, caller, call_id).await
@@ -85,11 +97,7 @@ const COMMAND_STALENESS: Duration = Duration::from_secs(2);
 /// state only knows less, so it teaches the call nothing wrong). A call the cache does not
 /// show as the caller's is read fresh before the answer is believed.
 async fn for_command(state: &AppState, caller: &Caller, call_id: &str) -> Result<Call, AppError> {
-    let (call, _) = state.calls.load_within(call_id, COMMAND_STALENESS).await?;
-    if ensure_owned(&call, caller).is_ok() {
-        return Ok(call);
-    }
-    owned(state, caller, call_id).await
+    owned_within(state, caller, call_id, COMMAND_STALENESS, |_| true).await
 }
 
 async fn execute(

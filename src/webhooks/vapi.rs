@@ -240,7 +240,7 @@ async fn run(
     // command is decided on an empty call without reading the stream (a snapshot lookup and a
     // stream read). Should the call exist after all (another process, a restart), the append
     // conflicts and the repository decides the command again on the stream read fresh.
-    state.calls.assume_new(&id);
+    state.calls.presume_new(&id);
     match state.calls.execute(&id, command, &meta).await {
         Ok(executed) => {
             outcome.record(&executed.result);
