@@ -135,6 +135,11 @@ pub struct Config {
     /// `PROCESS_CONCURRENCY`: how many process instances one worker advances at once
     /// (default 32).
     pub process_concurrency: usize,
+    /// `BACKGROUND_SHARE` and `FOREGROUND_BUSY_REQUESTS`: while the request path averages
+    /// at least that many requests in flight, the processes take turns and keep to that
+    /// share of the time (defaults 0.1 and 4; a share of 1 never yields). See
+    /// `crate::foreground`.
+    pub yielding: crate::foreground::Yielding,
     /// `WEBHOOK_DISABLE_AFTER`: an outbound webhook endpoint whose deliveries are
     /// dead-lettered this many times in a row is disabled and its admins are emailed
     /// (default 5).
@@ -213,6 +218,7 @@ impl Default for Config {
             llm_model: "gpt-4o-mini".into(),
             process_first_backoff_ms: 1_000,
             process_concurrency: 32,
+            yielding: crate::foreground::Yielding::default(),
             webhook_disable_after: 5,
             webhook_timeout_ms: 30_000,
             plans: crate::plans::Plans::default(),
@@ -415,6 +421,28 @@ impl Config {
         if let Some(n) = get("PROCESS_CONCURRENCY") {
             c.process_concurrency = n.parse().ok().filter(|s: &usize| *s > 0).ok_or_else(|| {
                 ConfigError(format!("PROCESS_CONCURRENCY={n} is not a positive number"))
+            })?;
+        }
+        if let Some(n) = get("BACKGROUND_SHARE") {
+            c.yielding.share = n
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0 && *s <= 1.0)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "BACKGROUND_SHARE={n} is not a fraction above 0 and at most 1"
+                    ))
+                })?;
+        }
+        if let Some(n) = get("FOREGROUND_BUSY_REQUESTS") {
+            c.yielding.busy_requests = n
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                .ok_or_else(|| {
+                ConfigError(format!(
+                    "FOREGROUND_BUSY_REQUESTS={n} is not a positive number"
+                ))
             })?;
         }
         if let Some(n) = get("WEBHOOK_DISABLE_AFTER") {

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod foreground;
 pub mod http;
 pub mod live;
 pub mod plans;

@@ -97,8 +97,16 @@ impl Application {
             for definition in crate::processes::all(&state) {
                 let starter = crate::processes::starter::Starter::new(definition.clone());
                 let mark = starter.mark();
+                // Under a burst a starter reads every STARTER_PACE_UNDER_LOAD (its worker
+                // yields then too: `crate::foreground`).
+                let busy = Arc::downgrade(&state);
                 let runner = projections::ProjectorRunner::new(store.clone(), Arc::new(starter))
-                    .feed(feed.clone());
+                    .feed(feed.clone())
+                    .pace(Arc::new(move || {
+                        busy.upgrade()
+                            .filter(|state| state.foreground.busy())
+                            .map(|_| crate::foreground::STARTER_PACE_UNDER_LOAD)
+                    }));
                 let (starter, _task) = runner.spawn(stopped(projectors_rx.clone()));
                 let worker =
                     crate::processes::worker::Worker::new(definition, state.clone(), starter, mark);

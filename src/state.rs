@@ -48,6 +48,8 @@ pub struct AppState {
     pub live: std::sync::OnceLock<std::sync::Arc<crate::live::Hub>>,
     /// The clock process workers read (tests move it forward).
     pub clock: crate::clock::Clock,
+    /// The request path's load; the processes yield to it under a burst.
+    pub foreground: crate::foreground::Foreground,
 }
 
 impl AppState {
@@ -97,6 +99,7 @@ impl AppState {
             ),
             live: std::sync::OnceLock::new(),
             clock: crate::clock::Clock::ahead(config.clock_offset_ms),
+            foreground: crate::foreground::Foreground::new(config.yielding),
             config,
             ledger: Ledger::start(store.clone()),
             sign_up_pace: Default::default(),

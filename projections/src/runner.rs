@@ -120,7 +120,12 @@ pub struct ProjectorRunner {
     poll_interval: Duration,
     status: watch::Sender<ProjectorStatus>,
     batch_lock: Arc<Mutex<Progress>>,
+    pace: Option<Pace>,
 }
+
+/// Asked after each batch that left a runner caught up: a pause before its next batch, if
+/// any (see [`ProjectorRunner::pace`]).
+pub type Pace = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;
 
 impl ProjectorRunner {
     /// A runner with a feed of its own; [`feed`](Self::feed) shares one between runners.
@@ -135,7 +140,16 @@ impl ProjectorRunner {
             poll_interval: Duration::from_millis(250),
             status,
             batch_lock: Arc::new(Mutex::new(Progress::default())),
+            pace: None,
         }
+    }
+
+    /// Pauses between live batches while `pace` says so: a consumer allowed to lag (a
+    /// process's starter) then reads fewer, bigger batches, one transaction each, while the
+    /// service is busy. Never for read models, which read-your-writes waits on.
+    pub fn pace(mut self, pace: Pace) -> Self {
+        self.pace = Some(pace);
+        self
     }
 
     /// One batch size, live and behind alike (tests pick small odd ones).
@@ -204,6 +218,9 @@ impl ProjectorRunner {
             match self.next_batch(seen).await {
                 Ok(Batch { full: false, .. }) => {
                     backoff = Duration::from_millis(100);
+                    if let Some(pause) = self.pace.as_ref().and_then(|pace| pace()) {
+                        tokio::time::sleep(pause).await;
+                    }
                     seen = tokio::select! {
                         _ = wake.changed() => Some(self.store.wake().generation()),
                         _ = tokio::time::sleep(self.poll_interval) => None,

@@ -76,6 +76,17 @@ pub struct GroupCommit {
     pub regrouped: u64,
 }
 
+/// The request path's load and whether the processes are yielding to it.
+#[derive(Debug, Object)]
+pub struct ForegroundHealth {
+    /// Requests in flight, averaged over the last 100 ms.
+    pub requests_in_flight: f64,
+    /// True while the request path is busy: the processes take turns at their share.
+    pub background_yielding: bool,
+    /// Process runs that waited for their turn since start-up.
+    pub background_runs_yielded: u64,
+}
+
 #[derive(Debug, Object)]
 #[oai(skip_serializing_if_is_none)]
 pub struct Health {
@@ -93,6 +104,7 @@ pub struct Health {
     pub projectors: Vec<ProjectorHealth>,
     pub processes: Vec<ProcessHealth>,
     pub providers: Vec<ProviderMode>,
+    pub foreground: ForegroundHealth,
     /// Absent on SQLite, which writes one append at a time.
     pub group_commit: Option<GroupCommit>,
 }
@@ -200,6 +212,11 @@ pub async fn detail(state: &AppState) -> Result<Health, ApiError> {
         projectors,
         processes,
         providers,
+        foreground: ForegroundHealth {
+            requests_in_flight: state.foreground.average(),
+            background_yielding: state.foreground.busy(),
+            background_runs_yielded: state.foreground.yielded(),
+        },
         group_commit: state.store.group_commit_stats().map(|g| GroupCommit {
             statements: g.statements,
             appends: g.appends,

@@ -93,6 +93,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let spec_yaml = service.spec_endpoint_yaml();
     let docs = service.swagger_ui();
     let limit = state.config.max_body_bytes;
+    let timed = state.clone();
     let allowed = Arc::new(allow::AllowedMethods::from_spec(&openapi_json()));
     let api_limits = body_limit::ApiBodyLimits {
         api: state.config.api_max_body_bytes,
@@ -143,7 +144,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                 Ok(response)
             }
         })
-        .around(server_timing)
+        .around(move |next, req| server_timing(next, req, timed.clone()))
         .around(trace::correlate)
 }
 
@@ -154,13 +155,21 @@ const RETRY_AFTER_SECONDS: &str = "1";
 /// the service (reading the body, handling, committing), without the network, and the part of
 /// it spent in the log's appends (round trip and durable commit). Latency budgets such as
 /// VAPI's tool-call path are judged on `app`.
-async fn server_timing<E: Endpoint>(next: Arc<E>, req: poem::Request) -> poem::Result<Response> {
+async fn server_timing<E: Endpoint>(
+    next: Arc<E>,
+    req: poem::Request,
+    state: Arc<AppState>,
+) -> poem::Result<Response> {
     let started = std::time::Instant::now();
+    // Counted until the answer's head is ready (a streamed body, such as the live feed's,
+    // is not a request waiting).
+    let in_flight = state.foreground.enter();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Boxed: the endpoint futures nest deep; a debug build would otherwise carry them all on
     // one worker thread's stack.
     let (mut response, log) = eventlog::timing::measured(Box::pin(next.get_response(req))).await;
+    drop(in_flight);
     crate::telemetry::record_request(
         method.as_str(),
         &path,

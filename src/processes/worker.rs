@@ -308,7 +308,10 @@ async fn advance_logged(
     row: &work::Due,
 ) -> bool {
     let kind = definition.kind();
-    let work = super::instance::advance(definition, state, status, row);
+    // Under a burst of requests, in turn with the other processes' runs (`crate::foreground`).
+    let work = state
+        .foreground
+        .background(super::instance::advance(definition, state, status, row));
     let span = tracing::info_span!(
         "process_instance",
         process = definition.kind(),

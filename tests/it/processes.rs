@@ -655,7 +655,48 @@ async fn a_stalled_lane_is_promoted_in_log_order(backend: &str) {
     assert_eq!(next("b", 5).await, [fresh("b-first"), fresh("b-next")]);
 }
 
+/// Under a burst of requests the processes take turns at their share of the time: slowed,
+/// never stopped; the operator's `/health` says so.
+async fn a_busy_request_path_slows_the_processes_but_never_stops_them(backend: &str) {
+    let stubs = Stubs::start(Duration::ZERO).await;
+    let app = spawn_with_stubs(backend, &stubs).await;
+    let foreground = &app.app.state().foreground;
+    // Requests held in flight for the whole test: far above the busy mark (4 by default).
+    let held: Vec<_> = (0..16).map(|_| foreground.enter()).collect();
+    tokio::time::sleep(callflex::foreground::WINDOW * 2).await;
+    assert!(foreground.busy());
+    app.vapi_ok(&end_report(
+        "busy-1",
+        json!({
+            "summary": "Dana booked a delivery for Friday.",
+            "structuredData": {"callType": "booking", "sentiment": "positive",
+                               "callerName": "Dana", "actionItems": []},
+        }),
+    ))
+    .await;
+    let id = call_id_of(&app, "busy-1").await;
+    let call = processed_call(&app, &id).await;
+    assert_eq!(call["summary"], "Dana booked a delivery for Friday.");
+    settled_notifications(&app, &id, 2).await;
+    assert!(foreground.yielded() > 0, "no process run took its turn");
+    let health: Value = reqwest::get(format!("{}/health", app.ops))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["foreground"]["background_yielding"], true,
+        "{health}"
+    );
+    assert!(health["foreground"]["requests_in_flight"].as_f64().unwrap() >= 16.0);
+    drop(held);
+    tokio::time::sleep(callflex::foreground::WINDOW * 2).await;
+    assert!(!foreground.busy());
+}
+
 crate::both_backends!(
+    a_busy_request_path_slows_the_processes_but_never_stops_them,
     a_stalled_lane_is_promoted_in_log_order,
     a_long_retry_after_is_respected_by_the_durable_retry,
     a_postponed_step_runs_at_its_time_and_its_outcome_is_recorded,

@@ -361,8 +361,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         let raw = &raws[raws.len() - 1];
         let head_before = store.head().await?;
         let grouped_before = store.group_commit_stats().unwrap_or_default();
+        let standing_before = process_standing(&app).await?;
+        let yielded_before = app.state().foreground.yielded();
         let run = drive(&endpoint, c, ctx.run_for, None, c * 100_000_000).await;
         let head_after = store.head().await?;
+        let standing_after = process_standing(&app).await?;
+        let yielded = app.state().foreground.yielded() - yielded_before;
         let grouped = store.group_commit_stats().unwrap_or_default();
         let statements = grouped.statements - grouped_before.statements;
         let appends = grouped.appends - grouped_before.appends;
@@ -423,6 +427,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                 ));
                 section.row(row);
             }
+        }
+        if app.state().config.processes_enabled {
+            // What the processes did beside the load, and what it left them: they yield to
+            // a busy request path (`crate::foreground`) and catch up after it.
+            let drained = drain_processes(&app, Duration::from_secs(300)).await?;
+            let finished = standing_after.0 - standing_before.0;
+            section.note(format!(
+                "{c} call(s), processes beside the load: {finished} instances finished \
+                 ({:.0}/s), {yielded} runs took turns, {} open at the end (started, not yet \
+                 finished), all finished {:.2} s later",
+                finished as f64 / run.elapsed.as_secs_f64().max(1e-9),
+                standing_after.1,
+                drained.as_secs_f64()
+            ));
         }
         if run.errors > 0 {
             section.note(format!(
@@ -744,6 +762,18 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     ));
     quiet.stop().await;
     Ok(section)
+}
+
+/// Process instances finished, and started but not finished.
+async fn process_standing(app: &Application) -> anyhow::Result<(i64, i64)> {
+    let (finished, open): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(CASE WHEN status IN ('completed', 'failed') THEN 1 ELSE 0 END), 0), \
+                COALESCE(SUM(CASE WHEN status IN ('completed', 'failed') THEN 0 ELSE 1 END), 0) \
+         FROM process_work",
+    )
+    .fetch_one(app.state().store.pool())
+    .await?;
+    Ok((finished, open))
 }
 
 /// Waits until every process's starter has read the whole log and no instance is due within
