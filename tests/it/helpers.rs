@@ -189,6 +189,16 @@ pub fn authed_client(token: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// `GET /health` on the operator port, as JSON.
+    pub async fn operator_health(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/health", self.ops))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Invites `email` with `role` (as the owner), signs the address up and accepts; returns
     /// a client for the new member.
     pub async fn join_as(&self, email: &str, role: &str) -> reqwest::Client {

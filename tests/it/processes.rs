@@ -179,12 +179,7 @@ async fn an_ended_call_is_summarized_notified_and_closed(backend: &str) {
     // Exactly once, visible in the log and in /health.
     assert_eq!(app.count_events("CallAnalyzed").await, 1);
     assert_eq!(app.count_events("CallProcessed").await, 1);
-    let health: Value = reqwest::get(format!("{}/health", app.ops))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.operator_health().await;
     let processing = health["processes"]
         .as_array()
         .unwrap()
@@ -679,12 +674,7 @@ async fn a_busy_request_path_slows_the_processes_but_never_stops_them(backend: &
     assert_eq!(call["summary"], "Dana booked a delivery for Friday.");
     settled_notifications(&app, &id, 2).await;
     assert!(foreground.yielded() > 0, "no process run took its turn");
-    let health: Value = reqwest::get(format!("{}/health", app.ops))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.operator_health().await;
     assert_eq!(
         health["foreground"]["background_yielding"], true,
         "{health}"
