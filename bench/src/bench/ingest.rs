@@ -400,7 +400,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             section.note(format!(
                 "{c} calls, processes {}, each pair's ratio (raw INSERT measured right before \
                  its loop): {}; the row is the median pair",
-                if app.state().config.processes_enabled { "on" } else { "off" },
+                if app.state().config.processes_enabled {
+                    "on"
+                } else {
+                    "off"
+                },
                 tries
                     .iter()
                     .map(|t| format!("{:.2}x", t.ratio))

@@ -252,6 +252,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         )
         .target(Target::Below(500.0)),
     );
+    section.note(format!(
+        "paced: {} process runs took turns with the requests (the request path counted as \
+         busy: `crate::foreground`)",
+        app.state().foreground.yielded()
+    ));
     app.stop().await;
     section.note(
         "a delivery is one process instance: its start, its outcome and its timer row are \
