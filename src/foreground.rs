@@ -26,6 +26,10 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 /// How often a process's starter reads the log while the request path is busy (bigger
 /// batches, fewer transactions; the starts it records wait for the worker's turn anyway).
 pub const STARTER_PACE_UNDER_LOAD: Duration = Duration::from_millis(250);
+/// How often the live read models read the log while the request path is busy (25 ms
+/// otherwise): each batch writes a call's rows once however many of its events it holds, and
+/// read-your-writes waits up to this long. Measured in the ingest bench: see ARCHITECTURE.md.
+pub const BUSY_READ_INTERVAL: Duration = Duration::from_millis(100);
 /// The longest pause after one background unit (a unit slowed by a stall does not stall the
 /// background for long after it).
 const MAX_PAUSE: Duration = Duration::from_secs(1);

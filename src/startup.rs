@@ -87,6 +87,13 @@ impl Application {
             handles,
             recordings,
         ));
+        // Under a burst the live read models read every BUSY_READ_INTERVAL.
+        let busy = Arc::downgrade(&state);
+        feed.stretch(Arc::new(move || {
+            busy.upgrade()
+                .filter(|state| state.foreground.busy())
+                .map(|_| crate::foreground::BUSY_READ_INTERVAL)
+        }));
         let _ = state
             .live
             .set(crate::live::Hub::start(store.clone(), feed.clone()).await?);

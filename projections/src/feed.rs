@@ -89,6 +89,8 @@ impl Read {
 pub struct LogFeed {
     store: EventStore,
     interval: Duration,
+    /// A longer spacing while it answers one (see [`LogFeed::stretch`]).
+    stretched: std::sync::OnceLock<crate::runner::Pace>,
     reads: Mutex<VecDeque<Read>>,
 }
 
@@ -99,8 +101,24 @@ impl LogFeed {
         Self {
             store,
             interval,
+            stretched: std::sync::OnceLock::new(),
             reads: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Spaces reads by what `spacing` answers instead of `interval` while it answers one (the
+    /// service under a burst: fewer, bigger batches, each read model's rows written once per
+    /// batch instead of once per event; read-your-writes waits up to that much longer).
+    /// Set once; later calls are ignored.
+    pub fn stretch(&self, spacing: crate::runner::Pace) {
+        let _ = self.stretched.set(spacing);
+    }
+
+    fn spacing(&self) -> Duration {
+        self.stretched
+            .get()
+            .and_then(|spacing| spacing())
+            .unwrap_or(self.interval)
     }
 
     /// Events after `from`, at most `limit`. With `seen` (the wake generation the caller
@@ -129,7 +147,7 @@ impl LogFeed {
         if let Some(last) = reads.back() {
             let caught_up = (last.events.len() as i64) < last.limit;
             if caught_up && !last.events.is_empty() {
-                tokio::time::sleep_until(last.at + self.interval).await;
+                tokio::time::sleep_until(last.at + self.spacing()).await;
             }
         }
         let generation = self.store.wake().generation();
