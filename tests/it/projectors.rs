@@ -851,6 +851,35 @@ async fn the_feed_shares_a_read_only_with_callers_it_can_answer(backend: &str) {
     assert!(!first.same_read(&fresh), "a later wake-up reads again");
 }
 
+/// While its stretch answers a spacing (the service under a burst) the feed spaces its reads
+/// by it instead of its own interval; otherwise a caught-up feed reads again at once. Feed
+/// logic only, so SQLite alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stretched_feed_spaces_its_reads_while_the_service_is_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let store = EventStore::open(&eventlog::testing::fresh_url("sqlite").await, 10)
+        .await
+        .unwrap();
+    fill_log(&store, 1).await;
+    let feed = projections::LogFeed::new(store.clone(), Duration::ZERO);
+    let busy = Arc::new(AtomicBool::new(false));
+    let spacing = Duration::from_secs(2);
+    let flag = busy.clone();
+    feed.stretch(Arc::new(move || {
+        flag.load(Ordering::SeqCst).then_some(spacing)
+    }));
+    let start = eventlog::Checkpoint::START;
+    assert_eq!(feed.read_after(start, 100, None).await.unwrap().len(), 11);
+    let quiet = Instant::now();
+    feed.read_after(start, 100, None).await.unwrap();
+    assert!(quiet.elapsed() < spacing / 2, "not busy: read at once");
+    busy.store(true, Ordering::SeqCst);
+    let read = Instant::now();
+    feed.read_after(start, 100, None).await.unwrap();
+    assert!(read.elapsed() >= spacing * 9 / 10, "busy: spaced");
+}
+
 /// A runner that comes back to a long log (a restart after an outage) reads bigger batches
 /// once a batch comes back full, and live-sized ones again once it has caught up. Runner logic
 /// only, so SQLite alone: on PostgreSQL another test's open transaction can hold the readable
