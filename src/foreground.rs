@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // tokio's clock (std's outside tests), so tests can move time forward.
@@ -144,6 +144,13 @@ impl Foreground {
         self.yielding.share < 1.0 && self.average() >= self.yielding.busy_requests
     }
 
+    /// A pace for a log consumer allowed to lag: `pause` while the request path is busy,
+    /// none otherwise (`projections::ProjectorRunner::pace`, `projections::LogFeed::stretch`).
+    pub fn pace_while_busy(self: &Arc<Self>, pause: Duration) -> projections::runner::Pace {
+        let foreground = self.clone();
+        Arc::new(move || foreground.busy().then_some(pause))
+    }
+
     /// Background units that waited for their turn since start-up.
     pub fn yielded(&self) -> u64 {
         self.yielded.load(Ordering::Relaxed)
@@ -173,7 +180,6 @@ impl Foreground {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
 
     fn foreground() -> Arc<Foreground> {
         Arc::new(Foreground::new(Yielding {

@@ -88,12 +88,11 @@ impl Application {
             recordings,
         ));
         // Under a burst the live read models read every BUSY_READ_INTERVAL.
-        let busy = Arc::downgrade(&state);
-        feed.stretch(Arc::new(move || {
-            busy.upgrade()
-                .filter(|state| state.foreground.busy())
-                .map(|_| crate::foreground::BUSY_READ_INTERVAL)
-        }));
+        feed.stretch(
+            state
+                .foreground
+                .pace_while_busy(crate::foreground::BUSY_READ_INTERVAL),
+        );
         let _ = state
             .live
             .set(crate::live::Hub::start(store.clone(), feed.clone()).await?);
@@ -106,14 +105,13 @@ impl Application {
                 let mark = starter.mark();
                 // Under a burst a starter reads every STARTER_PACE_UNDER_LOAD (its worker
                 // yields then too: `crate::foreground`).
-                let busy = Arc::downgrade(&state);
                 let runner = projections::ProjectorRunner::new(store.clone(), Arc::new(starter))
                     .feed(feed.clone())
-                    .pace(Arc::new(move || {
-                        busy.upgrade()
-                            .filter(|state| state.foreground.busy())
-                            .map(|_| crate::foreground::STARTER_PACE_UNDER_LOAD)
-                    }));
+                    .pace(
+                        state
+                            .foreground
+                            .pace_while_busy(crate::foreground::STARTER_PACE_UNDER_LOAD),
+                    );
                 let (starter, _task) = runner.spawn(stopped(projectors_rx.clone()));
                 let worker =
                     crate::processes::worker::Worker::new(definition, state.clone(), starter, mark);

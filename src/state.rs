@@ -49,7 +49,7 @@ pub struct AppState {
     /// The clock process workers read (tests move it forward).
     pub clock: crate::clock::Clock,
     /// The request path's load; the processes yield to it under a burst.
-    pub foreground: crate::foreground::Foreground,
+    pub foreground: std::sync::Arc<crate::foreground::Foreground>,
 }
 
 impl AppState {
@@ -99,7 +99,7 @@ impl AppState {
             ),
             live: std::sync::OnceLock::new(),
             clock: crate::clock::Clock::ahead(config.clock_offset_ms),
-            foreground: crate::foreground::Foreground::new(config.yielding),
+            foreground: std::sync::Arc::new(crate::foreground::Foreground::new(config.yielding)),
             config,
             ledger: Ledger::start(store.clone()),
             sign_up_pace: Default::default(),

@@ -93,7 +93,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
     let spec_yaml = service.spec_endpoint_yaml();
     let docs = service.swagger_ui();
     let limit = state.config.max_body_bytes;
-    let timed = state.clone();
+    let foreground = state.foreground.clone();
     let allowed = Arc::new(allow::AllowedMethods::from_spec(&openapi_json()));
     let api_limits = body_limit::ApiBodyLimits {
         api: state.config.api_max_body_bytes,
@@ -144,7 +144,7 @@ pub fn app(state: Arc<AppState>) -> impl Endpoint {
                 Ok(response)
             }
         })
-        .around(move |next, req| server_timing(next, req, timed.clone()))
+        .around(move |next, req| server_timing(next, req, foreground.clone()))
         .around(trace::correlate)
 }
 
@@ -158,12 +158,12 @@ const RETRY_AFTER_SECONDS: &str = "1";
 async fn server_timing<E: Endpoint>(
     next: Arc<E>,
     req: poem::Request,
-    state: Arc<AppState>,
+    foreground: Arc<crate::foreground::Foreground>,
 ) -> poem::Result<Response> {
     let started = std::time::Instant::now();
     // Counted until the answer's head is ready (a streamed body, such as the live feed's,
     // is not a request waiting).
-    let in_flight = state.foreground.enter();
+    let in_flight = foreground.enter();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     // Boxed: the endpoint futures nest deep; a debug build would otherwise carry them all on

@@ -405,11 +405,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                 } else {
                     "off"
                 },
-                tries
-                    .iter()
-                    .map(|t| format!("{:.2}x", t.ratio))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                listed(tries.iter().map(|t| t.ratio))
             ));
         }
         tries.sort_by(|a, b| a.ratio.total_cmp(&b.ratio));
@@ -817,11 +813,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     );
     section.note(format!(
         "processes off, each pair's ratio (raw INSERT measured right before its loop): {}",
-        pairs
-            .iter()
-            .map(|p| format!("{:.2}x", p.0))
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed(pairs.iter().map(|p| p.0))
     ));
     section.note(format!(
         "the levels above ran with the post-call processes {} (sandbox providers); the row \
@@ -833,6 +825,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     ));
     quiet.stop().await;
     Ok(section)
+}
+
+/// Pairs' ratios for a note: "0.45x, 0.49x, 0.52x".
+fn listed(ratios: impl Iterator<Item = f64>) -> String {
+    ratios
+        .map(|r| format!("{r:.2}x"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One baseline-then-loop pair of a level.
