@@ -136,12 +136,21 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts following the log from its current head, through the projectors' shared
-    /// reads (`feed`: in step with them, the hub reads nothing of its own).
+    /// Starts following the log from its current head, through the read models' shared
+    /// reads (`feed`: in step with them, the hub reads nothing of its own) — except while
+    /// the request path is busy: the shared feed then reads only every
+    /// [`BUSY_READ_INTERVAL`](crate::foreground::BUSY_READ_INTERVAL) (bigger read-model
+    /// batches), and a client must not wait for that, so the hub reads through a feed of its
+    /// own, as often as the read models read when quiet.
     pub async fn start(
         store: EventStore,
-        feed: Arc<projections::LogFeed>,
+        shared: Arc<projections::LogFeed>,
+        foreground: Arc<crate::foreground::Foreground>,
     ) -> Result<Arc<Hub>, eventlog::StoreError> {
+        let own = Arc::new(projections::LogFeed::new(
+            store.clone(),
+            crate::startup::PROJECTION_READ_INTERVAL,
+        ));
         let head = store.head().await?;
         let from = match store.checkpoint_of(head).await? {
             Some(checkpoint) => checkpoint,
@@ -158,6 +167,7 @@ impl Hub {
             // The wake generation a read answers (`None` after a poll: read afresh).
             let mut seen = None;
             while let Some(hub) = weak.upgrade() {
+                let feed = if foreground.busy() { &own } else { &shared };
                 let read = feed.read_after(checkpoint, READ_SIZE, seen).await;
                 let events = match read {
                     Ok(events) => events,

@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// Measured at 16 concurrent calls: 10 ms → 25 ms took deliveries/s from 3,213 to 3,510
 /// (projector transactions compete with the webhooks for the same cores); read-your-writes
 /// waits at most this much longer under load.
-const PROJECTION_READ_INTERVAL: Duration = Duration::from_millis(25);
+pub(crate) const PROJECTION_READ_INTERVAL: Duration = Duration::from_millis(25);
 
 pub struct Application {
     port: u16,
@@ -93,9 +93,9 @@ impl Application {
                 .foreground
                 .pace_while_busy(crate::foreground::BUSY_READ_INTERVAL),
         );
-        let _ = state
-            .live
-            .set(crate::live::Hub::start(store.clone(), feed.clone()).await?);
+        let _ = state.live.set(
+            crate::live::Hub::start(store.clone(), feed.clone(), state.foreground.clone()).await?,
+        );
         // Processes: each one's starter reads the log like a projector, its worker runs
         // the instances (see `processes`).
         let mut processes = Vec::new();

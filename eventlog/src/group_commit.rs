@@ -429,8 +429,9 @@ WITH batch AS (\
 const APPEND_MANY_ANSWER: &str = " SELECT aggregate_type, aggregate_id, MIN(global_position), \
 MAX(global_position) FROM ins GROUP BY aggregate_type, aggregate_id";
 
-/// [`APPEND_MANY`] with one more CTE per shape of side row the batch carries, each reading
-/// its rows from one more JSON parameter (so the text depends on the shapes, not the count).
+/// [`APPEND_MANY`] with one more CTE per group of side rows the batch carries, each reading
+/// them from one more JSON parameter (so the text depends on the shapes, and on the number
+/// of updates, not on the number of inserted rows).
 fn append_many_sql(sides: &[Vec<&SideRow>]) -> String {
     let mut sql = String::from(APPEND_MANY);
     for (i, rows) in sides.iter().enumerate() {
@@ -440,16 +441,30 @@ fn append_many_sql(sides: &[Vec<&SideRow>]) -> String {
     sql
 }
 
-/// The batch's side rows, grouped by shape (one INSERT each).
+/// The batch's side rows, grouped by shape (one INSERT each); an update is a group of its own.
 fn side_rows<'a>(appends: &[&'a Prepared]) -> Vec<Vec<&'a SideRow>> {
     let mut shapes: Vec<Vec<&SideRow>> = Vec::new();
     for side in appends.iter().filter_map(|a| a.side.as_deref()) {
-        match shapes.iter_mut().find(|rows| rows[0].same_shape(side)) {
+        let shared = shapes
+            .iter_mut()
+            .find(|rows| !side.one_per_statement() && rows[0].same_shape(side));
+        match shared {
             Some(rows) => rows.push(side),
             None => shapes.push(vec![side]),
         }
     }
     shapes
+}
+
+/// One side CTE's JSON parameter: an array of its rows, or the one row of an update.
+fn side_json(rows: &[&SideRow]) -> Result<String, StoreError> {
+    match rows {
+        [row] if row.one_per_statement() => Ok(crate::json::to_text(&row.to_json())?),
+        rows => {
+            let json: Vec<serde_json::Value> = rows.iter().map(|row| row.to_json()).collect();
+            Ok(crate::json::to_text(&json)?)
+        }
+    }
 }
 
 /// Appends to distinct streams in one statement; results in the order of `appends`.
@@ -486,8 +501,7 @@ async fn append_many(
         .bind(crate::json::to_text(&rows)?)
         .bind(crate::json::to_text(&keys)?);
     for rows in &sides {
-        let json: Vec<serde_json::Value> = rows.iter().map(|row| row.to_json()).collect();
-        query = query.bind(crate::json::to_text(&json)?);
+        query = query.bind(side_json(rows)?);
     }
     let returned = query.fetch_all(pool).await?;
     let mut positions: HashMap<(String, String), (i64, i64)> = HashMap::new();

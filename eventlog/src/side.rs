@@ -89,8 +89,10 @@ impl SideRow {
         )
     }
 
-    /// The INSERT of many rows of this row's shape from one JSON array (parameter `param`),
-    /// so the statement's text is the same whatever the number of rows (prepared once).
+    /// The statement writing rows of this row's shape from JSON parameter `param`: an INSERT
+    /// reads a JSON array of any length (the text is the same whatever the number of rows,
+    /// prepared once); an UPDATE reads one JSON object, one statement per row (see
+    /// [`SideWrite::Update`]'s planning note).
     pub(crate) fn json_sql(&self, param: usize) -> String {
         let types: Vec<String> = self
             .columns
@@ -122,14 +124,24 @@ impl SideRow {
                     .collect();
                 let filter: Vec<String> =
                     key.iter().map(|c| format!("{table}.{c} = r.{c}")).collect();
+                // One row (`json_to_record`), never a recordset: PostgreSQL estimates a
+                // recordset at 100 rows, and a plan cached while the table was small then
+                // joins them by scanning the whole table (measured: 935 pages per process
+                // outcome commit once `process_work` had grown). One row planned against a
+                // unique key is an index lookup at any table size.
                 format!(
-                    "UPDATE {table} SET {} FROM json_to_recordset(${param}::json) AS r({types}) \
+                    "UPDATE {table} SET {} FROM json_to_record(${param}::json) AS r({types}) \
                      WHERE {}",
                     set.join(", "),
                     filter.join(" AND ")
                 )
             }
         }
+    }
+
+    /// Whether [`json_sql`](Self::json_sql) reads one row (an object) rather than many.
+    pub(crate) fn one_per_statement(&self) -> bool {
+        matches!(self.write, SideWrite::Update { .. })
     }
 
     /// This row as a JSON object for [`json_sql`](Self::json_sql).
@@ -267,12 +279,75 @@ mod tests {
         );
     }
 
+    /// Prepares `sql` as `name`, runs it eight times (PostgreSQL then caches a generic plan)
+    /// while table `t` is nearly empty, grows `t` to 5,000 rows and answers the plan the
+    /// prepared statement now runs with.
+    async fn plan_after_growth(
+        conn: &mut sqlx::postgres::PgConnection,
+        name: &str,
+        sql: &str,
+        arg: &str,
+    ) -> String {
+        use sqlx::Executor;
+        conn.execute(format!("PREPARE {name}(json) AS {sql}").as_str())
+            .await
+            .unwrap();
+        for _ in 0..8 {
+            conn.execute(format!("EXECUTE {name}('{arg}')").as_str())
+                .await
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO t SELECT 'g' || i, i, repeat('x', 500) \
+             FROM generate_series(1, 5000) i ON CONFLICT DO NOTHING",
+        )
+        .await
+        .unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(&format!(
+            "EXPLAIN (ANALYZE, BUFFERS) EXECUTE {name}('{arg}')"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(line,)| line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The plan PostgreSQL caches for a prepared statement (after five runs) is made for the
+    /// table as it was then. A side update planned while its table was nearly empty must
+    /// still be an index lookup once the table has grown (it was a scan of the whole table:
+    /// 935 pages per process outcome commit in the ingest bench).
+    #[tokio::test]
+    async fn a_side_update_planned_on_an_empty_table_stays_an_index_lookup_as_it_grows() {
+        use sqlx::{Connection, Executor};
+        let url = crate::testing::fresh_postgres_url().await;
+        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        conn.execute("CREATE TABLE t (a TEXT PRIMARY KEY, b BIGINT, pad TEXT)")
+            .await
+            .unwrap();
+        let update = update().json_sql(1);
+        let recordset = update.replace("json_to_record(", "json_to_recordset(");
+        let one = r#"{"a": "k1", "b": 7}"#;
+        let plan = plan_after_growth(&mut conn, "one_row", &update, one).await;
+        assert!(
+            plan.contains("Index Scan") && !plan.contains("Seq Scan"),
+            "{plan}"
+        );
+        // The recordset form (kept for inserts) falls into the trap this test is about.
+        let many = r#"[{"a": "k1", "b": 7}]"#;
+        conn.execute("TRUNCATE t").await.unwrap();
+        let plan = plan_after_growth(&mut conn, "recordset", &recordset, many).await;
+        assert!(plan.contains("Seq Scan"), "{plan}");
+    }
+
     #[test]
     fn an_update_sets_the_other_columns_where_its_key_matches() {
         assert_eq!(update().sql(1, 4), "UPDATE t SET b = $5 WHERE a = $4");
         assert_eq!(
             update().json_sql(3),
-            "UPDATE t SET b = r.b FROM json_to_recordset($3::json) AS r(a text, b bigint) \
+            "UPDATE t SET b = r.b FROM json_to_record($3::json) AS r(a text, b bigint) \
              WHERE t.a = r.a"
         );
         assert!(
