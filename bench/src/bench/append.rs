@@ -166,6 +166,8 @@ pub async fn raw_probe(url: &str, every: Duration, run_for: Duration) -> anyhow:
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // A raw INSERT is one round trip: no ping on checkout (sqlx's default pings).
+        .test_before_acquire(false)
         .connect(url)
         .await?;
     pool.execute(RAW_TABLE).await?;
@@ -242,6 +244,9 @@ pub async fn raw_inserts_as(
     let pool = PgPoolOptions::new()
         .max_connections(writers as u32)
         .min_connections(writers as u32)
+        // One round trip per INSERT, as the service's own pool (sqlx's default pings every
+        // checkout first: a second round trip that handicapped this baseline until session 16).
+        .test_before_acquire(false)
         .connect(url)
         .await?;
     pool.execute(RAW_TABLE).await?;
