@@ -138,7 +138,7 @@ pub struct Hub {
 impl Hub {
     /// Starts following the log from its current head, through the read models' shared
     /// reads (`feed`: in step with them, the hub reads nothing of its own) — except while
-    /// the request path is busy: the shared feed then reads only every
+    /// the request path is busy and someone is watching: the shared feed then reads only every
     /// [`BUSY_READ_INTERVAL`](crate::foreground::BUSY_READ_INTERVAL) (bigger read-model
     /// batches), and a client must not wait for that, so the hub reads through a feed of its
     /// own, as often as the read models read when quiet.
@@ -167,7 +167,12 @@ impl Hub {
             // The wake generation a read answers (`None` after a poll: read afresh).
             let mut seen = None;
             while let Some(hub) = weak.upgrade() {
-                let feed = if foreground.busy() { &own } else { &shared };
+                // Nobody watching: nobody waits, so the hub stays on the shared reads.
+                let feed = if foreground.busy() && hub.clients() > 0 {
+                    &own
+                } else {
+                    &shared
+                };
                 let read = feed.read_after(checkpoint, READ_SIZE, seen).await;
                 let events = match read {
                     Ok(events) => events,
