@@ -27,6 +27,10 @@ const RECHECK_EVERY: Duration = Duration::from_millis(20);
 const CHAIN: usize = 64;
 /// How often every lane is looked at (a safety net behind `LANE_RECHECK`).
 const STALL_SWEEP: Duration = Duration::from_secs(5);
+/// How long due rows read ahead (for slots not yet free) are taken as still due: only this
+/// worker runs its process's instances, so they stay due until it runs them; the limit bounds
+/// what someone else (an operator's retry, say) could have changed meanwhile.
+const READ_AHEAD_FOR: Duration = Duration::from_secs(1);
 /// How often a standby worker tries to become the active one.
 const STANDBY_CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// An instance whose run failed on our side (the store) is looked at again after this.
@@ -136,6 +140,13 @@ impl Worker {
         // promoted, every IDLE_POLL (timers), and when the starter's batch that started
         // instances has committed; not on every batch the starter reads.
         let mut look = true;
+        // Due rows read ahead, oldest first (lane-less only: a lane's rows are chained by its
+        // task), so a slot that frees takes the next one without a query: a drain of N
+        // instances costs about N / concurrency due queries instead of N.
+        let mut ahead: std::collections::VecDeque<work::Due> = std::collections::VecDeque::new();
+        let mut ahead_read = std::time::Instant::now();
+        // The read that filled `ahead` came back full: more may be due behind it.
+        let mut ahead_full = false;
         let mut looked_through = eventlog::Checkpoint::START;
         let mut next_poll = tokio::time::Instant::now() + IDLE_POLL;
         loop {
@@ -163,45 +174,60 @@ impl Worker {
             let free = concurrency.saturating_sub(tasks.len());
             if free > 0 && look {
                 next_poll = tokio::time::Instant::now() + IDLE_POLL;
-                // Due rows of running subjects and taken lanes are skipped: read past them.
-                let limit = (free + subjects.len() + lanes.len()) as i64;
-                let now = self.state.clock.now_ms();
-                match work::due(self.state.store.pool(), kind, now, limit).await {
-                    Ok(rows) => {
-                        // A full answer may leave more due: look again next turn.
-                        look = rows.len() as i64 >= limit;
-                        for row in rows {
-                            if tasks.len() >= concurrency {
-                                break;
-                            }
-                            if subjects.contains(&row.subject)
-                                || row.lane.as_ref().is_some_and(|l| lanes.contains(l))
-                            {
-                                continue;
-                            }
-                            subjects.insert(row.subject.clone());
-                            if let Some(lane) = &row.lane {
-                                lanes.insert(lane.clone());
-                            }
-                            let subject = (row.subject.clone(), row.lane.clone());
-                            let definition = self.definition.clone();
-                            let state = self.state.clone();
-                            let status = self.status.clone();
-                            let id =
-                                tasks
-                                    .spawn(async move {
-                                        run_lane(&*definition, &state, &status, row).await
-                                    })
-                                    .id();
-                            running.insert(id, subject);
+                if ahead.is_empty() || ahead_read.elapsed() >= READ_AHEAD_FOR {
+                    ahead.clear();
+                    // Due rows of running subjects and taken lanes are skipped: read past
+                    // them, and a slot-full more for the slots that free next — unless lanes
+                    // are running (their rows are not kept: reading ahead would only read more).
+                    let ahead_by = if lanes.is_empty() { concurrency } else { 0 };
+                    let limit = (free + subjects.len() + lanes.len() + ahead_by) as i64;
+                    let now = self.state.clock.now_ms();
+                    match work::due(self.state.store.pool(), kind, now, limit).await {
+                        Ok(rows) => {
+                            ahead_full = rows.len() as i64 >= limit;
+                            ahead_read = std::time::Instant::now();
+                            // Rows of instances running now are left out here, not only when
+                            // taken: one that finished before its row was taken would
+                            // otherwise run again on a row read while it ran.
+                            ahead.extend(rows.into_iter().filter(|row| {
+                                !subjects.contains(&row.subject)
+                                    && !row.lane.as_ref().is_some_and(|l| lanes.contains(l))
+                            }));
+                        }
+                        Err(err) => {
+                            tracing::error!(process = kind, error = %err, "reading due instances failed");
+                            self.report(Some(err.to_string()));
+                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     }
-                    Err(err) => {
-                        tracing::error!(process = kind, error = %err, "reading due instances failed");
-                        self.report(Some(err.to_string()));
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
                 }
+                while tasks.len() < concurrency {
+                    let Some(row) = ahead.pop_front() else {
+                        break;
+                    };
+                    if subjects.contains(&row.subject)
+                        || row.lane.as_ref().is_some_and(|l| lanes.contains(l))
+                    {
+                        continue;
+                    }
+                    subjects.insert(row.subject.clone());
+                    if let Some(lane) = &row.lane {
+                        lanes.insert(lane.clone());
+                    }
+                    let subject = (row.subject.clone(), row.lane.clone());
+                    let definition = self.definition.clone();
+                    let state = self.state.clone();
+                    let status = self.status.clone();
+                    let id = tasks
+                        .spawn(async move { run_lane(&*definition, &state, &status, row).await })
+                        .id();
+                    running.insert(id, subject);
+                }
+                // A lane's rows are never kept for later (its task may chain them meanwhile).
+                let kept = ahead.len();
+                ahead.retain(|row| row.lane.is_none());
+                // Nothing kept: look again next turn if the read may have left more due.
+                look = ahead.is_empty() && (ahead_full || kept > 0);
             }
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
