@@ -189,10 +189,10 @@ impl Worker {
                             // Rows of instances running now are left out here, not only when
                             // taken: one that finished before its row was taken would
                             // otherwise run again on a row read while it ran.
-                            ahead.extend(rows.into_iter().filter(|row| {
-                                !subjects.contains(&row.subject)
-                                    && !row.lane.as_ref().is_some_and(|l| lanes.contains(l))
-                            }));
+                            ahead.extend(
+                                rows.into_iter()
+                                    .filter(|row| !taken(row, &subjects, &lanes)),
+                            );
                         }
                         Err(err) => {
                             tracing::error!(process = kind, error = %err, "reading due instances failed");
@@ -205,9 +205,8 @@ impl Worker {
                     let Some(row) = ahead.pop_front() else {
                         break;
                     };
-                    if subjects.contains(&row.subject)
-                        || row.lane.as_ref().is_some_and(|l| lanes.contains(l))
-                    {
+                    // Two rows of one lane in one read: the second waits for the first.
+                    if taken(&row, &subjects, &lanes) {
                         continue;
                     }
                     subjects.insert(row.subject.clone());
@@ -224,10 +223,11 @@ impl Worker {
                     running.insert(id, subject);
                 }
                 // A lane's rows are never kept for later (its task may chain them meanwhile).
-                let kept = ahead.len();
+                let left_over = ahead.len();
                 ahead.retain(|row| row.lane.is_none());
+                let dropped = left_over - ahead.len();
                 // Nothing kept: look again next turn if the read may have left more due.
-                look = ahead.is_empty() && (ahead_full || kept > 0);
+                look = ahead.is_empty() && (ahead_full || dropped > 0);
             }
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
@@ -276,6 +276,11 @@ impl Worker {
     fn report(&self, error: Option<String>) {
         self.status.send_modify(|s| s.last_error = error);
     }
+}
+
+/// Whether `row`'s instance is running, or its lane is taken by a running one.
+fn taken(row: &work::Due, subjects: &HashSet<String>, lanes: &HashSet<String>) -> bool {
+    subjects.contains(&row.subject) || row.lane.as_ref().is_some_and(|l| lanes.contains(l))
 }
 
 /// Runs an instance, then the instances of its lane waiting for their first turn, in log
