@@ -73,11 +73,12 @@ use tokio::sync::Mutex;
 
 use report::Section;
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "append",
     "command",
     "rebuild",
     "ingest",
+    "quiet",
     "processes",
     "webhooks",
     "billing",
@@ -98,7 +99,8 @@ struct Args {
     /// Default: TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres.
     #[arg(long)]
     postgres_url: Option<String>,
-    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, billing, live, query.
+    /// Run only these sections (comma separated): append, command, rebuild, ingest, processes, webhooks, billing, live, query;
+    /// and `quiet` (only the ingest section's processes-off row; never part of a full run).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Seconds per throughput run (default 5, or 2 with --quick).
@@ -332,7 +334,9 @@ async fn main() -> anyhow::Result<()> {
             "unknown section {name:?}; expected one of {SECTIONS:?}"
         );
     }
-    let selected = |name: &str| args.only.is_empty() || args.only.iter().any(|n| n == name);
+    let selected = |name: &str| {
+        (args.only.is_empty() && name != "quiet") || args.only.iter().any(|n| n == name)
+    };
     let run_for = Duration::from_secs_f64(
         args.seconds
             .unwrap_or(if args.quick { 2.0 } else { 5.0 })
@@ -392,6 +396,7 @@ async fn main() -> anyhow::Result<()> {
             "webhooks" => webhooks::run(&ctx).await,
             "billing" => billing::run(&ctx).await,
             "live" => live::run(&ctx).await,
+            "quiet" => ingest::run_quiet(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

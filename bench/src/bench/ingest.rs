@@ -745,10 +745,33 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     ));
     let with_processes = app.state().config.processes_enabled;
     app.stop().await;
+    quiet_row(ctx, recordings, &mut section).await?;
+    section.note(format!(
+        "the levels above ran with the post-call processes {} (sandbox providers); the row \
+         'processes off' is the same 16-call loop on a service without them. Targets: the \
+         hardening issue's 0.5x is ingest as it was when that issue was filed (no processes \
+         existed): the 'processes off' row; the processes issue's 0.5x is the 16-call row \
+         with them running",
+        if with_processes { "on" } else { "off" }
+    ));
+    Ok(section)
+}
 
-    // The same 16-call closed loop on a service without the processes: what they cost ingest
-    // (every level above ran with them: each ended call is summarized, notified and closed,
-    // in sandbox mode, beside the ingest).
+/// Section `quiet`: only the processes-off row of `ingest` (a quick look at ingest alone).
+pub async fn run_quiet(ctx: &Ctx) -> anyhow::Result<Section> {
+    let mut section = Section::new(
+        "quiet",
+        "the ingest section's 16-call closed loop on a service without the post-call processes",
+    );
+    let recordings: Arc<str> = crate::recordings::serve().await?.into();
+    quiet_row(ctx, recordings, &mut section).await?;
+    Ok(section)
+}
+
+/// The same 16-call closed loop on a service without the processes: what they cost ingest
+/// (the ingest section's levels run with them: each ended call is summarized, notified and
+/// closed, in sandbox mode, beside the ingest).
+async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Section) -> anyhow::Result<()> {
     let url = ctx.fresh_postgres("ingest_quiet").await?;
     let quiet = Application::build(Config {
         database_url: url,
@@ -815,16 +838,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         "processes off, each pair's ratio (raw INSERT measured right before its loop): {}",
         listed(pairs.iter().map(|p| p.0))
     ));
-    section.note(format!(
-        "the levels above ran with the post-call processes {} (sandbox providers); the row \
-         'processes off' is the same 16-call loop on a service without them. Targets: the \
-         hardening issue's 0.5x is ingest as it was when that issue was filed (no processes \
-         existed): the 'processes off' row; the processes issue's 0.5x is the 16-call row \
-         with them running",
-        if with_processes { "on" } else { "off" }
-    ));
     quiet.stop().await;
-    Ok(section)
+    Ok(())
 }
 
 /// Pairs' ratios for a note: "0.45x, 0.49x, 0.52x".
