@@ -271,6 +271,20 @@ impl GroupCommit {
             .map_err(|_| StoreError::Database(sqlx::Error::PoolClosed))?
     }
 
+    /// Writes a side row with no events, durably, in the next statement: under load it
+    /// shares another's commit instead of paying for one of its own.
+    pub async fn write_side(&self, row: SideRow) -> Result<(), StoreError> {
+        let alone = Prepared {
+            aggregate_type: String::new(),
+            aggregate_id: String::new(),
+            expected_version: 0,
+            idempotency_key: None,
+            events: Vec::new(),
+            side: Some(Arc::new(row)),
+        };
+        self.append(alone).await.map(|_| ())
+    }
+
     /// After a statement: the queue that built up meanwhile goes out on a task of its own
     /// (so the leader answers now), or the writer slot is given back.
     fn hand_on(&self) {
@@ -311,7 +325,7 @@ impl Writer {
         let mut seen = HashSet::new();
         let (group, later): (Vec<Pending>, Vec<Pending>) = batch.into_iter().partition(|p| {
             let (t, id) = p.append.stream();
-            seen.insert((t.to_string(), id.to_string()))
+            p.append.events.is_empty() || seen.insert((t.to_string(), id.to_string()))
         });
         metrics::histogram!("eventlog_group_commit_batch_size").record(group.len() as f64);
         if group.len() == 1 {
@@ -354,6 +368,15 @@ pub(crate) async fn append_one(
     pool: &AnyPool,
     append: &Prepared,
 ) -> Result<AppendResult, StoreError> {
+    if append.events.is_empty() {
+        // A side row written on its own ([`GroupCommit::write_side`]).
+        if let Some(side) = &append.side {
+            side.bind(sqlx::query(&side.sql(1, 1)))
+                .execute(pool)
+                .await?;
+        }
+        return Ok(nothing_appended(append));
+    }
     let rows = append.events.len();
     let version = append.version_after();
     let insert = insert_sql(Backend::Postgres, rows);
@@ -558,6 +581,9 @@ async fn append_many(
     appends
         .iter()
         .map(|append| {
+            if append.events.is_empty() {
+                return Ok(nothing_appended(append));
+            }
             let stream = (append.aggregate_type.clone(), append.aggregate_id.clone());
             let (first, last) = positions.get(&stream).copied().ok_or_else(|| {
                 StoreError::Database(sqlx::Error::Protocol(format!(
@@ -574,6 +600,17 @@ async fn append_many(
             })
         })
         .collect()
+}
+
+/// The answer to an append of no events (a side row alone).
+fn nothing_appended(append: &Prepared) -> AppendResult {
+    AppendResult {
+        first_position: 0,
+        last_position: 0,
+        version: append.expected_version,
+        duplicate: false,
+        event_count: 0,
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::backend::{self, Backend};
 use crate::error::{unique_violation, UniqueViolation};
 use crate::event::{Append, AppendResult, Checkpoint, EventMetadata, StoredEvent};
 use crate::group_commit::{GroupCommit, GroupCommitStats, Prepared, PreparedEvent};
+use crate::side::SideRow;
 use crate::snapshot;
 use crate::wake::Wake;
 use crate::{now_ms, StoreError};
@@ -247,6 +248,26 @@ impl EventStore {
             duplicate: false,
             event_count: append.events.len() as i64,
         })
+    }
+
+    /// Writes `row` ([`crate::side`]) on its own, durably: on PostgreSQL it rides the next
+    /// group-commit statement (under load, no commit of its own); on SQLite one write
+    /// transaction.
+    pub async fn write_side(&self, row: SideRow) -> Result<(), StoreError> {
+        if let Some(group) = &self.group {
+            return group.write_side(row).await;
+        }
+        let mut tx = self.backend.begin_write(&self.writes).await?;
+        row.bind(sqlx::query(&row.sql(1, 1)))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether appends and side rows share commits here (group commit: PostgreSQL).
+    pub fn shares_commits(&self) -> bool {
+        self.group.is_some()
     }
 
     /// The result of an earlier append that used `key`, if any.

@@ -823,6 +823,58 @@ async fn an_update_side_row_changes_its_row_with_the_append(backend: &str) {
     assert_eq!(side_values(&store).await, expected);
 }
 
+/// A side row written on its own is durable when `write_side` returns, alone or among
+/// concurrent appends and other side rows (on PostgreSQL they share statements), and a row
+/// refused by its table fails only its own write.
+async fn a_side_row_written_alone_commits_among_concurrent_appends(backend: &str) {
+    let store = open_with_side_rows(backend).await;
+    store.write_side(side("alone")).await.unwrap();
+    assert_eq!(side_keys(&store).await, vec!["alone".to_string()]);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                store
+                    .write_side(side(&format!("s{i:02}")))
+                    .await
+                    .map(|_| ())
+            } else {
+                store
+                    .append(append(&format!("beside{i}"), 0, vec![event(i)]))
+                    .await
+                    .map(|_| ())
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut expected: Vec<String> = (0..40)
+        .filter(|i| i % 2 == 0)
+        .map(|i| format!("s{i:02}"))
+        .collect();
+    expected.insert(0, "alone".into());
+    assert_eq!(side_keys(&store).await, expected);
+    for i in (1..40).step_by(2) {
+        let stream = store
+            .read_stream("counter", &format!("beside{i}"), 0)
+            .await
+            .unwrap();
+        assert_eq!(stream.len(), 1, "beside{i}");
+    }
+    // A row its table refuses (NULL in a NOT NULL column) fails its own write only.
+    let mut refused = side("refused");
+    refused.values[1] = SideValue::Int(None);
+    let (bad, good) = tokio::join!(
+        store.write_side(refused),
+        store.append(append("after", 0, vec![event(1)]))
+    );
+    assert!(bad.is_err());
+    good.unwrap();
+    assert!(!side_keys(&store).await.contains(&"refused".to_string()));
+}
+
 macro_rules! conformance {
     ($backend:ident) => {
         mod $backend {
@@ -853,6 +905,7 @@ macro_rules! conformance {
             case!(a_tenants_activity_is_filtered_by_actor_kind_type_and_time);
             case!(a_side_row_commits_with_the_append_that_carries_it);
             case!(an_update_side_row_changes_its_row_with_the_append);
+            case!(a_side_row_written_alone_commits_among_concurrent_appends);
         }
     };
 }

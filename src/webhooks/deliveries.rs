@@ -46,6 +46,13 @@ const FLUSH_WAIT: Duration = Duration::from_secs(20);
 /// The longest a delivery waits for its row before it is answered 503 (the provider retries).
 const RECORD_WAIT: Duration = Duration::from_secs(10);
 
+/// How a recorded row meets one already there: a row kept with the events of an earlier
+/// attempt that was never answered gets this answer; an answered one keeps its first.
+const ANSWERED: &str = "ON CONFLICT (provider, delivery_key) DO UPDATE SET \
+    status_code = excluded.status_code, response = excluded.response, \
+    first_position = excluded.first_position, last_position = excluded.last_position, \
+    event_count = excluded.event_count WHERE webhook_deliveries.status_code = 0";
+
 const COLUMNS: [&str; 12] = [
     "provider",
     "delivery_key",
@@ -157,14 +164,20 @@ impl Ledger {
         Ok(outcome)
     }
 
-    /// Queues the answer of a row already committed; answered from memory until written.
-    async fn answer(&self, delivery: &Delivery<'_>, outcome: &Outcome) {
+    /// Keeps `outcome` answerable from memory until its row or answer is written.
+    fn remember(&self, delivery: &Delivery<'_>, outcome: &Outcome) -> Key {
         let key = (delivery.provider.to_string(), delivery.key.to_string());
         if let Ok(mut unwritten) = self.unwritten.lock() {
             unwritten
                 .entry(key.clone())
                 .or_insert_with(|| outcome.clone());
         }
+        key
+    }
+
+    /// Queues the answer of a row already committed; answered from memory until written.
+    async fn answer(&self, delivery: &Delivery<'_>, outcome: &Outcome) {
+        let key = self.remember(delivery, outcome);
         let answer = Answer {
             key,
             outcome: outcome.clone(),
@@ -189,6 +202,9 @@ impl Ledger {
         delivery: Delivery<'_>,
         outcome: &Outcome,
     ) -> Result<(), NotRecorded> {
+        if self.store.shares_commits() {
+            return self.record_shared(delivery, outcome).await;
+        }
         let (written, done) = oneshot::channel();
         let pending = Pending {
             provider: delivery.provider.to_string(),
@@ -233,6 +249,52 @@ impl Ledger {
         })
         .await;
         match recorded {
+            Ok(true) => Ok(()),
+            _ => Err(NotRecorded),
+        }
+    }
+
+    /// [`record`](Self::record) on PostgreSQL: the row rides the next group-commit statement
+    /// (the events' appends), so under load a delivery that appended nothing shares another's
+    /// commit instead of paying for one of its own. Retried while the database is unavailable,
+    /// within [`RECORD_WAIT`]; a row the database refuses is dropped with an error logged.
+    async fn record_shared(
+        &self,
+        delivery: Delivery<'_>,
+        outcome: &Outcome,
+    ) -> Result<(), NotRecorded> {
+        let key = self.remember(&delivery, outcome);
+        let row = SideRow {
+            table: "webhook_deliveries",
+            columns: &COLUMNS,
+            values: values(&delivery, Some(outcome)),
+            write: SideWrite::Insert {
+                on_conflict: ANSWERED,
+            },
+        };
+        let written = tokio::time::timeout(RECORD_WAIT, async {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match self.store.write_side(row.clone()).await {
+                    Ok(()) => return true,
+                    Err(eventlog::StoreError::Database(sqlx::Error::Database(err))) => {
+                        tracing::error!(error = %err, provider = %key.0, delivery = %key.1,
+                            "delivery ledger row refused; dropped");
+                        return false;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, "delivery ledger unavailable; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        })
+        .await;
+        if let Ok(mut unwritten) = self.unwritten.lock() {
+            unwritten.remove(&key);
+        }
+        match written {
             Ok(true) => Ok(()),
             _ => Err(NotRecorded),
         }
@@ -495,12 +557,6 @@ fn clean(text: &str) -> String {
 
 /// One durable transaction for the rows (see the module comment).
 async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Error> {
-    // A row kept with the events of an earlier attempt that was never answered gets this
-    // answer; an answered one keeps its first.
-    const TAIL: &str = "ON CONFLICT (provider, delivery_key) DO UPDATE SET \
-        status_code = excluded.status_code, response = excluded.response, \
-        first_position = excluded.first_position, last_position = excluded.last_position, \
-        event_count = excluded.event_count WHERE webhook_deliveries.status_code = 0";
     let database = |err| match err {
         projections::ProjectionError::Database(err) => err,
         other => sqlx::Error::Protocol(other.to_string()),
@@ -508,13 +564,13 @@ async fn write(store: &EventStore, rows: Vec<Vec<Cell>>) -> Result<(), sqlx::Err
     let mut conn = store.write_pool().acquire().await?;
     // Rows that fit one statement commit with it (no BEGIN and COMMIT round trips).
     if rows.len() <= rows_per_statement(&conn, COLUMNS.len()) {
-        return insert_rows_on(&mut conn, "webhook_deliveries", &COLUMNS, rows, TAIL)
+        return insert_rows_on(&mut conn, "webhook_deliveries", &COLUMNS, rows, ANSWERED)
             .await
             .map_err(database);
     }
     drop(conn);
     let mut tx = store.backend().begin_write(store.write_pool()).await?;
-    insert_rows(&mut tx, "webhook_deliveries", &COLUMNS, rows, TAIL)
+    insert_rows(&mut tx, "webhook_deliveries", &COLUMNS, rows, ANSWERED)
         .await
         .map_err(database)?;
     tx.commit().await
