@@ -8,12 +8,6 @@
 //! the next one. With a writer slot free an append goes out at once, on its own task, so an
 //! isolated append waits for nobody.
 //!
-//! Under a flood ([`FLOOD_RATE`] appends/s or more) only one statement runs at a time: every
-//! append that arrives meanwhile rides the next one. The machine is then busy, and fewer,
-//! fuller statements leave more of it for the work (the 16-call ingest bench: 0.47-0.49x of
-//! raw INSERT with one writer, 0.39-0.40x with four). At a trickle four writers keep an append
-//! from waiting behind another's commit (a slow fsync would double its latency).
-//!
 //! Each append keeps its own guarantees: the batch is one atomic statement, and if it fails
 //! for any reason (a stream conflict, a reused idempotency key, a lost connection) every
 //! append in it is written again on its own, so each gets exactly the answer it would have
@@ -22,7 +16,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -37,10 +30,6 @@ use crate::{now_ms, StoreError};
 
 /// Statements in flight at once (each holds one pooled connection while it runs).
 const WRITERS: usize = 4;
-/// From this rate of appends on, one statement at a time (see the module's comment).
-const FLOOD_RATE: f64 = 400.0;
-/// The window the rate is measured over.
-const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// At most this many appends, and about this many event rows, go into one statement.
 const MAX_APPENDS: usize = 64;
 const MAX_ROWS: usize = 500;
@@ -125,38 +114,6 @@ struct Queue {
     /// Statements being written right now.
     in_flight: usize,
     waiting: VecDeque<Pending>,
-    rate: Rate,
-}
-
-/// Appends per second, over the last whole [`RATE_WINDOW`].
-#[derive(Default)]
-struct Rate {
-    since: Option<Instant>,
-    count: u32,
-    per_second: f64,
-}
-
-impl Rate {
-    fn arrived(&mut self) {
-        let now = Instant::now();
-        let since = *self.since.get_or_insert(now);
-        self.count += 1;
-        let elapsed = now.duration_since(since);
-        if elapsed >= RATE_WINDOW {
-            self.per_second = f64::from(self.count) / elapsed.as_secs_f64();
-            self.since = Some(now);
-            self.count = 0;
-        }
-    }
-
-    /// Statements that may run at once now.
-    fn writers(&self) -> usize {
-        if self.per_second >= FLOOD_RATE {
-            1
-        } else {
-            WRITERS
-        }
-    }
 }
 
 impl Queue {
@@ -246,8 +203,7 @@ impl GroupCommit {
         let mine = Pending { append, reply };
         let batch = {
             let mut queue = self.lock();
-            queue.rate.arrived();
-            if queue.in_flight >= queue.rate.writers() {
+            if queue.in_flight >= WRITERS {
                 queue.waiting.push_back(mine);
                 None
             } else {
@@ -610,43 +566,5 @@ fn nothing_appended(append: &Prepared) -> AppendResult {
         version: append.expected_version,
         duplicate: false,
         event_count: 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rate_after(count: u32, over: Duration) -> Rate {
-        let mut rate = Rate {
-            since: Instant::now().checked_sub(over),
-            count,
-            per_second: 0.0,
-        };
-        rate.arrived();
-        rate
-    }
-
-    #[test]
-    fn a_flood_of_appends_leaves_one_writer_and_a_trickle_four() {
-        assert_eq!(Rate::default().writers(), WRITERS, "nothing measured yet");
-        let flood = rate_after(99, RATE_WINDOW + Duration::from_millis(10));
-        assert!(flood.per_second > FLOOD_RATE, "{}", flood.per_second);
-        assert_eq!(flood.writers(), 1);
-        let trickle = rate_after(9, RATE_WINDOW + Duration::from_millis(10));
-        assert_eq!(trickle.writers(), WRITERS);
-        // After a flood, a quiet spell is measured over its whole length.
-        let mut after = flood;
-        after.since = Instant::now().checked_sub(Duration::from_secs(2));
-        after.arrived();
-        assert_eq!(after.writers(), WRITERS);
-    }
-
-    #[test]
-    fn the_rate_holds_until_its_window_is_whole() {
-        let mut rate = rate_after(99, RATE_WINDOW + Duration::from_millis(10));
-        let flood = rate.per_second;
-        rate.arrived();
-        assert_eq!(rate.per_second, flood, "measured again only after a window");
     }
 }
