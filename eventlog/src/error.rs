@@ -28,7 +28,6 @@ pub enum StoreError {
 pub(crate) enum UniqueViolation {
     StreamSequence,
     EventId,
-    IdempotencyKey,
 }
 
 /// Classifies a unique-constraint violation by the constraint it hit. PostgreSQL names the
@@ -43,8 +42,6 @@ pub(crate) fn unique_violation(err: &sqlx::Error) -> Option<UniqueViolation> {
         Some(UniqueViolation::StreamSequence)
     } else if hint.contains("events_event_id") || hint.contains("events.event_id") {
         Some(UniqueViolation::EventId)
-    } else if hint.contains("event_appends") {
-        Some(UniqueViolation::IdempotencyKey)
     } else {
         None
     }

@@ -83,7 +83,7 @@ impl CommandMeta {
     /// is derived from it, so a replayed append collides on the unique event id as well.
     pub fn for_event(&self, index: usize) -> EventMetadata {
         let event_id = match &self.idempotency_key {
-            Some(key) => Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{key}#{index}").as_bytes()),
+            Some(key) => keyed_event_id(key, index),
             None => Uuid::new_v4(),
         };
         EventMetadata {
@@ -172,4 +172,11 @@ impl Checkpoint {
         transaction_id: 0,
         position: 0,
     };
+}
+
+/// The id of the `index`-th event of an append made under idempotency key `key`. The store
+/// gives a keyed append's events these ids, so a replayed append collides on the unique event
+/// id, and the first append's result is found again by them (no record of its own).
+pub fn keyed_event_id(key: &str, index: usize) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("{key}#{index}").as_bytes())
 }

@@ -55,7 +55,6 @@ pub(crate) struct Prepared {
     pub aggregate_type: String,
     pub aggregate_id: String,
     pub expected_version: i64,
-    pub idempotency_key: Option<String>,
     pub events: Vec<PreparedEvent>,
     /// A row of another table committed with these events ([`crate::side`]).
     pub side: Option<Arc<SideRow>>,
@@ -67,7 +66,8 @@ impl Prepared {
         let events = append
             .events
             .iter()
-            .map(|event| {
+            .enumerate()
+            .map(|(index, event)| {
                 let meta = &event.metadata;
                 let extras =
                     serde_json::json!({ "received_at": meta.received_at, "extra": meta.extra });
@@ -75,7 +75,11 @@ impl Prepared {
                     event_type: event.event_type.clone(),
                     event_version: i64::from(event.event_version),
                     payload: RawValue::from_string(crate::json::to_text(&event.payload)?)?,
-                    event_id: meta.event_id.to_string(),
+                    // Keyed: the id derives from the key (how a replay is recognised).
+                    event_id: match &append.idempotency_key {
+                        Some(key) => crate::event::keyed_event_id(key, index).to_string(),
+                        None => meta.event_id.to_string(),
+                    },
                     correlation_id: meta.correlation_id.to_string(),
                     causation_id: meta.causation_id.map(|id| id.to_string()),
                     actor: meta.actor.clone(),
@@ -89,7 +93,6 @@ impl Prepared {
             aggregate_type: append.aggregate_type.clone(),
             aggregate_id: append.aggregate_id.clone(),
             expected_version: append.expected_version,
-            idempotency_key: append.idempotency_key.clone(),
             events,
             side: crate::side::offered(),
         })
@@ -234,7 +237,6 @@ impl GroupCommit {
             aggregate_type: String::new(),
             aggregate_id: String::new(),
             expected_version: 0,
-            idempotency_key: None,
             events: Vec::new(),
             side: Some(Arc::new(row)),
         };
@@ -336,23 +338,8 @@ pub(crate) async fn append_one(
     let rows = append.events.len();
     let version = append.version_after();
     let insert = insert_sql(Backend::Postgres, rows);
-    let mut next = rows * COLUMNS + 1;
+    let next = rows * COLUMNS + 1;
     let mut ctes = vec![format!("ins AS ({insert})")];
-    if append.idempotency_key.is_some() {
-        ctes.push(format!(
-            "rec AS (INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, \
-             first_position, last_position, last_sequence, event_count, created_at) \
-             SELECT ${}, ${}, ${}, MIN(global_position), MAX(global_position), ${}, ${}, ${} \
-             FROM ins)",
-            next,
-            next + 1,
-            next + 2,
-            next + 3,
-            next + 4,
-            next + 5
-        ));
-        next += 6;
-    }
     if let Some(side) = &append.side {
         // A data-modifying CTE runs whether or not the query reads it.
         ctes.push(format!("side AS ({})", side.sql(1, next)));
@@ -368,15 +355,6 @@ pub(crate) async fn append_one(
         &append.events,
         append.expected_version,
     );
-    if let Some(key) = &append.idempotency_key {
-        query = query
-            .bind(key.clone())
-            .bind(append.aggregate_type.clone())
-            .bind(append.aggregate_id.clone())
-            .bind(version)
-            .bind(rows as i64)
-            .bind(now_ms());
-    }
     if let Some(side) = &append.side {
         query = side.bind(query);
     }
@@ -409,16 +387,6 @@ struct BatchRow<'a> {
     event: &'a PreparedEvent,
 }
 
-#[derive(Serialize)]
-struct BatchKey<'a> {
-    idempotency_key: &'a str,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    last_sequence: i64,
-    event_count: i64,
-    created_at: i64,
-}
-
 /// Every event of the batch travels as one JSON parameter, so the statement text is the same
 /// for any batch (prepared once per connection) and its size is bound by nothing but the
 /// batch limits. Rows are inserted in batch order, so a stream's events get increasing
@@ -436,18 +404,6 @@ WITH batch AS (\
     event_id, correlation_id, causation_id, actor, tenant_id, recorded_at, metadata \
     FROM batch ORDER BY n \
     RETURNING global_position, aggregate_type, aggregate_id\
-), keys AS (\
-    SELECT * FROM json_to_recordset($2::json) AS k(idempotency_key text, aggregate_type text, \
-    aggregate_id text, last_sequence bigint, event_count integer, created_at bigint)\
-), rec AS (\
-    INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, first_position, \
-    last_position, last_sequence, event_count, created_at) \
-    SELECT k.idempotency_key, k.aggregate_type, k.aggregate_id, MIN(ins.global_position), \
-    MAX(ins.global_position), k.last_sequence, k.event_count, k.created_at \
-    FROM keys k JOIN ins ON ins.aggregate_type = k.aggregate_type \
-    AND ins.aggregate_id = k.aggregate_id \
-    GROUP BY k.idempotency_key, k.aggregate_type, k.aggregate_id, k.last_sequence, \
-    k.event_count, k.created_at\
 )";
 const APPEND_MANY_ANSWER: &str = " SELECT aggregate_type, aggregate_id, MIN(global_position), \
 MAX(global_position) FROM ins GROUP BY aggregate_type, aggregate_id";
@@ -458,7 +414,7 @@ MAX(global_position) FROM ins GROUP BY aggregate_type, aggregate_id";
 fn append_many_sql(sides: &[Vec<&SideRow>]) -> String {
     let mut sql = String::from(APPEND_MANY);
     for (i, rows) in sides.iter().enumerate() {
-        sql.push_str(&format!(", side{i} AS ({})", rows[0].json_sql(3 + i)));
+        sql.push_str(&format!(", side{i} AS ({})", rows[0].json_sql(2 + i)));
     }
     sql.push_str(APPEND_MANY_ANSWER);
     sql
@@ -496,7 +452,6 @@ async fn append_many(
     appends: &[&Prepared],
 ) -> Result<Vec<AppendResult>, StoreError> {
     let mut rows = Vec::new();
-    let mut keys = Vec::new();
     for append in appends {
         for (i, event) in append.events.iter().enumerate() {
             rows.push(BatchRow {
@@ -507,22 +462,10 @@ async fn append_many(
                 event,
             });
         }
-        if let Some(key) = &append.idempotency_key {
-            keys.push(BatchKey {
-                idempotency_key: key,
-                aggregate_type: &append.aggregate_type,
-                aggregate_id: &append.aggregate_id,
-                last_sequence: append.version_after(),
-                event_count: append.events.len() as i64,
-                created_at: now_ms(),
-            });
-        }
     }
     let sides = side_rows(appends);
     let sql = append_many_sql(&sides);
-    let mut query = sqlx::query(&sql)
-        .bind(crate::json::to_text(&rows)?)
-        .bind(crate::json::to_text(&keys)?);
+    let mut query = sqlx::query(&sql).bind(crate::json::to_text(&rows)?);
     for rows in &sides {
         query = query.bind(side_json(rows)?);
     }

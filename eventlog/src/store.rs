@@ -15,7 +15,7 @@ use crate::group_commit::{GroupCommit, GroupCommitStats, Prepared, PreparedEvent
 use crate::side::SideRow;
 use crate::snapshot;
 use crate::wake::Wake;
-use crate::{now_ms, StoreError};
+use crate::StoreError;
 
 /// Columns of one event row; at most this many rows go into one INSERT statement.
 pub(crate) const COLUMNS: usize = 13;
@@ -37,6 +37,9 @@ pub struct EventStore {
     /// Which consumers this process leads (advisory locks on one session).
     leadership: std::sync::Arc<crate::leadership::Leadership>,
 }
+
+/// Event ids looked up per statement when finding an earlier keyed append.
+const FIND_CHUNK: usize = 64;
 
 impl EventStore {
     /// Connects and applies migrations. `url` is `postgres://...` or `sqlite://path`.
@@ -208,24 +211,6 @@ impl EventStore {
         let first_position = positions.first().copied().unwrap_or_default();
         let last_position = positions.last().copied().unwrap_or_default();
         let version = append.expected_version + append.events.len() as i64;
-        if let Some(key) = &append.idempotency_key {
-            sqlx::query(
-                "INSERT INTO event_appends (idempotency_key, aggregate_type, aggregate_id, \
-                 first_position, last_position, last_sequence, event_count, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(key.clone())
-            .bind(append.aggregate_type.clone())
-            .bind(append.aggregate_id.clone())
-            .bind(first_position)
-            .bind(last_position)
-            .bind(version)
-            .bind(append.events.len() as i64)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| classify(e, prepared))?;
-        }
         if let Some(side) = &prepared.side {
             side.bind(sqlx::query(&side.sql(1, 1)))
                 .execute(&mut *tx)
@@ -270,25 +255,46 @@ impl EventStore {
         self.group.is_some()
     }
 
-    /// The result of an earlier append that used `key`, if any.
+    /// The result of an earlier append that used `key`, if any: its events, found by the ids
+    /// derived from the key ([`crate::event::keyed_event_id`]) through the unique index on
+    /// event ids, [`FIND_CHUNK`] ids per statement until a statement finds fewer.
     pub async fn find_append(&self, key: &str) -> Result<Option<AppendResult>, StoreError> {
-        let row = sqlx::query(
-            "SELECT first_position, last_position, last_sequence, event_count \
-             FROM event_appends WHERE idempotency_key = $1",
-        )
-        .bind(key.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(AppendResult {
-                first_position: row.try_get(0)?,
-                last_position: row.try_get(1)?,
-                version: row.try_get(2)?,
-                event_count: row.try_get::<i64, _>(3)?,
-                duplicate: true,
-            })
-        })
-        .transpose()
+        let params: Vec<String> = (1..=FIND_CHUNK).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT global_position, sequence FROM events WHERE event_id IN ({})",
+            params.join(", ")
+        );
+        let mut found: Vec<(i64, i64)> = Vec::new();
+        for chunk in 0.. {
+            let mut query = sqlx::query(&sql);
+            for index in chunk * FIND_CHUNK..(chunk + 1) * FIND_CHUNK {
+                query = query.bind(crate::event::keyed_event_id(key, index).to_string());
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            for row in &rows {
+                found.push((row.try_get(0)?, row.try_get(1)?));
+            }
+            if rows.len() < FIND_CHUNK {
+                break;
+            }
+        }
+        let positions = found.iter().map(|(position, _)| *position);
+        let (Some(first_position), Some(last_position)) =
+            (positions.clone().min(), positions.max())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(AppendResult {
+            first_position,
+            last_position,
+            version: found
+                .iter()
+                .map(|(_, sequence)| *sequence)
+                .max()
+                .unwrap_or(0),
+            event_count: found.len() as i64,
+            duplicate: true,
+        }))
     }
 
     /// [`select_columns`](Self::select_columns) without the metadata JSON.
@@ -574,7 +580,6 @@ pub(crate) fn classify(err: sqlx::Error, append: &Prepared) -> StoreError {
             expected: append.expected_version,
         },
         Some(UniqueViolation::EventId) => StoreError::Duplicate("event id".into()),
-        Some(UniqueViolation::IdempotencyKey) => StoreError::Duplicate("idempotency key".into()),
         None => StoreError::Database(err),
     }
 }

@@ -64,8 +64,9 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub url: Option<String>,
     /// Play the calls into your own organization: a session token (from sign-in) or an
-    /// organization API key. Everything then goes over HTTP.
-    #[arg(long, env = "CALLFLEX_TOKEN")]
+    /// organization API key. Everything then goes over HTTP. (A token may begin with '-':
+    /// it is taken as the value, not as another option.)
+    #[arg(long, env = "CALLFLEX_TOKEN", allow_hyphen_values = true)]
     pub token: Option<String>,
     /// Organization to post to (needed with a token when you belong to several).
     #[arg(long)]
@@ -277,4 +278,22 @@ pub async fn simulate(config: &Config, args: &SimulateArgs) -> anyhow::Result<()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// Session tokens are base64url: one in 64 begins with '-' (the newcomer test met one).
+    #[test]
+    fn a_token_beginning_with_a_hyphen_is_taken_as_the_token() {
+        let cli = Cli::try_parse_from(["callflex", "simulate", "--token", "-Pq3x", "--calls", "3"])
+            .expect("parses");
+        let Some(Command::Simulate(args)) = cli.command else {
+            panic!("not simulate");
+        };
+        assert_eq!(args.token.as_deref(), Some("-Pq3x"));
+    }
 }

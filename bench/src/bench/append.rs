@@ -424,7 +424,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          each writer appends to its own stream",
     );
     section.note(
-        "the keyed row adds the webhook path's idempotency ledger (lookup + event_appends row); \
+        "the keyed row adds an idempotency key (its events get ids derived from it); \
          the diagnostic rows replay the store's statements with sqlx directly, with and without \
          pg_notify (NOTIFY takes a cluster-wide lock at commit, serializing committers)",
     );
