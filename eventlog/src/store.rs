@@ -257,36 +257,27 @@ impl EventStore {
 
     /// The result of an earlier append that used `key`, if any: its events, found by the ids
     /// derived from the key ([`crate::event::keyed_event_id`]) through the unique index on
-    /// event ids, [`FIND_CHUNK`] ids per statement until a statement finds fewer.
+    /// event ids. The first event alone is looked up first (most lookups find nothing: a
+    /// command that decided nothing asks too); then the rest, [`FIND_CHUNK`] ids per
+    /// statement until a statement finds fewer.
     pub async fn find_append(&self, key: &str) -> Result<Option<AppendResult>, StoreError> {
-        let params: Vec<String> = (1..=FIND_CHUNK).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT global_position, sequence FROM events WHERE event_id IN ({})",
-            params.join(", ")
-        );
-        let mut found: Vec<(i64, i64)> = Vec::new();
+        let mut found = self.keyed_events(key, 0..1).await?;
+        if found.is_empty() {
+            return Ok(None);
+        }
         for chunk in 0.. {
-            let mut query = sqlx::query(&sql);
-            for index in chunk * FIND_CHUNK..(chunk + 1) * FIND_CHUNK {
-                query = query.bind(crate::event::keyed_event_id(key, index).to_string());
-            }
-            let rows = query.fetch_all(&self.pool).await?;
-            for row in &rows {
-                found.push((row.try_get(0)?, row.try_get(1)?));
-            }
-            if rows.len() < FIND_CHUNK {
+            let from = 1 + chunk * FIND_CHUNK;
+            let more = self.keyed_events(key, from..from + FIND_CHUNK).await?;
+            let whole = more.len() == FIND_CHUNK;
+            found.extend(more);
+            if !whole {
                 break;
             }
         }
         let positions = found.iter().map(|(position, _)| *position);
-        let (Some(first_position), Some(last_position)) =
-            (positions.clone().min(), positions.max())
-        else {
-            return Ok(None);
-        };
         Ok(Some(AppendResult {
-            first_position,
-            last_position,
+            first_position: positions.clone().min().unwrap_or_default(),
+            last_position: positions.max().unwrap_or_default(),
             version: found
                 .iter()
                 .map(|(_, sequence)| *sequence)
@@ -295,6 +286,27 @@ impl EventStore {
             event_count: found.len() as i64,
             duplicate: true,
         }))
+    }
+
+    /// (position, sequence) of the events with the keyed ids `indexes` of `key`.
+    async fn keyed_events(
+        &self,
+        key: &str,
+        indexes: std::ops::Range<usize>,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let params: Vec<String> = (1..=indexes.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT global_position, sequence FROM events WHERE event_id IN ({})",
+            params.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for index in indexes {
+            query = query.bind(crate::event::keyed_event_id(key, index).to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
     }
 
     /// [`select_columns`](Self::select_columns) without the metadata JSON.

@@ -190,6 +190,22 @@ async fn a_retried_append_with_the_same_key_returns_the_first_result(backend: &s
     assert_eq!(store.read_stream("counter", "k", 0).await.unwrap().len(), 1);
 }
 
+/// A replayed keyed append of more events than one lookup statement finds (64 + 1 + 5) still
+/// answers with the first append's whole result.
+async fn a_retried_keyed_append_of_many_events_returns_all_of_them(backend: &str) {
+    let store = open(backend).await;
+    let mut first = append("many-keyed", 0, (0..70).map(event).collect());
+    first.idempotency_key = Some("bulk-1".into());
+    let a = store.append(first.clone()).await.unwrap();
+    let b = store.append(first).await.unwrap();
+    assert!(b.duplicate);
+    assert_eq!(
+        (a.first_position, a.last_position, a.version, a.event_count),
+        (b.first_position, b.last_position, b.version, b.event_count)
+    );
+    assert_eq!(b.event_count, 70);
+}
+
 async fn read_all_pages_through_every_stream_after_a_checkpoint(backend: &str) {
     let store = open(backend).await;
     for i in 0..30 {
@@ -890,6 +906,7 @@ macro_rules! conformance {
             case!(a_stale_expected_version_is_a_conflict_and_writes_nothing);
             case!(racing_writers_on_one_stream_never_both_win);
             case!(a_retried_append_with_the_same_key_returns_the_first_result);
+            case!(a_retried_keyed_append_of_many_events_returns_all_of_them);
             case!(read_all_pages_through_every_stream_after_a_checkpoint);
             case!(sixteen_concurrent_writers_are_read_exactly_once_while_they_write);
             case!(snapshot_state_equals_replayed_state);

@@ -46,6 +46,9 @@ const FLUSH_WAIT: Duration = Duration::from_secs(20);
 /// The longest a delivery waits for its row before it is answered 503 (the provider retries).
 const RECORD_WAIT: Duration = Duration::from_secs(10);
 
+/// How a row kept with the events meets one already there (an earlier attempt's): it is left.
+const KEPT: &str = "ON CONFLICT (provider, delivery_key) DO NOTHING";
+
 /// How a recorded row meets one already there: a row kept with the events of an earlier
 /// attempt that was never answered gets this answer; an answered one keeps its first.
 const ANSWERED: &str = "ON CONFLICT (provider, delivery_key) DO UPDATE SET \
@@ -154,7 +157,7 @@ impl Ledger {
         // Boxed: the handling's future is large, and nesting it in the scope's would put it
         // twice on the stack of a debug build.
         let (outcome, written) =
-            eventlog::side::carrying(side_row(&delivery), Box::pin(work)).await;
+            eventlog::side::carrying(ledger_row(&delivery, None, KEPT), Box::pin(work)).await;
         let outcome = outcome?;
         if written {
             self.answer(&delivery, &outcome).await;
@@ -264,14 +267,7 @@ impl Ledger {
         outcome: &Outcome,
     ) -> Result<(), NotRecorded> {
         let key = self.remember(&delivery, outcome);
-        let row = SideRow {
-            table: "webhook_deliveries",
-            columns: &COLUMNS,
-            values: values(&delivery, Some(outcome)),
-            write: SideWrite::Insert {
-                on_conflict: ANSWERED,
-            },
-        };
+        let row = ledger_row(&delivery, Some(outcome), ANSWERED);
         let written = tokio::time::timeout(RECORD_WAIT, async {
             let mut backoff = Duration::from_millis(50);
             loop {
@@ -514,15 +510,18 @@ async fn write_answers(store: &EventStore, answers: &[Answer]) -> Result<(), sql
     Ok(())
 }
 
-/// A delivery's row before its answer (status 0), to ride on its first append.
-fn side_row(delivery: &Delivery<'_>) -> SideRow {
+/// The delivery's ledger row as a side row: before its answer (status 0) to ride on its first
+/// append, or with its answer when it appended nothing.
+fn ledger_row(
+    delivery: &Delivery<'_>,
+    answer: Option<&Outcome>,
+    on_conflict: &'static str,
+) -> SideRow {
     SideRow {
         table: "webhook_deliveries",
         columns: &COLUMNS,
-        values: values(delivery, None),
-        write: SideWrite::Insert {
-            on_conflict: "ON CONFLICT (provider, delivery_key) DO NOTHING",
-        },
+        values: values(delivery, answer),
+        write: SideWrite::Insert { on_conflict },
     }
 }
 
