@@ -5,8 +5,11 @@
 //! Why: under load every webhook delivery is one small append, and PostgreSQL spends most of
 //! its time per statement (wake-ups, context switches, the commit), not per row. At most
 //! [`WRITERS`] statements run at once; appends arriving meanwhile queue and go out together in
-//! the next one. With a writer slot free an append goes out at once, on its own task, so an
-//! isolated append waits for nobody.
+//! the next one. With a writer slot free an append leads a statement on its own task, but
+//! first lets the runtime's other ready tasks run (a `yield_now`, again while that brings
+//! followers): under a flood some of them are about to append and join it, while on a quiet
+//! runtime nothing else is ready and it goes at once. Appends that arrive while a leader
+//! gathers wait for its statement rather than lead one of their own.
 //!
 //! Each append keeps its own guarantees: the batch is one atomic statement, and if it fails
 //! for any reason (a stream conflict, a reused idempotency key, a lost connection) every
@@ -33,6 +36,8 @@ const WRITERS: usize = 4;
 /// At most this many appends, and about this many event rows, go into one statement.
 const MAX_APPENDS: usize = 64;
 const MAX_ROWS: usize = 500;
+/// A leader lets the ready tasks run at most this many times while its batch keeps growing.
+const GATHER_ROUNDS: usize = 4;
 
 /// One event's columns, serialized once by the caller (off the writer tasks).
 #[derive(Debug, Serialize)]
@@ -116,6 +121,8 @@ struct Pending {
 struct Queue {
     /// Statements being written right now.
     in_flight: usize,
+    /// Leaders holding a slot while they let other ready tasks catch up with them.
+    gathering: usize,
     waiting: VecDeque<Pending>,
 }
 
@@ -204,18 +211,35 @@ impl GroupCommit {
     pub async fn append(&self, append: Prepared) -> Result<AppendResult, StoreError> {
         let (reply, answer) = oneshot::channel();
         let mine = Pending { append, reply };
-        let batch = {
+        let leader = {
             let mut queue = self.lock();
-            if queue.in_flight >= WRITERS {
+            if queue.in_flight >= WRITERS || queue.gathering > 0 {
                 queue.waiting.push_back(mine);
                 None
             } else {
                 queue.in_flight += 1;
-                Some(queue.batch(vec![mine]))
+                queue.gathering += 1;
+                Some(mine)
             }
         };
-        if let Some(batch) = batch {
+        if let Some(mine) = leader {
             let _slot = Slot(self);
+            // Let the tasks that are ready run first: under a flood some of them are about
+            // to append, and they join this statement instead of paying for their own. On a
+            // quiet runtime nothing else is ready and this returns at once.
+            let batch = {
+                let gathering = Gathering(self);
+                let mut joined = 0;
+                for _ in 0..GATHER_ROUNDS {
+                    tokio::task::yield_now().await;
+                    let now = self.lock().waiting.len();
+                    if now == joined {
+                        break;
+                    }
+                    joined = now;
+                }
+                gathering.take(mine)
+            };
             if batch.len() == 1 {
                 self.writer.write(batch).await;
             } else {
@@ -264,6 +288,27 @@ impl GroupCommit {
             this.writer.write(batch).await;
             this.hand_on();
         });
+    }
+}
+
+/// A leader gathering followers; ends when it takes its batch or is cancelled.
+struct Gathering<'a>(&'a GroupCommit);
+
+impl Gathering<'_> {
+    /// Ends the gathering and takes the batch, `mine` first, under one lock.
+    fn take(self, mine: Pending) -> Vec<Pending> {
+        let mut queue = self.0.lock();
+        queue.gathering -= 1;
+        let batch = queue.batch(vec![mine]);
+        drop(queue);
+        std::mem::forget(self);
+        batch
+    }
+}
+
+impl Drop for Gathering<'_> {
+    fn drop(&mut self) {
+        self.0.lock().gathering -= 1;
     }
 }
 

@@ -994,6 +994,82 @@ async fn postgres_concurrent_appends_share_statements() {
     assert_eq!(read_everything(&store, 128).await.len(), 128);
 }
 
+/// Polls `future` once without a runtime waker (it is awaited properly afterwards).
+fn poll_once<F: std::future::Future + ?Sized>(
+    future: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+type Pending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<eventlog::AppendResult, eventlog::StoreError>>>,
+>;
+
+/// PostgreSQL only: appends that arrive while a leader lets the ready tasks run join its
+/// statement, even with writer slots free (before, the first four each led one).
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_appends_arriving_together_share_one_statement() {
+    let store = open("postgres").await;
+    let mut appends: Vec<Pending> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            Box::pin(async move {
+                store
+                    .append(append(&format!("t{i}"), 0, vec![event(i)]))
+                    .await
+            }) as Pending
+        })
+        .collect();
+    for a in &mut appends {
+        assert!(poll_once(a.as_mut()).is_pending());
+    }
+    for a in appends {
+        assert_eq!(a.await.unwrap().version, 1);
+    }
+    let stats = store
+        .group_commit_stats()
+        .expect("PostgreSQL groups appends");
+    assert_eq!((stats.appends, stats.statements), (20, 1), "{stats:?}");
+    assert_eq!(read_everything(&store, 20).await.len(), 20);
+    // Alone on a quiet runtime, an append goes out at once in a statement of its own.
+    store
+        .append(append("alone", 0, vec![event(1)]))
+        .await
+        .unwrap();
+    let stats = store.group_commit_stats().unwrap();
+    assert_eq!((stats.appends, stats.statements), (21, 2), "{stats:?}");
+}
+
+/// PostgreSQL only: a leader cancelled while it gathers (its request went away) leaves the
+/// appends that joined it to be written all the same.
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_a_leader_cancelled_while_gathering_strands_nobody() {
+    let store = open("postgres").await;
+    let pending = |id: String| -> Pending {
+        let store = store.clone();
+        Box::pin(async move { store.append(append(&id, 0, vec![event(1)])).await })
+    };
+    let mut leader = pending("leader".into());
+    assert!(poll_once(leader.as_mut()).is_pending());
+    let mut followers: Vec<Pending> = (0..5).map(|i| pending(format!("f{i}"))).collect();
+    for f in &mut followers {
+        assert!(poll_once(f.as_mut()).is_pending());
+    }
+    drop(leader);
+    for f in followers {
+        assert_eq!(f.await.unwrap().version, 1);
+    }
+    let events = read_everything(&store, 5).await;
+    assert_eq!(events.len(), 5);
+    assert!(events.iter().all(|e| e.aggregate_id.starts_with('f')));
+    // The slot it held was given back: the next append still commits.
+    store
+        .append(append("after", 0, vec![event(1)]))
+        .await
+        .unwrap();
+    assert_eq!(read_everything(&store, 6).await.len(), 6);
+}
+
 /// PostgreSQL only: connections are not pinged on every checkout (a round trip before every
 /// statement), so one that died while idle (a server restart, an idle timeout) must still
 /// never be handed out: after a moment idle it is pinged, found dead and replaced.
