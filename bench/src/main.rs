@@ -37,6 +37,8 @@ mod append;
 mod billing;
 #[path = "bench/command.rs"]
 mod command;
+#[path = "bench/floor.rs"]
+mod floor;
 #[path = "bench/http1.rs"]
 mod http1;
 #[path = "bench/ingest.rs"]
@@ -53,6 +55,8 @@ mod processes;
 mod query;
 #[path = "bench/query_load.rs"]
 mod query_load;
+#[path = "bench/quiet.rs"]
+mod quiet;
 #[path = "bench/rebuild.rs"]
 mod rebuild;
 #[path = "bench/recordings.rs"]
@@ -396,7 +400,7 @@ async fn main() -> anyhow::Result<()> {
             "webhooks" => webhooks::run(&ctx).await,
             "billing" => billing::run(&ctx).await,
             "live" => live::run(&ctx).await,
-            "quiet" => ingest::run_quiet(&ctx).await,
+            "quiet" => quiet::run_quiet(&ctx).await,
             _ => ingest::run(&ctx).await,
         };
         match result {

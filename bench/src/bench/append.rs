@@ -18,7 +18,7 @@ use crate::{Ctx, RawBaseline};
 const WARMUP_OPS: u64 = 20;
 
 /// The same columns, constraints and indexes as the log's `events` table.
-const RAW_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
+pub(crate) const RAW_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
     global_position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     transaction_id  BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
     aggregate_type  TEXT   NOT NULL,
@@ -40,7 +40,7 @@ const RAW_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
 CREATE INDEX IF NOT EXISTS bench_raw_commit_order ON bench_raw (transaction_id, global_position);
 CREATE INDEX IF NOT EXISTS bench_raw_tenant ON bench_raw (tenant_id, global_position);";
 
-const RAW_INSERT: &str = "INSERT INTO bench_raw (aggregate_type, aggregate_id, sequence, \
+pub(crate) const RAW_INSERT: &str = "INSERT INTO bench_raw (aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, event_id, correlation_id, causation_id, actor, \
      tenant_id, recorded_at, metadata) \
      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13::jsonb)";
@@ -137,7 +137,7 @@ pub enum RawMode {
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// Binds one raw event row in [`RAW_INSERT`]'s order.
-fn bind_raw<'q>(
+pub(crate) fn bind_raw<'q>(
     query: PgQuery<'q>,
     stream: String,
     sequence: i64,

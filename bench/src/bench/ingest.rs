@@ -22,10 +22,8 @@ use crate::http1::Conn;
 use crate::report::{Baseline, Row, Samples, Section, Target};
 use crate::{Ctx, RawBaseline};
 
-const SECRET: &str = "bench";
+pub(crate) const SECRET: &str = "bench";
 const LEVELS: [usize; 3] = [1, 16, 64];
-/// Baseline-then-loop pairs behind the processes-off row.
-const QUIET_PAIRS: usize = 3;
 /// Interval between two deliveries of one call in the paced run.
 const PACE: Duration = Duration::from_millis(500);
 /// Interval of the raw-INSERT probe beside the paced run.
@@ -36,7 +34,7 @@ const OVERLAP_K: usize = 16;
 const FLOOR_SAMPLES: usize = 1_000;
 
 #[derive(Default)]
-struct LevelRun {
+pub(crate) struct LevelRun {
     all: Samples,
     tool: Samples,
     /// Tool-call time inside the service, from its `Server-Timing` header.
@@ -46,9 +44,16 @@ struct LevelRun {
     tool_rest: Samples,
     deliveries: u64,
     calls_completed: u64,
-    errors: u64,
-    first_error: Option<String>,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
     elapsed: Duration,
+}
+
+impl LevelRun {
+    /// Deliveries answered per second.
+    pub(crate) fn rate(&self) -> f64 {
+        self.deliveries as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
 }
 
 /// The service's own account of a request (`Server-Timing: app;dur=.., log;dur=..`).
@@ -77,8 +82,8 @@ fn server_timing(header: &str) -> Option<Inside> {
 /// Where deliveries go: the service's address and the organization's webhook path.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    addr: SocketAddr,
-    path: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) path: String,
     /// Where the simulated calls' recordings are served (see `recordings`).
     pub(crate) recordings: Arc<str>,
 }
@@ -145,7 +150,7 @@ pub(crate) async fn send(
 /// Plays calls on `concurrency` workers for `run_for`. Without `pace` each worker sends its
 /// next delivery as soon as the previous one is answered (closed loop, saturation); with
 /// `pace` each call sends one delivery per `pace`, workers staggered across the interval.
-async fn drive(
+pub(crate) async fn drive(
     endpoint: &Endpoint,
     concurrency: usize,
     run_for: Duration,
@@ -302,7 +307,7 @@ pub(crate) async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
     Ok(org)
 }
 
-fn raw_name(raw: &RawBaseline, what: &str) -> String {
+pub(crate) fn raw_name(raw: &RawBaseline, what: &str) -> String {
     format!("raw INSERT {what}, {} writer(s)", raw.writers)
 }
 
@@ -354,7 +359,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         // nothing of the service runs beside it and the disk is in the same mood.
         // At 16 calls (the targets' level) the median of alternating pairs (raw INSERT, then
         // the loop), as for the processes-off row below: one pair's ratio swings by a tenth.
-        let pairs = if c == 16 { QUIET_PAIRS } else { 1 };
+        let pairs = if c == 16 { crate::quiet::ROUNDS } else { 1 };
         let mut tries = Vec::new();
         for pair in 0..pairs {
             let head = store.head().await?;
@@ -745,7 +750,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     ));
     let with_processes = app.state().config.processes_enabled;
     app.stop().await;
-    quiet_row(ctx, recordings, &mut section).await?;
+    crate::quiet::quiet_row(ctx, recordings, &mut section).await?;
     section.note(format!(
         "the levels above ran with the post-call processes {} (sandbox providers); the row \
          'processes off' is the same 16-call loop on a service without them. Targets: the \
@@ -757,93 +762,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     Ok(section)
 }
 
-/// Section `quiet`: only the processes-off row of `ingest` (a quick look at ingest alone).
-pub async fn run_quiet(ctx: &Ctx) -> anyhow::Result<Section> {
-    let mut section = Section::new(
-        "quiet",
-        "the ingest section's 16-call closed loop on a service without the post-call processes",
-    );
-    let recordings: Arc<str> = crate::recordings::serve().await?.into();
-    quiet_row(ctx, recordings, &mut section).await?;
-    Ok(section)
-}
-
-/// The same 16-call closed loop on a service without the processes: what they cost ingest
-/// (the ingest section's levels run with them: each ended call is summarized, notified and
-/// closed, in sandbox mode, beside the ingest).
-async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Section) -> anyhow::Result<()> {
-    let url = ctx.fresh_postgres("ingest_quiet").await?;
-    let quiet = Application::build(Config {
-        database_url: url,
-        listen: "127.0.0.1:0".parse()?,
-        vapi_webhook_secret: Some(Secret::new(SECRET)),
-        processes_enabled: false,
-        ..Config::default()
-    })
-    .await?;
-    let org = create_org(&quiet).await?;
-    let endpoint = Endpoint {
-        addr: SocketAddr::from(([127, 0, 0, 1], quiet.port())),
-        path: format!("/api/webhooks/vapi/{org}"),
-        recordings,
-    };
-    // Alternating pairs (baseline, then the loop), the row is the pair with the median ratio:
-    // the raw baseline alone swings by a third within a sitting, so one pair's ratio moves by
-    // about 0.05 from run to run.
-    let quiet_store = quiet.state().store.clone();
-    let mut pairs = Vec::new();
-    for pair in 0..QUIET_PAIRS {
-        let head = quiet_store.head().await?;
-        quiet
-            .state()
-            .wait_for_position(head, Duration::from_secs(60))
-            .await?;
-        quiet.state().ledger.flush().await;
-        let raw = ctx.raw_baseline_now(16).await?;
-        let first_call = 700_000_000 + pair * 10_000_000;
-        let run = drive(&endpoint, 16, ctx.run_for, None, first_call).await;
-        let rate = run.deliveries as f64 / run.elapsed.as_secs_f64().max(1e-9);
-        pairs.push((
-            rate / raw.rate.max(1e-9),
-            rate,
-            raw,
-            run.errors,
-            run.first_error,
-        ));
-    }
-    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let all: Vec<serde_json::Value> = pairs
-        .iter()
-        .map(|(ratio, rate, raw, errors, _)| {
-            json!({"ratio": ratio, "deliveries_per_s": rate, "raw_ev_per_s": raw.rate,
-                   "errors": errors})
-        })
-        .collect();
-    let errors: u64 = pairs.iter().map(|p| p.3).sum();
-    let first_error = pairs.iter().find_map(|p| p.4.clone());
-    let (_, rate, raw, _, _) = &pairs[pairs.len() / 2];
-    section.row(
-        Row::num(
-            format!(
-                "deliveries/s, 16 concurrent calls, processes off (median of {QUIET_PAIRS} pairs)"
-            ),
-            *rate,
-            "req/s",
-        )
-        .vs(Baseline::new(raw_name(raw, "rate"), raw.rate, "ev/s"))
-        .detail(json!({"errors": errors, "first_error": first_error, "pairs": all}))
-        .target(Target::RatioAtLeast(0.5)),
-    );
-    section.note(format!(
-        "processes off, each pair's ratio (raw INSERT measured right before its loop): {}",
-        listed(pairs.iter().map(|p| p.0))
-    ));
-    quiet.stop().await;
-    Ok(())
-}
-
 /// Pairs' ratios for a note: "0.45x, 0.49x, 0.52x".
-fn listed(ratios: impl Iterator<Item = f64>) -> String {
+pub(crate) fn listed(ratios: impl Iterator<Item = f64>) -> String {
     ratios
         .map(|r| format!("{r:.2}x"))
         .collect::<Vec<_>>()
