@@ -40,7 +40,8 @@ pub(crate) const RAW_TABLE: &str = "CREATE TABLE IF NOT EXISTS bench_raw (
 CREATE INDEX IF NOT EXISTS bench_raw_commit_order ON bench_raw (transaction_id, global_position);
 CREATE INDEX IF NOT EXISTS bench_raw_tenant ON bench_raw (tenant_id, global_position);";
 
-pub(crate) const RAW_INSERT: &str = "INSERT INTO bench_raw (aggregate_type, aggregate_id, sequence, \
+pub(crate) const RAW_INSERT: &str =
+    "INSERT INTO bench_raw (aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, event_id, correlation_id, causation_id, actor, \
      tenant_id, recorded_at, metadata) \
      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13::jsonb)";

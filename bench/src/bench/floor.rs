@@ -39,10 +39,9 @@ async fn deliver(body: Body, Data(floor): Data<&Arc<Floor>>) -> poem::Result<&'s
         &floor.payload,
         &floor.meta,
     );
-    insert
-        .execute(&floor.pool)
-        .await
-        .map_err(|err| poem::Error::from_string(err.to_string(), StatusCode::SERVICE_UNAVAILABLE))?;
+    insert.execute(&floor.pool).await.map_err(|err| {
+        poem::Error::from_string(err.to_string(), StatusCode::SERVICE_UNAVAILABLE)
+    })?;
     Ok(ANSWER)
 }
 

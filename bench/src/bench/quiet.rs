@@ -32,7 +32,11 @@ pub async fn run_quiet(ctx: &Ctx) -> anyhow::Result<Section> {
 /// The same 16-call closed loop on a service without the processes: what they cost ingest
 /// (the ingest section's levels run with them: each ended call is summarized, notified and
 /// closed, in sandbox mode, beside the ingest).
-pub(crate) async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Section) -> anyhow::Result<()> {
+pub(crate) async fn quiet_row(
+    ctx: &Ctx,
+    recordings: Arc<str>,
+    section: &mut Section,
+) -> anyhow::Result<()> {
     let url = ctx.fresh_postgres("ingest_quiet").await?;
     let quiet = Application::build(Config {
         database_url: url,
@@ -68,7 +72,10 @@ pub(crate) async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Sec
         let floor_endpoint = match &floor {
             Some(endpoint) => endpoint,
             None => {
-                let url = ctx.raw_url().await.context("the raw baseline has a database")?;
+                let url = ctx
+                    .raw_url()
+                    .await
+                    .context("the raw baseline has a database")?;
                 floor.insert(Endpoint {
                     addr: crate::floor::serve(&url, 16).await?,
                     path: "/floor".into(),
@@ -76,7 +83,14 @@ pub(crate) async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Sec
                 })
             }
         };
-        let floor_run = drive(floor_endpoint, 16, ctx.run_for, None, first_call + 5_000_000).await;
+        let floor_run = drive(
+            floor_endpoint,
+            16,
+            ctx.run_for,
+            None,
+            first_call + 5_000_000,
+        )
+        .await;
         let floor_rate = floor_run.rate();
         rounds.push(QuietRound {
             ratio: rate / raw.rate.max(1e-9),
@@ -100,13 +114,15 @@ pub(crate) async fn quiet_row(ctx: &Ctx, recordings: Arc<str>, section: &mut Sec
     let median = &rounds[rounds.len() / 2];
     section.row(
         Row::num(
-            format!(
-                "deliveries/s, 16 concurrent calls, processes off (median of {ROUNDS} pairs)"
-            ),
+            format!("deliveries/s, 16 concurrent calls, processes off (median of {ROUNDS} pairs)"),
             median.rate,
             "req/s",
         )
-        .vs(Baseline::new(raw_name(&median.raw, "rate"), median.raw.rate, "ev/s"))
+        .vs(Baseline::new(
+            raw_name(&median.raw, "rate"),
+            median.raw.rate,
+            "ev/s",
+        ))
         .detail(json!({"errors": errors, "first_error": first_error, "pairs": all}))
         .target(Target::RatioAtLeast(0.5)),
     );
@@ -156,4 +172,3 @@ impl QuietRound {
         self.floor_rate / self.raw.rate.max(1e-9)
     }
 }
-
