@@ -307,6 +307,11 @@ pub(crate) async fn create_org(app: &Application) -> anyhow::Result<Uuid> {
     Ok(org)
 }
 
+/// The raw INSERT rate at `raw`'s writers, as a row's baseline.
+pub(crate) fn raw_rate(raw: &RawBaseline) -> Baseline {
+    Baseline::new(raw_name(raw, "rate"), raw.rate, "ev/s")
+}
+
 pub(crate) fn raw_name(raw: &RawBaseline, what: &str) -> String {
     format!("raw INSERT {what}, {} writer(s)", raw.writers)
 }
@@ -463,7 +468,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             rate,
             "req/s",
         )
-        .vs(Baseline::new(raw_name(raw, "rate"), raw.rate, "ev/s"))
+        .vs(raw_rate(raw))
         .detail(detail);
         if c == 16 {
             row = row.target(Target::RatioAtLeast(0.5));
@@ -475,7 +480,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                 events / run.elapsed.as_secs_f64().max(1e-9),
                 "ev/s",
             )
-            .vs(Baseline::new(raw_name(raw, "rate"), raw.rate, "ev/s")),
+            .vs(raw_rate(raw)),
         );
         for (samples, what) in [
             (&run.all, "all deliveries"),
@@ -522,7 +527,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             rate,
             "req/s",
         )
-        .vs(Baseline::new(raw_name(&raw16, "rate"), raw16.rate, "ev/s"))
+        .vs(raw_rate(&raw16))
         .detail(json!({
             "deliveries": overlapped.deliveries,
             "refused": overlapped.refused,
@@ -610,7 +615,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let label = format!("paced, 64 calls, 1 delivery/call/{} ms", PACE.as_millis());
     section.row(
         Row::num(format!("{label}: deliveries/s"), rate, "req/s")
-            .vs(Baseline::new(raw_name(raw64, "rate"), raw64.rate, "ev/s"))
+            .vs(raw_rate(raw64))
             .detail(json!({
                 "deliveries": run.deliveries,
                 "errors": run.errors,

@@ -11,8 +11,8 @@ use callflex::config::{Config, Secret};
 use callflex::startup::Application;
 use serde_json::json;
 
-use crate::ingest::{create_org, drive, listed, raw_name, Endpoint, SECRET};
-use crate::report::{Baseline, Row, Section, Target};
+use crate::ingest::{create_org, drive, listed, raw_rate, Endpoint, SECRET};
+use crate::report::{Row, Section, Target};
 use crate::{Ctx, RawBaseline};
 
 /// Rounds (raw baseline, the loop, the transport floor) behind the processes-off row.
@@ -118,11 +118,7 @@ pub(crate) async fn quiet_row(
             median.rate,
             "req/s",
         )
-        .vs(Baseline::new(
-            raw_name(&median.raw, "rate"),
-            median.raw.rate,
-            "ev/s",
-        ))
+        .vs(raw_rate(&median.raw))
         .detail(json!({"errors": errors, "first_error": first_error, "pairs": all}))
         .target(Target::RatioAtLeast(0.5)),
     );
@@ -136,11 +132,7 @@ pub(crate) async fn quiet_row(
             floor_median.floor_rate,
             "req/s",
         )
-        .vs(Baseline::new(
-            raw_name(&floor_median.raw, "rate"),
-            floor_median.raw.rate,
-            "ev/s",
-        )),
+        .vs(raw_rate(&floor_median.raw)),
     );
     section.note(format!(
         "processes off, each pair's ratio (raw INSERT measured right before its loop): {}",
